@@ -1,0 +1,155 @@
+/**
+ * Renders the nginx configuration that balances requests across the vLLM replicas. Pure code: the
+ * program writes its output into the balancer container, and the integration tests run the real nginx
+ * binary on the very same text.
+ */
+import { createHash } from "crypto";
+import type { Balancer } from "./config";
+import { nginxSeconds } from "./units";
+
+/** Path of the balancer's own health endpoint; it answers even when every replica is down. */
+export const BALANCER_HEALTH_PATH = "/nginx-health";
+
+/** nginx's connection counters (stub_status), answered to clients on the loopback only. */
+export const BALANCER_STATUS_PATH = "/nginx-status";
+
+export interface UpstreamServer {
+    /** Replica name, written as a comment beside its address. */
+    name: string;
+    /** `host:port` nginx connects to. Addresses, not names, so nginx never waits on DNS to start. */
+    address: string;
+}
+
+export interface BalancerConfig {
+    upstreams: UpstreamServer[];
+    balancer: Balancer;
+    /** Failed attempts within `failTimeoutSeconds` that take a replica out for `failTimeoutSeconds`. */
+    maxFails: number;
+    failTimeoutSeconds: number;
+    /** Longest silence allowed between two reads from a replica (also sends to it). */
+    readTimeoutSeconds: number;
+    /** Longest wait for a connection to a replica before trying the next one. */
+    connectTimeoutSeconds: number;
+    /** Largest request body accepted (long prompts). */
+    maxBodyBytes: number;
+    /** nginx `listen` parameter, e.g. `"80"` or `"127.0.0.1:18000"`. */
+    listen: string;
+    /** Where access logs go, or `"off"`. Defaults to `/dev/stdout` (the container's log). */
+    accessLog?: string;
+    /** Written into the header comment only. */
+    stack?: string;
+}
+
+/** Idle keep-alive connections each nginx worker keeps open to the replicas. */
+const UPSTREAM_KEEPALIVE = 32;
+
+const BALANCER_DIRECTIVES: Record<Balancer, string | undefined> = {
+    least_conn: "least_conn;",
+    round_robin: undefined,
+    random_two_least_conn: "random two least_conn;",
+};
+
+const CONFIG_ID_PLACEHOLDER = "@CONFIG_ID@";
+
+/**
+ * Renders the `conf.d` file: the upstream of replicas and the server that proxies to it. The text is
+ * meant to be read by reviewers; its snapshot is in the unit tests.
+ */
+export function renderNginxConfig(config: BalancerConfig): string {
+    if (config.upstreams.length === 0) {
+        throw new Error("renderNginxConfig: at least one upstream server is required");
+    }
+    const servers = config.upstreams.map(
+        (u) => `    server ${u.address} max_fails=${config.maxFails} fail_timeout=${nginxSeconds(config.failTimeoutSeconds)};  # ${u.name}`,
+    );
+    const balancerDirective = BALANCER_DIRECTIVES[config.balancer];
+    const accessLog = config.accessLog ?? "/dev/stdout";
+
+    const text = [
+        `# vllm-nginx balancer${config.stack ? ` for stack "${config.stack}"` : ""}; config ${CONFIG_ID_PLACEHOLDER}.`,
+        "# Rendered by the program: `pulumi up` replaces this file and reloads nginx.",
+        "",
+        "log_format vllm_nginx '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent '",
+        "                      'upstream=$upstream_addr upstream_status=$upstream_status '",
+        "                      'request_time=$request_time upstream_connect=$upstream_connect_time '",
+        "                      'upstream_header=$upstream_header_time';",
+        "",
+        "upstream vllm_backend {",
+        ...(balancerDirective ? [`    ${balancerDirective}`] : ["    # round robin (nginx's default)"]),
+        ...servers,
+        // Must follow the balancing method; keeps connections to the replicas open between requests.
+        `    keepalive ${UPSTREAM_KEEPALIVE};`,
+        "    keepalive_timeout 60s;",
+        "}",
+        "",
+        "server {",
+        `    listen ${config.listen};`,
+        "    server_tokens off;",
+        `    access_log ${accessLog === "off" ? "off" : `${accessLog} vllm_nginx`};`,
+        `    client_max_body_size ${nginxBytes(config.maxBodyBytes)};`,
+        "    client_body_buffer_size 1m;",
+        "",
+        `    location = ${BALANCER_HEALTH_PATH} {`,
+        "        access_log off;",
+        "        default_type text/plain;",
+        `        return 200 "ok ${CONFIG_ID_PLACEHOLDER}\\n";`,
+        "    }",
+        "",
+        `    location = ${BALANCER_STATUS_PATH} {`,
+        "        access_log off;",
+        "        allow 127.0.0.1;",
+        "        deny all;",
+        "        stub_status;",
+        "    }",
+        "",
+        "    location / {",
+        "        proxy_pass http://vllm_backend;",
+        // HTTP/1.1 with an empty Connection header lets nginx reuse upstream connections.
+        "        proxy_http_version 1.1;",
+        '        proxy_set_header Connection "";',
+        "        proxy_set_header Host $host;",
+        "        proxy_set_header X-Real-IP $remote_addr;",
+        "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "        proxy_set_header X-Forwarded-Proto $scheme;",
+        "",
+        // Streamed tokens go to the client as they arrive, not when a buffer fills.
+        "        proxy_buffering off;",
+        "        proxy_cache off;",
+        `        proxy_connect_timeout ${nginxSeconds(config.connectTimeoutSeconds)};`,
+        `        proxy_read_timeout ${nginxSeconds(config.readTimeoutSeconds)};`,
+        `        proxy_send_timeout ${nginxSeconds(config.readTimeoutSeconds)};`,
+        "",
+        // Another replica is tried only when no request reached the first: POST is never resent once
+        // sent (no `non_idempotent`), and nothing is retried after a response began.
+        "        proxy_next_upstream error timeout;",
+        `        proxy_next_upstream_tries ${config.upstreams.length};`,
+        // When the client goes away, nginx closes the upstream connection, and vLLM aborts the request.
+        "        proxy_ignore_client_abort off;",
+        "    }",
+        "}",
+        "",
+    ].join("\n");
+
+    return text.split(CONFIG_ID_PLACEHOLDER).join(configId(text));
+}
+
+/** A short content hash of the rendered config, served by the health endpoint to confirm a reload. */
+export function configId(text: string): string {
+    return createHash("sha256").update(text).digest("hex").slice(0, 12);
+}
+
+/** Reads the config id back from rendered text. */
+export function renderedConfigId(rendered: string): string {
+    const match = /config ([0-9a-f]{12})\./.exec(rendered);
+    if (!match) {
+        throw new Error("rendered nginx config has no config id");
+    }
+    return match[1];
+}
+
+function nginxBytes(bytes: number): string {
+    if (bytes % (1024 * 1024) === 0) {
+        return `${bytes / (1024 * 1024)}m`;
+    }
+    return bytes % 1024 === 0 ? `${bytes / 1024}k` : String(bytes);
+}
