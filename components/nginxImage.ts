@@ -1,0 +1,40 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
+import { buildLocalImage } from "./build";
+import type { ProxySettings } from "./config";
+import { proxyVariables } from "./proxy";
+
+/** The Dockerfile and bootstrap config of the balancer image, shipped with the program. */
+export const NGINX_IMAGE_CONTEXT = path.join(__dirname, "..", "images", "nginx");
+
+export interface NginxImageArgs {
+    /** Prefix of the built image's name (the stack name). */
+    prefix: string;
+    /** The image to build on: any Debian-based image, with nginx (the official image) or without it. */
+    baseImage: string;
+    proxy: ProxySettings;
+}
+
+/** The balancer image: the guide's `Dockerfile.nginx` (default site removed), plus a bootstrap config. */
+export class NginxImage extends pulumi.ComponentResource {
+    /** The local image ID the balancer container runs. */
+    readonly imageRef: pulumi.Output<string>;
+
+    constructor(name: string, args: NginxImageArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vllm-nginx:image:NginxImage", name, {}, opts);
+
+        const built = buildLocalImage(
+            `${name}-build`,
+            {
+                imageName: `vllm-nginx/${args.prefix}-nginx-lb:latest`,
+                context: NGINX_IMAGE_CONTEXT,
+                dockerfile: "Dockerfile",
+                args: { ...proxyVariables(args.proxy), NGINX_BASE_IMAGE: args.baseImage },
+            },
+            this,
+        );
+        this.imageRef = built.repoDigest;
+
+        this.registerOutputs({ imageRef: this.imageRef });
+    }
+}

@@ -1,0 +1,36 @@
+import * as pulumi from "@pulumi/pulumi";
+import { CONFIG_NAMESPACE, FleetSettings, RawConfig, parseFleetConfig } from "./config";
+
+/** The secret keys, read as secrets and never as plain values. */
+const SECRET_KEYS = ["hfToken"];
+
+/**
+ * Reads every `vllm-nginx:` key of the current stack, validates it all at once, and returns the settings
+ * and the HF token as a secret. Throws a `FleetConfigError` naming every bad key, before any resource
+ * is registered, so `pulumi preview` fails with it.
+ */
+export function readStackConfig(): { settings: FleetSettings; hfToken?: pulumi.Output<string> } {
+    const raw: RawConfig = {};
+    const prefix = `${CONFIG_NAMESPACE}:`;
+    for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
+        if (fullKey.startsWith(prefix) && !SECRET_KEYS.includes(fullKey.slice(prefix.length))) {
+            raw[fullKey.slice(prefix.length)] = decodeConfigValue(value);
+        }
+    }
+    const settings = parseFleetConfig(raw, pulumi.getStack());
+    const hfToken = new pulumi.Config(CONFIG_NAMESPACE).getSecret("hfToken");
+    return { settings, hfToken };
+}
+
+/** Structured values (lists, objects) reach the program as JSON text; plain values as strings. */
+export function decodeConfigValue(value: string): unknown {
+    const text = value.trim();
+    if (text.startsWith("[") || text.startsWith("{")) {
+        try {
+            return JSON.parse(text);
+        } catch {
+            return value;
+        }
+    }
+    return value;
+}

@@ -1,0 +1,50 @@
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
+import { buildLocalImage } from "./build";
+import type { ProxySettings, VllmBuildSpec } from "./config";
+import { proxyVariables } from "./proxy";
+
+export interface VllmImageArgs {
+    /** Prefix of the built image's name (the stack name). */
+    prefix: string;
+    /** A prebuilt image to pull, e.g. `vllm/vllm-openai:v0.11.0`. Mutually exclusive with `build`. */
+    image?: string;
+    /** Build from a vLLM checkout, as the guide's `docker build -f docker/Dockerfile . --tag vllm`. */
+    build?: VllmBuildSpec;
+    /** Added as `http_proxy`/`https_proxy`/`no_proxy` build args. */
+    proxy: ProxySettings;
+}
+
+/** The vLLM server image: pulled by tag, or built from a checkout on the Docker host. */
+export class VllmImage extends pulumi.ComponentResource {
+    /** What replica containers run: an image ID, so that a new image replaces them. */
+    readonly imageRef: pulumi.Output<string>;
+
+    constructor(name: string, args: VllmImageArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("vllm-nginx:image:VllmImage", name, {}, opts);
+
+        if ((args.image === undefined) === (args.build === undefined)) {
+            throw new Error("VllmImage: set exactly one of image and build");
+        }
+        if (args.build) {
+            const built = buildLocalImage(
+                `${name}-build`,
+                {
+                    imageName: `vllm-nginx/${args.prefix}-vllm:latest`,
+                    context: path.resolve(args.build.context),
+                    dockerfile: args.build.dockerfile,
+                    target: args.build.target,
+                    args: { ...proxyVariables(args.proxy), ...args.build.args },
+                },
+                this,
+            );
+            this.imageRef = built.repoDigest;
+        } else {
+            const pulled = new docker.RemoteImage(`${name}-pull`, { name: args.image!, keepLocally: true }, { parent: this });
+            this.imageRef = pulled.imageId;
+        }
+
+        this.registerOutputs({ imageRef: this.imageRef });
+    }
+}

@@ -1,0 +1,130 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { RecordedResource, ofType, runProgram } from "./mockStack";
+
+describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
+    let resources: RecordedResource[];
+    let outputs: Record<string, any>;
+    beforeAll(async () => {
+        ({ resources, outputs } = await runProgram("dev"));
+    });
+
+    const containers = () => ofType(resources, "docker:index/container:Container");
+    const replicas = () => containers().filter((c) => c.inputs.labels.some((l: any) => l.value === "replica"));
+
+    it("creates the network, the cache volume, both images, two replicas, the balancer and its config", () => {
+        const count = (type: string) => ofType(resources, type).length;
+        expect(count("docker:index/network:Network")).toBe(1);
+        expect(count("docker:index/volume:Volume")).toBe(1);
+        expect(count("docker:index/remoteImage:RemoteImage")).toBe(1);
+        expect(count("docker:index/image:Image")).toBe(1);
+        expect(count("docker:index/container:Container")).toBe(3);
+        expect(count("command:local:Command")).toBe(1);
+        expect(ofType(resources, "vllm-nginx:index:VllmFleet")).toHaveLength(1);
+    });
+
+    it("prefixes every name on the Docker host with the stack name", () => {
+        expect(containers().map((c) => c.inputs.name).sort()).toEqual(["dev-nginx-lb", "dev-vllm0", "dev-vllm1"]);
+        expect(ofType(resources, "docker:index/network:Network")[0].inputs.name).toBe("dev-vllm-nginx");
+        expect(ofType(resources, "docker:index/volume:Volume")[0].inputs.name).toBe("dev-vllm-compile-cache");
+    });
+
+    it("runs CPU replicas: no GPU request, the CPU backend's environment, default image", () => {
+        for (const replica of replicas()) {
+            expect(replica.inputs.deviceRequests).toBeUndefined();
+            expect(replica.inputs.envs).toContain("VLLM_CPU_KVCACHE_SPACE=2");
+            expect(replica.inputs.envs).toContain("VLLM_CPU_OMP_THREADS_BIND=auto");
+            expect(replica.inputs.envs.join(" ")).not.toContain("CUDA_DEVICE_ORDER");
+            expect(replica.inputs.capabilities).toEqual({ adds: ["SYS_NICE"] });
+        }
+        expect(ofType(resources, "docker:index/remoteImage:RemoteImage")[0].inputs.name).toBe(
+            "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
+        );
+    });
+
+    it("passes the model first and the stack's extra flags after the program's", () => {
+        expect(replicas()[0].inputs.command).toEqual([
+            "Qwen/Qwen2.5-0.5B-Instruct",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--max-model-len",
+            "4096",
+            "--dtype",
+            "bfloat16",
+        ]);
+    });
+
+    it("publishes replica ports 8081, 8082 on the loopback and the balancer on 8000", () => {
+        expect(replicas().map((r) => r.inputs.ports)).toEqual([
+            [{ internal: 8000, external: 8081, ip: "127.0.0.1" }],
+            [{ internal: 8000, external: 8082, ip: "127.0.0.1" }],
+        ]);
+        const lb = containers().find((c) => c.inputs.name === "dev-nginx-lb")!;
+        expect(lb.inputs.ports).toEqual([{ internal: 80, external: 8000, ip: "0.0.0.0" }]);
+    });
+
+    it("gives replicas fixed addresses and guide-style aliases on the stack network", () => {
+        expect(replicas().map((r) => r.inputs.networksAdvanced[0])).toEqual([
+            { name: "dev-vllm-nginx", aliases: ["vllm0"], ipv4Address: "172.29.10.10" },
+            { name: "dev-vllm-nginx", aliases: ["vllm1"], ipv4Address: "172.29.10.11" },
+        ]);
+        expect(ofType(resources, "docker:index/network:Network")[0].inputs.ipamConfigs).toEqual([
+            { subnet: "172.29.10.0/24", ipRange: "172.29.10.128/25" },
+        ]);
+    });
+
+    it("mounts the HF cache and the shared compile cache, with ipc host and 10.24gb of shm", () => {
+        for (const replica of replicas()) {
+            expect(replica.inputs.volumes).toEqual([
+                { hostPath: expect.stringMatching(/\/\.cache\/huggingface$/), containerPath: "/root/.cache/huggingface" },
+                { volumeName: "dev-vllm-compile-cache", containerPath: "/root/.cache/vllm" },
+            ]);
+            expect(replica.inputs.ipcMode).toBe("host");
+            expect(replica.inputs.shmSize).toBe(10486);
+        }
+    });
+
+    it("waits for /health on deploy, restarts on crash and drains on stop", () => {
+        for (const replica of replicas()) {
+            expect(replica.inputs.healthcheck.tests[1]).toContain("http://127.0.0.1:8000/health");
+            expect(replica.inputs.wait).toBe(true);
+            expect(replica.inputs.waitTimeout).toBe(1800);
+            expect(replica.inputs.restart).toBe("unless-stopped");
+            expect(replica.inputs.destroyGraceSeconds).toBe(120);
+        }
+    });
+
+    it("starts replica 1 only after replica 0 is healthy (warmFirstReplica)", () => {
+        const [first, second] = replicas();
+        expect(first.dependsOn).not.toContain(second.name);
+        expect(second.dependsOn).toContain(first.name);
+    });
+
+    it("installs the nginx config only after every replica is up, and again for a new balancer container", () => {
+        const install = ofType(resources, "command:local:Command")[0];
+        expect(install.dependsOn).toEqual(expect.arrayContaining(["fleet-lb-container", ...replicas().map((r) => r.name)]));
+        expect(install.inputs.stdin).toContain("server 172.29.10.10:8000 max_fails=3 fail_timeout=30s;  # vllm0");
+        expect(install.inputs.stdin).toContain("server 172.29.10.11:8000 max_fails=3 fail_timeout=30s;  # vllm1");
+        expect(install.inputs.environment.CONTAINER).toBe("dev-nginx-lb");
+        expect(install.inputs.triggers).toEqual(["fleet-lb-container-id"]);
+    });
+
+    it("builds the balancer image from the default nginx base", () => {
+        const image = ofType(resources, "docker:index/image:Image")[0];
+        expect(image.inputs.build.args).toEqual({ NGINX_BASE_IMAGE: "nginx:1.28.0" });
+        expect(image.inputs.build.builderVersion).toBe("BuilderV1");
+        expect(image.inputs.skipPush).toBe(true);
+    });
+
+    it("exports the endpoint, the served model and the replicas", () => {
+        expect(outputs.endpoint).toBe("http://127.0.0.1:8000");
+        expect(outputs.openaiBaseUrl).toBe("http://127.0.0.1:8000/v1");
+        expect(outputs.servedModel).toBe("Qwen/Qwen2.5-0.5B-Instruct");
+        expect(outputs.replicas.map((r: any) => [r.name, r.container, r.url])).toEqual([
+            ["vllm0", "dev-vllm0", "http://127.0.0.1:8081"],
+            ["vllm1", "dev-vllm1", "http://127.0.0.1:8082"],
+        ]);
+        expect(outputs.configId).toMatch(/^[0-9a-f]{12}$/);
+    });
+});

@@ -1,0 +1,105 @@
+/**
+ * Runs the program under Pulumi's mocks for one of the repo's stacks and records every resource the
+ * program registers: its type, inputs and the resources it depends on. No engine, no Docker.
+ */
+import * as fs from "fs";
+import * as yaml from "js-yaml";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+
+export const REPO = path.resolve(__dirname, "..", "..");
+
+export interface RecordedResource {
+    type: string;
+    name: string;
+    inputs: Record<string, any>;
+    dependsOn: string[];
+    parent?: string;
+}
+
+/** Stack config as the CLI hands it to the program: project defaults, then the stack file's values. */
+export function stackConfig(stack: string, overrides: Record<string, unknown> = {}): Record<string, string> {
+    const project = yaml.load(fs.readFileSync(path.join(REPO, "Pulumi.yaml"), "utf8")) as { config: Record<string, { default?: unknown }> };
+    const stackFile = path.join(REPO, `Pulumi.${stack}.yaml`);
+    const values = fs.existsSync(stackFile) ? ((yaml.load(fs.readFileSync(stackFile, "utf8")) as { config?: Record<string, unknown> }).config ?? {}) : {};
+    const config: Record<string, string> = {};
+    const put = (key: string, value: unknown) => {
+        config[key] = typeof value === "string" ? value : JSON.stringify(value);
+    };
+    for (const [key, decl] of Object.entries(project.config)) {
+        if (decl.default !== undefined) {
+            put(key, decl.default);
+        }
+    }
+    for (const [key, value] of Object.entries({ ...values, ...overrides })) {
+        put(key.includes(":") ? key : `vllm-nginx:${key}`, value);
+    }
+    return config;
+}
+
+/**
+ * Sets up the mocks and config for `stack`, imports the program, and waits until every resource is
+ * registered. Call once per test file: the Pulumi runtime is global to the process.
+ */
+export async function runProgram(stack: string, overrides: Record<string, unknown> = {}, secretKeys: string[] = []) {
+    const resources: RecordedResource[] = [];
+
+    pulumi.runtime.setAllConfig(stackConfig(stack, overrides), secretKeys);
+    await pulumi.runtime.setMocks(
+        {
+            newResource(args) {
+                const record = resources.find((r) => r.name === args.name && r.type === args.type);
+                if (record) {
+                    record.inputs = args.inputs;
+                }
+                const computed: Record<string, unknown> = {};
+                if (args.type === "docker:index/image:Image") {
+                    computed.repoDigest = `sha256:${args.name.replace(/[^a-z0-9]/g, "")}`;
+                }
+                if (args.type === "docker:index/remoteImage:RemoteImage") {
+                    computed.imageId = `sha256:pulled-${args.inputs.name}`;
+                }
+                if (args.type === "command:local:Command") {
+                    computed.stdout = "installed";
+                }
+                return { id: `${args.name}-id`, state: { ...args.inputs, ...computed } };
+            },
+            call(args) {
+                return args.inputs;
+            },
+        },
+        "vllm-nginx",
+        stack,
+        false,
+    );
+
+    // The mock monitor sees each registration's dependencies; the mocks API does not pass them on.
+    const monitor = pulumi.runtime.getMonitor() as any;
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, callback: any) => {
+        const record: RecordedResource = {
+            type: req.getType(),
+            name: req.getName(),
+            inputs: {},
+            dependsOn: req.getDependenciesList().map((urn: string) => urn.split("::").pop()),
+            parent: req.getParent() ? req.getParent().split("::").pop() : undefined,
+        };
+        resources.push(record);
+        return register(req, callback);
+    };
+
+    const program = await import("../../index");
+    const outputs: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(program)) {
+        outputs[key] = await resolve(value as pulumi.Output<unknown>);
+    }
+    return { resources, outputs };
+}
+
+export function resolve<T>(output: pulumi.Output<T>): Promise<T> {
+    return new Promise((done) => output.apply((value) => done(value)));
+}
+
+export function ofType(resources: RecordedResource[], type: string): RecordedResource[] {
+    return resources.filter((r) => r.type === type);
+}
