@@ -87,8 +87,9 @@ export class VllmFleet extends pulumi.ComponentResource {
                         startupTimeoutSeconds: s.startupTimeoutSeconds,
                         stopGraceSeconds: s.stopGraceSeconds,
                         restartPolicy: s.restartPolicy,
+                        startAfter: waitFor,
                     },
-                    { parent: this, dependsOn: waitFor },
+                    { parent: this },
                 ),
             );
         }

@@ -40,6 +40,8 @@ export interface VllmReplicaArgs {
     /** How long a stopping replica may take to finish its in-flight requests, in seconds. */
     stopGraceSeconds: number;
     restartPolicy: RestartPolicy;
+    /** Resources that must be ready before this replica starts (replica 0, so the model downloads once). */
+    startAfter?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
@@ -108,7 +110,7 @@ export class VllmReplica extends pulumi.ComponentResource {
                     { label: "vllm-nginx.replica", value: plan.alias },
                 ],
             },
-            { parent: this },
+            { parent: this, dependsOn: args.startAfter },
         );
         this.containerName = this.container.name;
 
