@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as yaml from "js-yaml";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 
@@ -13,6 +14,8 @@ export interface RecordedResource {
     type: string;
     name: string;
     inputs: Record<string, any>;
+    /** Inputs that reached the engine as secrets (their values are unwrapped in `inputs`). */
+    secretInputs: string[];
     dependsOn: string[];
     parent?: string;
 }
@@ -50,7 +53,12 @@ export async function runProgram(stack: string, overrides: Record<string, unknow
             newResource(args) {
                 const record = resources.find((r) => r.name === args.name && r.type === args.type);
                 if (record) {
-                    record.inputs = args.inputs;
+                    for (const [key, value] of Object.entries(args.inputs)) {
+                        if (isSecret(value)) {
+                            record.secretInputs.push(key);
+                        }
+                        record.inputs[key] = unwrapSecrets(value);
+                    }
                 }
                 const computed: Record<string, unknown> = {};
                 if (args.type === "docker:index/image:Image") {
@@ -81,6 +89,7 @@ export async function runProgram(stack: string, overrides: Record<string, unknow
             type: req.getType(),
             name: req.getName(),
             inputs: {},
+            secretInputs: [],
             dependsOn: req.getDependenciesList().map((urn: string) => urn.split("::").pop()),
             parent: req.getParent() ? req.getParent().split("::").pop() : undefined,
         };
@@ -102,4 +111,21 @@ export function resolve<T>(output: pulumi.Output<T>): Promise<T> {
 
 export function ofType(resources: RecordedResource[], type: string): RecordedResource[] {
     return resources.filter((r) => r.type === type);
+}
+
+function isSecret(value: unknown): boolean {
+    return typeof value === "object" && value !== null && (value as Record<string, unknown>)[specialSigKey] === specialSecretSig;
+}
+
+function unwrapSecrets(value: unknown): any {
+    if (isSecret(value)) {
+        return unwrapSecrets((value as { value: unknown }).value);
+    }
+    if (Array.isArray(value)) {
+        return value.map(unwrapSecrets);
+    }
+    if (typeof value === "object" && value !== null) {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+    }
+    return value;
 }

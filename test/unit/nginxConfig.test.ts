@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { BalancerConfig, configId, renderNginxConfig, renderedConfigId } from "../../components/nginxConfig";
+
+const GUIDE_TOPOLOGY: BalancerConfig = {
+    upstreams: [
+        { name: "vllm0", address: "172.29.20.10:8000" },
+        { name: "vllm1", address: "172.29.20.11:8000" },
+    ],
+    balancer: "least_conn",
+    maxFails: 3,
+    failTimeoutSeconds: 30,
+    readTimeoutSeconds: 3600,
+    connectTimeoutSeconds: 5,
+    maxBodyBytes: 100 * 1024 * 1024,
+    listen: "80",
+    stack: "gpu",
+};
+
+describe("rendered nginx config", () => {
+    const text = renderNginxConfig(GUIDE_TOPOLOGY);
+
+    it("matches the reviewed snapshot for the gpu stack", async () => {
+        await expect(text).toMatchFileSnapshot("__snapshots__/gpu-stack.nginx.conf");
+    });
+
+    it("balances with least_conn before keepalive, over every replica with max_fails and fail_timeout", () => {
+        const upstream = /upstream vllm_backend \{([^}]*)\}/.exec(text)![1];
+        expect(upstream.indexOf("least_conn;")).toBeLessThan(upstream.indexOf("keepalive 32;"));
+        expect(upstream).toContain("server 172.29.20.10:8000 max_fails=3 fail_timeout=30s;");
+        expect(upstream).toContain("server 172.29.20.11:8000 max_fails=3 fail_timeout=30s;");
+    });
+
+    it.each([
+        ["round_robin", /# round robin/],
+        ["random_two_least_conn", /random two least_conn;/],
+    ] as const)("renders the %s algorithm", (balancer, directive) => {
+        const other = renderNginxConfig({ ...GUIDE_TOPOLOGY, balancer });
+        expect(other).toMatch(directive);
+        expect(other).not.toMatch(/^\s+least_conn;/m);
+    });
+
+    it.each([
+        ["HTTP/1.1 to the replicas", "proxy_http_version 1.1;"],
+        ["keep-alive to the replicas (no Connection: close)", 'proxy_set_header Connection "";'],
+        ["streamed tokens pass at once (pain point 1)", "proxy_buffering off;"],
+        ["hour-long reads for long generations (pain point 2)", "proxy_read_timeout 3600s;"],
+        ["long sends", "proxy_send_timeout 3600s;"],
+        ["Host header", "proxy_set_header Host $host;"],
+        ["X-Real-IP", "proxy_set_header X-Real-IP $remote_addr;"],
+        ["X-Forwarded-For", "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"],
+        ["X-Forwarded-Proto", "proxy_set_header X-Forwarded-Proto $scheme;"],
+        ["room for long prompts", "client_max_body_size 100m;"],
+        ["retry only when no request reached a replica", "proxy_next_upstream error timeout;"],
+        ["client aborts close the upstream connection (pain point 6)", "proxy_ignore_client_abort off;"],
+        ["a health endpoint of its own", "location = /nginx-health {"],
+    ])("has %s", (_what, directive) => {
+        expect(text).toContain(directive);
+    });
+
+    it("never resends a request once it was sent or a response began", () => {
+        expect(text).not.toContain("non_idempotent");
+        expect(text).not.toMatch(/proxy_next_upstream[^;]*http_5/);
+    });
+
+    it("addresses replicas by IP, so nginx starts without resolving any name (pain point 10)", () => {
+        const servers = /upstream vllm_backend \{([^}]*)\}/.exec(text)![1].split("\n").filter((l) => l.trim().startsWith("server "));
+        expect(servers).toHaveLength(2);
+        for (const line of servers) {
+            expect(line).toMatch(/server \d+\.\d+\.\d+\.\d+:\d+ /);
+        }
+    });
+
+    it("serves an id that changes with the config, so a reload can be confirmed", () => {
+        const id = renderedConfigId(text);
+        expect(text).toContain(`return 200 "ok ${id}\\n";`);
+        const changed = renderNginxConfig({ ...GUIDE_TOPOLOGY, upstreams: GUIDE_TOPOLOGY.upstreams.slice(0, 1) });
+        expect(renderedConfigId(changed)).not.toBe(id);
+        expect(renderNginxConfig(GUIDE_TOPOLOGY)).toBe(text);
+        expect(id).toBe(configId(text.split(id).join("@CONFIG_ID@")));
+    });
+
+    it("refuses to render an empty upstream", () => {
+        expect(() => renderNginxConfig({ ...GUIDE_TOPOLOGY, upstreams: [] })).toThrow(/at least one upstream/);
+    });
+});

@@ -1,0 +1,59 @@
+import * as fs from "fs";
+import * as yaml from "js-yaml";
+import * as path from "path";
+import { describe, expect, it } from "vitest";
+import { CONFIG_KEYS, DEFAULTS, parseFleetConfig } from "../../components/config";
+import { ConfigDeclaration, REFERENCE_BEGIN, REFERENCE_END, renderConfigReference } from "../../components/configReference";
+import { REPO, stackConfig } from "./mockStack";
+
+const project = yaml.load(fs.readFileSync(path.join(REPO, "Pulumi.yaml"), "utf8")) as {
+    name: string;
+    runtime: { name: string };
+    config: Record<string, ConfigDeclaration>;
+};
+
+describe("Pulumi.yaml config declarations", () => {
+    it("is the vllm-nginx project on the nodejs runtime", () => {
+        expect(project.name).toBe("vllm-nginx");
+        expect(project.runtime.name).toBe("nodejs");
+    });
+
+    it("declares every key the program reads, with a description, and nothing else", () => {
+        const declared = Object.keys(project.config).map((k) => k.replace(/^vllm-nginx:/, ""));
+        expect(declared.sort()).toEqual([...CONFIG_KEYS].sort());
+        for (const [key, decl] of Object.entries(project.config)) {
+            expect(decl.description, key).toBeTruthy();
+        }
+    });
+
+    it("declares the same defaults the code applies", () => {
+        for (const [fullKey, decl] of Object.entries(project.config)) {
+            if (decl.default !== undefined) {
+                const key = fullKey.replace(/^vllm-nginx:/, "") as keyof typeof DEFAULTS;
+                expect(String(DEFAULTS[key]), fullKey).toBe(String(decl.default));
+            }
+        }
+    });
+
+    it("keeps hfToken secret", () => {
+        expect(project.config["vllm-nginx:hfToken"].secret).toBe(true);
+    });
+
+    it.each(["dev", "gpu", "e2e"])("validates the %s stack file", (stack) => {
+        if (!fs.existsSync(path.join(REPO, `Pulumi.${stack}.yaml`))) {
+            throw new Error(`Pulumi.${stack}.yaml is missing`);
+        }
+        const raw = Object.fromEntries(
+            Object.entries(stackConfig(stack)).map(([k, v]) => [k.replace(/^vllm-nginx:/, ""), v.startsWith("[") || v.startsWith("{") ? JSON.parse(v) : v]),
+        );
+        expect(() => parseFleetConfig(raw, stack)).not.toThrow();
+    });
+});
+
+describe("README config reference", () => {
+    it("matches Pulumi.yaml (regenerate with `npx tsx scripts/config-reference.ts`)", () => {
+        const readme = fs.readFileSync(path.join(REPO, "README.md"), "utf8");
+        const section = readme.slice(readme.indexOf(REFERENCE_BEGIN), readme.indexOf(REFERENCE_END) + REFERENCE_END.length);
+        expect(section).toBe(renderConfigReference(project.config));
+    });
+});
