@@ -1,0 +1,240 @@
+/**
+ * The whole fleet, deployed for real: `pulumi up` against the Docker engine, the stand-in as the vLLM
+ * image (built through the program's vllmBuild path), nginx on a local Debian base. Changes are made
+ * under a steady streamed load, and what a user would notice is counted at each step.
+ */
+import * as http from "http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { E2eStack, checkDockerPrerequisites, docker, leftovers, removeLeftovers } from "./harness";
+import { LoadCounts, SteadyLoad, sleep, streamCompletion } from "./load";
+
+const LB_PORT = 18000;
+const MODEL = "tiny-chat";
+const SECRET = "hf_e2e_secret_value_never_in_state";
+
+/** Figures for the closing report, printed at the end whatever happens. */
+const report: string[] = [];
+function note(line: string): void {
+    report.push(line);
+    console.log(`[e2e] ${line}`);
+}
+function describeCounts(step: string, c: LoadCounts): string {
+    return `${step}: sent ${c.sent}, completed ${c.completed}, failed ${c.failed}, cut ${c.cut}, by replica ${JSON.stringify(c.byReplica)}`;
+}
+
+interface ContainerState {
+    id: string;
+    startedAt: string;
+    health: string;
+    hostname: string;
+    restarts: number;
+}
+
+async function inspect(name: string): Promise<ContainerState> {
+    const [id, startedAt, health, hostname, restarts] = (
+        await docker(["inspect", "-f", "{{.Id}} {{.State.StartedAt}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.Config.Hostname}} {{.RestartCount}}", name])
+    ).split(" ");
+    return { id, startedAt, health, hostname, restarts: Number(restarts) };
+}
+
+function get(path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+    return new Promise((resolve, reject) => {
+        http.get({ host: "127.0.0.1", port: LB_PORT, path, agent: false }, (res) => {
+            let body = "";
+            res.on("data", (d) => (body += d));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+        }).on("error", reject);
+    });
+}
+
+function completion(): Promise<{ status: number; body: any; replica: string }> {
+    return new Promise((resolve, reject) => {
+        const payload = JSON.stringify({ model: MODEL, prompt: "Hello", max_tokens: 8 });
+        const req = http.request(
+            { host: "127.0.0.1", port: LB_PORT, path: "/v1/completions", method: "POST", agent: false, headers: { "content-type": "application/json" } },
+            (res) => {
+                let body = "";
+                res.on("data", (d) => (body += d));
+                res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body), replica: String(res.headers["x-replica-id"]) }));
+            },
+        );
+        req.on("error", reject);
+        req.end(payload);
+    });
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, seconds: number): Promise<T> {
+    const deadline = Date.now() + seconds * 1000;
+    for (;;) {
+        const value = await probe().catch(() => undefined);
+        if (value !== undefined) {
+            return value;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`timed out after ${seconds}s waiting for ${what}`);
+        }
+        await sleep(500);
+    }
+}
+
+describe("e2e: pulumi up, change under load, crash, no-op up, destroy", () => {
+    let stack: E2eStack;
+    let load: SteadyLoad | undefined;
+    let destroyed = false;
+
+    beforeAll(async () => {
+        checkDockerPrerequisites();
+        await removeLeftovers();
+        stack = new E2eStack();
+        await stack.init();
+        await stack.setConfig("hfToken", SECRET, true);
+    });
+
+    afterAll(async () => {
+        await load?.stop();
+        if (stack && !destroyed) {
+            await stack.pulumi(["destroy", "--yes", "--skip-preview"]).catch((error) => console.error(String(error)));
+        }
+        await removeLeftovers();
+        console.log(`\n[e2e] summary\n${report.map((l) => `  ${l}`).join("\n")}`);
+    });
+
+    it("deploys 2 healthy replicas and the balancer; `up` returns only when every replica is healthy", async () => {
+        const { seconds } = await stack.up();
+        note(`pulumi up (create, 2 replicas, images built): ${seconds.toFixed(1)}s`);
+
+        // No polling: healthy the moment `up` returned.
+        for (const name of ["e2e-vllm0", "e2e-vllm1", "e2e-nginx-lb"]) {
+            expect((await inspect(name)).health, name).toBe("healthy");
+        }
+        const outputs = await stack.outputs();
+        expect(outputs.endpoint).toBe(`http://127.0.0.1:${LB_PORT}`);
+        expect((await get("/nginx-health")).body.trim()).toBe(`ok ${outputs.configId}`);
+    });
+
+    it("built the replica image through vllmBuild with the proxy build args", async () => {
+        const history = await docker(["history", "--no-trunc", "--format", "{{.CreatedBy}}", "vllm-nginx/e2e-vllm:latest"]);
+        expect(history).toContain("http_proxy=http://proxy.invalid:3128");
+        expect(history).toContain("no_proxy=deb.debian.org,security.debian.org,localhost,127.0.0.1");
+        const env = await docker(["inspect", "-f", "{{json .Config.Env}}", "e2e-vllm0"]);
+        expect(env).toContain("HTTPS_PROXY=http://proxy.invalid:3128");
+    });
+
+    it("keeps the HF token out of the state in plain text, and hands it to the replicas", async () => {
+        expect(stack.stateText()).not.toContain(SECRET);
+        expect(await docker(["inspect", "-f", "{{json .Config.Env}}", "e2e-vllm1"])).toContain(`HF_TOKEN=${SECRET}`);
+    });
+
+    it("serves a streamed and a plain completion through the balancer, from both replicas", async () => {
+        const stream = await streamCompletion(LB_PORT, MODEL, 16);
+        expect(stream).toMatchObject({ status: 200, done: true });
+        expect(stream.chunks).toBeGreaterThanOrEqual(16);
+
+        const replicas = new Set<string>();
+        for (let i = 0; i < 8; i++) {
+            const plain = await completion();
+            expect(plain.status).toBe(200);
+            expect(plain.body.choices[0].text.length).toBeGreaterThan(0);
+            replicas.add(plain.replica);
+        }
+        const hostnames = await Promise.all(["e2e-vllm0", "e2e-vllm1"].map(async (n) => (await inspect(n)).hostname));
+        expect([...replicas].sort()).toEqual(hostnames.sort());
+    });
+
+    it("scales 2 → 3 → 2 and changes the balancer under streaming load: nothing failed, no stream cut, nginx reloaded in place", async () => {
+        const nginxBefore = await inspect("e2e-nginx-lb");
+        load = new SteadyLoad(LB_PORT, MODEL, 6, 100, 900);
+        load.start();
+        await sleep(3000);
+        note(describeCounts("load before changes (3 s)", load.take()));
+
+        await stack.setConfig("replicas", "3");
+        const up3 = await stack.up();
+        note(`pulumi up (2 → 3 replicas): ${up3.seconds.toFixed(1)}s`);
+        await sleep(4000);
+        const vllm2 = (await inspect("e2e-vllm2")).hostname;
+        const during3 = load.take();
+        note(describeCounts("during and after 2 → 3", during3));
+        expect(during3.byReplica[vllm2], "the new replica received traffic").toBeGreaterThan(0);
+
+        await stack.setConfig("replicas", "2");
+        const up2 = await stack.up();
+        note(`pulumi up (3 → 2 replicas): ${up2.seconds.toFixed(1)}s`);
+        expect(await docker(["ps", "-a", "--filter", "name=e2e-vllm2", "--format", "{{.Names}}"])).toBe("");
+        await sleep(2000);
+        const during2 = load.take();
+        note(describeCounts("during and after 3 → 2", during2));
+
+        await stack.setConfig("balancer", "round_robin");
+        const upRr = await stack.up();
+        note(`pulumi up (balancer least_conn → round_robin): ${upRr.seconds.toFixed(1)}s`);
+        await sleep(3000);
+        const final = await load.stop();
+        load = undefined;
+        note(describeCounts("during and after the balancer change", final));
+
+        for (const counts of [during3, during2, final]) {
+            expect(counts.errors).toEqual([]);
+            expect(counts.failed).toBe(0);
+            expect(counts.cut).toBe(0);
+        }
+        const nginxAfter = await inspect("e2e-nginx-lb");
+        expect(nginxAfter.id, "nginx was not replaced").toBe(nginxBefore.id);
+        expect(nginxAfter.startedAt, "nginx was not restarted").toBe(nginxBefore.startedAt);
+        expect((await get("/nginx-health")).body.trim()).toBe(`ok ${(await stack.outputs()).configId}`);
+    });
+
+    it("survives a replica crash: others serve what had not begun, and the replica is back in rotation once restarted", async () => {
+        const victim = await inspect("e2e-vllm1");
+        const pid = await docker(["inspect", "-f", "{{.State.Pid}}", "e2e-vllm1"]);
+        load = new SteadyLoad(LB_PORT, MODEL, 6, 100, 300);
+        load.start();
+        await sleep(3000);
+        note(describeCounts("load before the crash (3 s)", load.take()));
+
+        // SIGKILL from the host, as a crash would: Docker restarts it (a `docker kill` would count as a manual stop).
+        process.kill(Number(pid), "SIGKILL");
+        const crashedAt = Date.now();
+        const back = await waitFor(
+            "e2e-vllm1 to be restarted and healthy",
+            async () => {
+                const state = await inspect("e2e-vllm1");
+                return state.restarts > victim.restarts && state.health === "healthy" ? state : undefined;
+            },
+            180,
+        );
+        note(`replica restarted by Docker and healthy after ${((Date.now() - crashedAt) / 1000).toFixed(1)}s (restart count ${back.restarts})`);
+        const duringCrash = load.take();
+        note(describeCounts("from the crash until healthy again", duringCrash));
+        for (const error of duringCrash.errors) {
+            note(`  ${error}`);
+        }
+
+        // Back in rotation once nginx's fail_timeout (5 s in the e2e stack) has passed.
+        await sleep(8000);
+        load.take();
+        await sleep(6000);
+        const after = await load.stop();
+        load = undefined;
+        note(describeCounts("after the restart", after));
+
+        expect(duringCrash.failed, "requests that had not begun were served by the other replica").toBe(0);
+        expect(duringCrash.cut, "only streams the crashed replica was serving are cut").toBeLessThanOrEqual(6);
+        expect(after.failed + after.cut).toBe(0);
+        expect(after.byReplica[back.hostname], "the restarted replica receives traffic again").toBeGreaterThan(0);
+    });
+
+    it("reports no changes on a second `up` with nothing changed", async () => {
+        const { seconds, output } = await stack.up(["--expect-no-changes"]);
+        note(`pulumi up (no change): ${seconds.toFixed(1)}s`);
+        expect(output).not.toMatch(/[1-9]\d* (to )?(create|update|replace|delete)/);
+    });
+
+    it("destroys everything: no container, network or volume of the stack is left", async () => {
+        const started = Date.now();
+        await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
+        destroyed = true;
+        note(`pulumi destroy: ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        expect(await leftovers()).toEqual([]);
+    });
+});

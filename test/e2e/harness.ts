@@ -1,0 +1,149 @@
+/**
+ * Runs the real Pulumi CLI against the real Docker engine for the `e2e` stack, with state in a
+ * temporary folder and the stack's config in a temporary copy of `Pulumi.e2e.yaml`, so a run touches
+ * nothing of the repo or of other stacks.
+ */
+import { execFile, execFileSync, spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+export const REPO = path.resolve(__dirname, "..", "..");
+export const STACK = "e2e";
+export const BASE_IMAGE = "vllm-nginx/debian:bookworm";
+
+/** The environment for the CLI: the Pulumi CLI on PATH, or the toolchain `.ci/pulumi-toolchain` built. */
+export function pulumiEnv(stateDir: string): NodeJS.ProcessEnv {
+    let env: NodeJS.ProcessEnv = { ...process.env };
+    if (!onPath("pulumi", env)) {
+        const fromCi = execFileSync("bash", ["-c", `source "${REPO}/.ci/env.sh" >/dev/null && env -0`], { env, encoding: "utf8" });
+        env = Object.fromEntries(fromCi.split("\0").filter(Boolean).map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+    }
+    if (!onPath("pulumi", env)) {
+        throw new Error("the e2e tier needs the Pulumi CLI: install it (https://www.pulumi.com/docs/install/) or build it with .ci/pulumi-toolchain");
+    }
+    return {
+        ...env,
+        PULUMI_BACKEND_URL: `file://${stateDir}`,
+        PULUMI_CONFIG_PASSPHRASE: "",
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    };
+}
+
+function onPath(binary: string, env: NodeJS.ProcessEnv): boolean {
+    return (env.PATH ?? "").split(":").some((dir) => dir && fs.existsSync(path.join(dir, binary)));
+}
+
+/** Fails with how to fix it when the Docker engine or the local base image is missing. */
+export function checkDockerPrerequisites(): void {
+    try {
+        execFileSync("docker", ["info"], { stdio: "ignore" });
+    } catch {
+        throw new Error("the e2e tier needs a Docker engine: run .ci/docker-engine (installs Debian's docker.io and starts dockerd)");
+    }
+    try {
+        execFileSync("docker", ["image", "inspect", BASE_IMAGE], { stdio: "ignore" });
+    } catch {
+        throw new Error(`the e2e tier needs the local base image ${BASE_IMAGE}: run .ci/base-image (debootstrap + docker import)`);
+    }
+}
+
+export class E2eStack {
+    readonly stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-e2e-state-"));
+    readonly configFile = path.join(this.stateDir, "Pulumi.e2e.yaml");
+    readonly env: NodeJS.ProcessEnv;
+
+    constructor() {
+        this.env = pulumiEnv(this.stateDir);
+        fs.copyFileSync(path.join(REPO, "Pulumi.e2e.yaml"), this.configFile);
+    }
+
+    async init(): Promise<void> {
+        await this.pulumi(["stack", "init", STACK]);
+    }
+
+    /** `pulumi <args>` for the e2e stack; resolves with stdout, rejects with the output on failure. */
+    pulumi(args: string[], timeoutMs = 20 * 60_000): Promise<string> {
+        const full = [...args, "--stack", STACK, "--non-interactive", "--config-file", this.configFile];
+        return new Promise((resolve, reject) => {
+            const child = spawn("pulumi", full, { cwd: REPO, env: this.env });
+            let output = "";
+            child.stdout.on("data", (d) => (output += d));
+            child.stderr.on("data", (d) => (output += d));
+            const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
+            child.on("close", (code) => {
+                clearTimeout(timer);
+                if (code === 0) {
+                    resolve(output);
+                } else {
+                    reject(new Error(`pulumi ${full.join(" ")} exited ${code}:\n${output}`));
+                }
+            });
+        });
+    }
+
+    setConfig(key: string, value: string, secret = false): Promise<string> {
+        return this.pulumi(["config", "set", `vllm-nginx:${key}`, value, ...(secret ? ["--secret"] : [])]);
+    }
+
+    /** `pulumi up`, timed. */
+    async up(extra: string[] = []): Promise<{ seconds: number; output: string }> {
+        const started = Date.now();
+        const output = await this.pulumi(["up", "--yes", "--skip-preview", ...extra]);
+        return { seconds: (Date.now() - started) / 1000, output };
+    }
+
+    async outputs(): Promise<Record<string, any>> {
+        return JSON.parse(await this.pulumi(["stack", "output", "--json"]));
+    }
+
+    /** Everything the stack's state holds, as text (to look for secrets in it). */
+    stateText(): string {
+        const texts: string[] = [];
+        const walk = (dir: string) => {
+            for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+                const full = path.join(dir, entry.name);
+                if (entry.isDirectory()) {
+                    walk(full);
+                } else if (entry.name.endsWith(".json") || entry.name.endsWith(".bak")) {
+                    texts.push(fs.readFileSync(full, "utf8"));
+                }
+            }
+        };
+        walk(path.join(this.stateDir, ".pulumi"));
+        return texts.join("\n");
+    }
+}
+
+/** `docker <args>`, resolving with trimmed stdout. */
+export function docker(args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+        execFile("docker", args, { maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+            if (error) {
+                reject(new Error(`docker ${args.join(" ")}: ${stderr || error.message}`));
+            } else {
+                resolve(stdout.trim());
+            }
+        });
+    });
+}
+
+/** Names of the stack's containers, networks and volumes still on the Docker host. */
+export async function leftovers(): Promise<string[]> {
+    const filter = `label=vllm-nginx.stack=${STACK}`;
+    const lists = await Promise.all([
+        docker(["ps", "-a", "--filter", filter, "--format", "container {{.Names}}"]),
+        docker(["network", "ls", "--filter", filter, "--format", "network {{.Name}}"]),
+        docker(["volume", "ls", "--filter", filter, "--format", "volume {{.Name}}"]),
+    ]);
+    return lists.flatMap((l) => l.split("\n")).filter(Boolean);
+}
+
+/** Removes whatever a failed run left behind, so the next run starts clean. */
+export async function removeLeftovers(): Promise<void> {
+    for (const item of await leftovers()) {
+        const [kind, name] = item.split(" ");
+        await docker(kind === "container" ? ["rm", "-f", name] : [kind, "rm", name]).catch(() => undefined);
+    }
+}
