@@ -287,6 +287,7 @@ const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5
  * @property {number} generated
  * @property {number} arrival ms (performance.now)
  * @property {number} stallMs
+ * @property {number | undefined} itlMs per-request token gap (stand-in header x-standin-itl-ms)
  * @property {"waiting" | "running" | "done"} state
  * @property {NodeJS.Timeout | undefined} timer
  * @property {(index: number, last: boolean) => void} onToken
@@ -316,8 +317,9 @@ class Engine {
         this.ttftSum = 0;
     }
 
-    tokenGapMs() {
-        return this.options.itlMs * (1 + this.options.batchSlowdown * Math.max(0, this.running.size - 1));
+    /** @param {Sequence} seq */
+    tokenGapMs(seq) {
+        return (seq.itlMs ?? this.options.itlMs) * (1 + this.options.batchSlowdown * Math.max(0, this.running.size - 1));
     }
 
     kvCacheUsage() {
@@ -341,7 +343,7 @@ class Engine {
     start(seq) {
         seq.state = "running";
         this.running.add(seq);
-        seq.timer = setTimeout(() => this.step(seq), seq.stallMs + this.tokenGapMs());
+        seq.timer = setTimeout(() => this.step(seq), seq.stallMs + this.tokenGapMs(seq));
     }
 
     /** @param {Sequence} seq */
@@ -368,7 +370,7 @@ class Engine {
         if (last) {
             this.end(seq, "length");
         } else if (seq.state === "running") {
-            seq.timer = setTimeout(() => this.step(seq), this.tokenGapMs());
+            seq.timer = setTimeout(() => this.step(seq), this.tokenGapMs(seq));
         }
     }
 
@@ -633,6 +635,8 @@ async function main(options, log) {
         const includeUsage = stream && body.stream_options?.include_usage === true;
         const stallHeader = Number(req.headers["x-standin-stall-ms"] ?? 0);
         const stallMs = Number.isFinite(stallHeader) && stallHeader > 0 ? stallHeader : 0;
+        const itlHeader = req.headers["x-standin-itl-ms"] === undefined ? NaN : Number(req.headers["x-standin-itl-ms"]);
+        const itlMs = Number.isFinite(itlHeader) && itlHeader >= 0 ? itlHeader : undefined;
         const id = `${chat ? "chatcmpl" : "cmpl"}-${crypto.randomUUID().replace(/-/g, "")}`;
         const created = Math.floor(Date.now() / 1000);
         const requestId = typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : id;
@@ -675,6 +679,7 @@ async function main(options, log) {
             generated: 0,
             arrival: received,
             stallMs,
+            itlMs,
             state: "waiting",
             timer: undefined,
             onToken: (index, last) => {
