@@ -1,0 +1,155 @@
+/**
+ * Limits and edge cases of the rendered config under the real nginx: read timeouts (pain point 2:
+ * litellm#9551, vllm#2484), long prompts, the balancer's own health and status endpoints, starting
+ * before the replicas (pain point 10), and every balancing method.
+ */
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { performance } from "perf_hooks";
+import {
+    Nginx,
+    StandIn,
+    freePort,
+    nginxVersion,
+    receivedIds,
+    renderOurs,
+    request,
+    startNginx,
+    startStandIn,
+    stopAll,
+    stream,
+    tokenEvents,
+} from "./harness";
+import { BALANCERS } from "../../components/config";
+import { BALANCER_HEALTH_PATH, BALANCER_STATUS_PATH, renderedConfigId } from "../../components/nginxConfig";
+
+beforeAll(() => {
+    nginxVersion(); // fails the file with "apt-get install nginx" when the binary is missing
+});
+
+const replicas: StandIn[] = [];
+const balancers: Nginx[] = [];
+async function standIns(n: number, args: string[] = []): Promise<StandIn[]> {
+    const started = await Promise.all(Array.from({ length: n }, (_, i) => startStandIn({ replicaId: `r${i}`, args: ["--served-model-name", "m", "--disable-uvicorn-access-log", ...args] })));
+    replicas.push(...started);
+    return started;
+}
+async function nginx(conf: string, port: number): Promise<Nginx> {
+    const n = await startNginx(conf, port, { readyPath: BALANCER_HEALTH_PATH });
+    balancers.push(n);
+    return n;
+}
+afterEach(async () => {
+    await Promise.all(balancers.splice(0).map((b) => b.stop()));
+    await stopAll(replicas.splice(0));
+});
+
+describe("the real nginx binary", () => {
+    it("is installed (CI: apt-get install -y nginx)", () => {
+        expect(nginxVersion()).toMatch(/nginx version: nginx\/\d+\.\d+/);
+    });
+});
+
+describe("read timeout (pain point 2: litellm#9551, vllm#2484)", () => {
+    it("answers 504 when a replica is silent for longer than readTimeout, without resending the request to another replica", async () => {
+        const rs = await standIns(2, ["--itl-ms", "10"]);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { readTimeoutSeconds: 2 }), port);
+        const t0 = performance.now();
+        const slow = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 2 }, headers: { "x-standin-stall-ms": "3000", "x-request-id": "stalled" } });
+        const took = performance.now() - t0;
+        expect(slow.status).toBe(504);
+        expect(took).toBeGreaterThan(1900);
+        expect(took).toBeLessThan(2900);
+        const seen = (await Promise.all(rs.map(receivedIds))).flat();
+        expect(seen.filter((id) => id === "stalled")).toHaveLength(1); // a generation is never started twice
+    });
+
+    it("lets a replica silent for less than readTimeout answer, streamed or not", async () => {
+        const rs = await standIns(1, ["--itl-ms", "10"]);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { readTimeoutSeconds: 2 }), port);
+        const ok = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 2 }, headers: { "x-standin-stall-ms": "1000" } });
+        expect(ok.status).toBe(200);
+        const streamed = await stream(`${lb.url}/v1/completions`, { model: "m", prompt: "x", max_tokens: 2, stream: true }, { headers: { "x-standin-stall-ms": "1000" } }).result;
+        expect(streamed.done).toBe(true);
+    });
+
+    it("times the silence between reads, not the whole generation: a 4.5 s stream with a token every 1.5 s passes a 2 s timeout", async () => {
+        const rs = await standIns(1);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { readTimeoutSeconds: 2 }), port);
+        const r = await stream(`${lb.url}/v1/completions`, { model: "m", prompt: "x", max_tokens: 3, stream: true }, { headers: { "x-standin-itl-ms": "1500" } }).result;
+        expect(r.done).toBe(true);
+        expect(tokenEvents(r)).toHaveLength(3);
+    });
+});
+
+describe("long prompts", () => {
+    it("passes a 5 MB prompt through to the replica intact", async () => {
+        const rs = await standIns(1, ["--max-model-len", "2000000"]);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
+        const prompt = "a".repeat(5 * 1024 * 1024);
+        const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt, max_tokens: 1 } });
+        expect(r.status).toBe(200);
+        expect(r.json.usage.prompt_tokens).toBe(Math.ceil(prompt.length / 4)); // every byte arrived
+        const chat = await request(`${lb.url}/v1/chat/completions`, { body: { model: "m", messages: [{ role: "user", content: prompt }], max_tokens: 1 } });
+        expect(chat.status).toBe(200);
+    });
+
+    it("refuses a body over maxBodyBytes with 413 before it reaches a replica", async () => {
+        const rs = await standIns(1, ["--max-model-len", "2000000"]);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { maxBodyBytes: 1024 * 1024 }), port);
+        const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "a".repeat(2 * 1024 * 1024), max_tokens: 1 }, headers: { "x-request-id": "too-big" } });
+        expect(r.status).toBe(413);
+        expect(await receivedIds(rs[0]!)).toEqual([]);
+    });
+});
+
+describe("the balancer without replicas (pain point 10)", () => {
+    it("starts while no replica is running yet, answers its own health endpoint with the config id, and routes once a replica is up", async () => {
+        const ports = [await freePort(), await freePort()];
+        const port = await freePort();
+        const text = renderOurs(ports, port);
+        const lb = await nginx(text, port); // nothing listens on either upstream port
+        const health = await request(`${lb.url}${BALANCER_HEALTH_PATH}`);
+        expect(health.status).toBe(200);
+        expect(health.text).toBe(`ok ${renderedConfigId(text)}\n`);
+        const t0 = performance.now();
+        const down = await request(`${lb.url}/v1/models`);
+        expect(down.status).toBe(502);
+        expect(performance.now() - t0).toBeLessThan(1000); // refused connections fail fast
+        const late = await startStandIn({ replicaId: "late", port: ports[1], args: ["--served-model-name", "m"] });
+        replicas.push(late);
+        const up = await request(`${lb.url}/v1/models`);
+        expect(up.status).toBe(200);
+        expect(up.headers["x-replica-id"]).toBe("late");
+        expect((await request(`${lb.url}${BALANCER_HEALTH_PATH}`)).status).toBe(200);
+    });
+
+    it("serves nginx's connection counters on the status path to 127.0.0.1", async () => {
+        const port = await freePort();
+        const lb = await nginx(renderOurs([await freePort()], port), port);
+        const status = await request(`${lb.url}${BALANCER_STATUS_PATH}`);
+        expect(status.status).toBe(200);
+        expect(status.text).toMatch(/^Active connections: \d+/);
+    });
+});
+
+describe("every balancing method", () => {
+    for (const balancer of BALANCERS) {
+        it(`renders a config nginx accepts and that uses every replica: ${balancer}`, async () => {
+            const rs = await standIns(3, ["--itl-ms", "1"]);
+            const port = await freePort();
+            const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { balancer }), port);
+            const seen = new Set<string>();
+            for (let i = 0; i < 30; i += 1) {
+                const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 1 } });
+                expect(r.status).toBe(200);
+                seen.add(r.headers["x-replica-id"] as string);
+            }
+            expect([...seen].sort()).toEqual(["r0", "r1", "r2"]);
+        });
+    }
+});
