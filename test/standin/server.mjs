@@ -518,6 +518,9 @@ async function main(options, log) {
         if (path === "/standin/requests" && method === "GET") {
             return sendJson(res, 200, { replica: options.replicaId, requests: requestLog });
         }
+        if (path === "/standin/connections" && method === "GET") {
+            return sendJson(res, 200, { open: sockets.size, closed_by_client: closedConnections.client, closed_by_server: closedConnections.server });
+        }
 
         if (path.startsWith("/v1")) {
             if (options.apiKeys.length > 0 && method !== "OPTIONS") {
@@ -769,11 +772,19 @@ async function main(options, log) {
             }
         });
     });
-    // uvicorn (vLLM's HTTP server) keeps idle connections 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE); so does Node.
-    server.keepAliveTimeout = 5000;
+    // uvicorn (vLLM's HTTP server) closes idle connections after 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE).
+    // Node closes them 1 s after keepAliveTimeout (its built-in buffer), hence 4 s here.
+    server.keepAliveTimeout = 4000;
+    /** Closed connections by who closed them: the client (FIN first) or this server (e.g. keep-alive expiry). */
+    const closedConnections = { client: 0, server: 0 };
     server.on("connection", (socket) => {
         sockets.add(socket);
-        socket.on("close", () => sockets.delete(socket));
+        let peerEnded = false;
+        socket.on("end", () => (peerEnded = true));
+        socket.on("close", () => {
+            sockets.delete(socket);
+            closedConnections[peerEnded ? "client" : "server"] += 1;
+        });
     });
 
     let listening = false;
