@@ -24,7 +24,7 @@ import {
     stream,
     tokenEvents,
 } from "./harness";
-import { BALANCER_HEALTH_PATH } from "../../components/nginxConfig";
+import { BALANCER_HEALTH_PATH, renderedConfigId } from "../../components/nginxConfig";
 
 beforeAll(() => {
     nginxVersion(); // fails the file with "apt-get install nginx" when the binary is missing
@@ -250,6 +250,36 @@ describe("no retry once a response has begun", () => {
             const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "after", max_tokens: 2 } });
             expect(r.status).toBe(200);
             expect(r.headers["x-replica-id"]).toBe(survivor.replicaId);
+        }
+    });
+});
+
+describe("reload without a replica (pain point 4: GIE#549, kserve#5496)", () => {
+    it("lets the removed replica's in-flight streams finish, sends new requests elsewhere, and serves the new config id", async () => {
+        const rs = await standIns(2, ["--itl-ms", "50"]);
+        const port = await freePort();
+        const before = renderOurs(rs.map((r) => r.port), port);
+        const lb = await nginx(before, port);
+        const handles = [0, 1, 2, 3].map((i) => stream(`${lb.url}/v1/completions`, { model: "m", prompt: `p${i}`, max_tokens: 40, stream: true }, { agent: false }));
+        await Promise.all(handles.map((h) => h.firstEvent));
+        // Stop routing to r1 first (the program does this before it stops the replica).
+        const after = renderOurs([rs[0]!.port], port);
+        lb.reload(after);
+        const t0 = performance.now();
+        while ((await request(`${lb.url}${BALANCER_HEALTH_PATH}`, { agent: false })).text !== `ok ${renderedConfigId(after)}\n`) {
+            expect(performance.now() - t0).toBeLessThan(5000);
+            await sleep(20);
+        }
+        const fresh: Array<string | undefined> = [];
+        for (let i = 0; i < 6; i += 1) {
+            fresh.push((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "new", max_tokens: 1 } })).headers["x-replica-id"] as string | undefined);
+        }
+        expect(count(fresh)).toEqual({ r0: 6 });
+        const results = await Promise.all(handles.map((h) => h.result));
+        expect(count(results.map((r) => r.replica))).toEqual({ r0: 2, r1: 2 });
+        for (const r of results) {
+            expect(r.done).toBe(true); // the reload cut nothing
+            expect(tokenEvents(r)).toHaveLength(40);
         }
     });
 });

@@ -204,6 +204,8 @@ export interface Nginx {
     proc: ChildProcess;
     errorLog(): string;
     accessLog(): string;
+    /** Replaces the conf.d file and reloads (SIGHUP), as the program does with `nginx -s reload`. */
+    reload(confD: string): void;
     stop(): Promise<void>;
 }
 
@@ -248,7 +250,8 @@ export async function startNginx(confD: string, port: number, options: NginxOpti
         "",
     ].join("\n");
     fs.writeFileSync(path.join(dir, "nginx.conf"), main);
-    const baseArgs = ["-p", `${dir}/`, "-c", `${dir}/nginx.conf`, "-e", `${dir}/error.log`];
+    // -e: the log nginx writes before it has read the config (else /var/log/nginx/error.log).
+    const baseArgs = ["-p", `${dir}/`, "-c", `${dir}/nginx.conf`, "-e", `${dir}/startup-error.log`];
     try {
         execFileSync(bin, ["-t", ...baseArgs], { stdio: "pipe" });
     } catch (err) {
@@ -274,8 +277,13 @@ export async function startNginx(confD: string, port: number, options: NginxOpti
         url: `http://127.0.0.1:${port}`,
         dir,
         proc,
-        errorLog: () => read(path.join(dir, "error.log")) + out,
+        errorLog: () => read(path.join(dir, "startup-error.log")) + read(path.join(dir, "error.log")) + out,
         accessLog: () => read(path.join(dir, "access.log")),
+        reload(next: string) {
+            fs.writeFileSync(path.join(dir, "conf.d", "vllm-nginx.conf"), next);
+            execFileSync(bin, ["-t", ...baseArgs], { stdio: "pipe" });
+            proc.kill("SIGHUP");
+        },
         async stop() {
             if (proc.exitCode === null && proc.signalCode === null) {
                 proc.kill("SIGTERM"); // fast shutdown: the master stops its workers
