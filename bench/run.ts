@@ -1,0 +1,435 @@
+/**
+ * Benchmark: the same stand-in replicas reached three ways, `direct` (the client picks a replica,
+ * round robin), `guide` (vLLM's nginx guide config, as written) and `ours` (renderNginxConfig), under
+ * three workloads: streaming latency, short-request throughput and a mixed-length open-loop load.
+ *
+ *   npm run bench                 full run (~5 min), writes bench/results/latest.{json,svg,meta.json}
+ *   npm run bench -- --short      CI run (~2 min), writes bench/results/latest-short.*
+ *   options: --workers N|auto (nginx worker_processes, default auto), --out NAME
+ *
+ * All traffic goes to 127.0.0.1, bounded in count and time. See bench/README.md for what the numbers
+ * mean and their limits.
+ */
+import * as fs from "fs";
+import * as http from "http";
+import * as os from "os";
+import * as path from "path";
+import { performance } from "perf_hooks";
+import {
+    Nginx,
+    StandIn,
+    freePort,
+    gaps,
+    nginxVersion,
+    percentile,
+    renderGuideConfig,
+    renderOurs,
+    request,
+    startNginx,
+    startStandIn,
+    stream,
+    tokenEvents,
+} from "../test/integration/harness";
+import { BALANCER_HEALTH_PATH } from "../components/nginxConfig";
+import { Arrival, Interval, MixSpec, ReplicaModel, imbalance, mixedSchedule, simulate } from "./model";
+
+// ---------------------------------------------------------------------------------------------------
+// Settings
+
+const argv = process.argv.slice(2);
+const SHORT = argv.includes("--short");
+const flag = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+};
+const WORKERS: number | "auto" = flag("--workers") === undefined || flag("--workers") === "auto" ? "auto" : Number(flag("--workers"));
+const OUT = flag("--out") ?? (SHORT ? "latest-short" : "latest");
+const RESULTS_DIR = path.resolve(__dirname, "results");
+
+const REPLICAS = 3;
+const ITL_MS = 20;
+const BATCH_SLOWDOWN = 0.02;
+/** Seats per replica (`--max-num-seqs`): beyond it requests queue, so where they land matters. */
+const MAX_NUM_SEQS = 4;
+const MODEL: ReplicaModel = { replicas: REPLICAS, seats: MAX_NUM_SEQS, itlMs: ITL_MS, batchSlowdown: BATCH_SLOWDOWN };
+
+const STREAMING = { clients: 6, requests: SHORT ? 24 : 120, maxTokens: 64 };
+/** Measured in two interleaved rounds per variant, after a warm-up round. */
+const THROUGHPUT = { concurrency: SHORT ? 32 : 64, roundSeconds: SHORT ? 1.5 : 5, warmupSeconds: SHORT ? 1 : 2, maxRequestsPerRound: 40000 };
+/** Mixed lengths: 80% short (8-32 tokens), 20% long (128-256); Poisson arrivals at 85% of capacity. */
+const MIXED: MixSpec = { seconds: SHORT ? 20 : 60, load: 0.85, seed: 20240611, shortShare: 0.8, short: [8, 32], long: [128, 256] };
+
+const VARIANTS = ["direct", "guide", "ours"] as const;
+type Variant = (typeof VARIANTS)[number];
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+
+const round = (x: number, digits = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : null);
+
+function newAgent(maxSockets: number): http.Agent {
+    return new http.Agent({ keepAlive: true, maxSockets, keepAliveMsecs: 1000 });
+}
+
+interface Target {
+    variant: Variant;
+    /** Base URL for the i-th request (direct: round robin over the replicas). */
+    url(i: number): string;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Workload (a): streamed requests, TTFT and gaps between token chunks as the client sees them
+
+interface StreamingResult {
+    ttft: number[];
+    gaps: number[];
+    failures: number;
+}
+
+async function streamingWorkload(target: Target): Promise<StreamingResult> {
+    const agent = newAgent(STREAMING.clients);
+    const out: StreamingResult = { ttft: [], gaps: [], failures: 0 };
+    let next = 0;
+    const client = async () => {
+        for (let i = next++; i < STREAMING.requests; i = next++) {
+            const r = await stream(`${target.url(i)}/v1/completions`, { model: "m", prompt: `stream ${i}`, max_tokens: STREAMING.maxTokens, stream: true }, { agent }).result;
+            const tokens = r.status === 200 ? tokenEvents(r) : [];
+            if (!r.done || tokens.length !== STREAMING.maxTokens) {
+                out.failures += 1;
+                continue;
+            }
+            out.ttft.push(tokens[0]!.at - r.sentAt);
+            out.gaps.push(...gaps(tokens));
+        }
+    };
+    await Promise.all(Array.from({ length: STREAMING.clients }, client));
+    agent.destroy();
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Workload (b): short non-streamed requests at high concurrency
+
+interface ThroughputResult {
+    rps: number;
+    latencies: number[];
+    failures: number;
+}
+
+/** One round: `concurrency` workers send requests back to back for `seconds`. */
+async function throughputRound(target: Target, seconds: number): Promise<{ completed: number; seconds: number; latencies: number[]; failures: number }> {
+    const agent = newAgent(THROUGHPUT.concurrency);
+    const latencies: number[] = [];
+    let failures = 0;
+    let issued = 0;
+    const t0 = performance.now();
+    const deadline = t0 + seconds * 1000;
+    const worker = async () => {
+        while (performance.now() < deadline && issued < THROUGHPUT.maxRequestsPerRound) {
+            const i = issued++;
+            try {
+                const r = await request(`${target.url(i)}/v1/completions`, { agent, body: { model: "m", prompt: "hi", max_tokens: 1 }, headers: { "x-standin-itl-ms": "0" }, timeoutMs: 10000 });
+                if (r.status === 200) {
+                    latencies.push(r.ms);
+                } else {
+                    failures += 1;
+                }
+            } catch {
+                failures += 1;
+            }
+        }
+    };
+    await Promise.all(Array.from({ length: THROUGHPUT.concurrency }, worker));
+    const took = (performance.now() - t0) / 1000;
+    agent.destroy();
+    return { completed: latencies.length, seconds: took, latencies, failures };
+}
+
+/** Warm-up round for every variant, then two measured rounds, interleaved (direct, guide, ours, direct, ...). */
+async function throughputWorkload(targets: Record<Variant, Target>): Promise<Record<Variant, ThroughputResult>> {
+    const out = Object.fromEntries(VARIANTS.map((v) => [v, { rps: 0, latencies: [] as number[], failures: 0, completed: 0, seconds: 0 }])) as Record<Variant, ThroughputResult & { completed: number; seconds: number }>;
+    for (const v of VARIANTS) {
+        await throughputRound(targets[v], THROUGHPUT.warmupSeconds);
+    }
+    for (let round = 0; round < 2; round += 1) {
+        for (const v of VARIANTS) {
+            const r = await throughputRound(targets[v], THROUGHPUT.roundSeconds);
+            out[v].completed += r.completed;
+            out[v].seconds += r.seconds;
+            out[v].latencies.push(...r.latencies);
+            out[v].failures += r.failures;
+        }
+    }
+    for (const v of VARIANTS) {
+        out[v].rps = out[v].completed / out[v].seconds;
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Workload (c): mixed lengths, open loop; spread across replicas and end-to-end latency
+
+interface MixedResult {
+    e2e: number[];
+    imbalance: number;
+    failures: number;
+}
+
+async function mixedWorkload(target: Target, schedule: Arrival[], replicaIndex: Map<string, number>): Promise<MixedResult> {
+    const agent = newAgent(256);
+    const intervals: Interval[] = [];
+    const e2e: number[] = [];
+    let failures = 0;
+    const t0 = performance.now() + 50;
+    await Promise.all(
+        schedule.map(
+            (a, i) =>
+                new Promise<void>((resolve) => {
+                    setTimeout(async () => {
+                        const r = await stream(`${target.url(i)}/v1/completions`, { model: "m", prompt: `mixed ${i}`, max_tokens: a.tokens, stream: true }, { agent }).result;
+                        const end = performance.now();
+                        if (!r.done) {
+                            failures += 1;
+                        } else {
+                            e2e.push(end - r.sentAt);
+                            intervals.push({ replica: replicaIndex.get(r.replica ?? "") ?? 0, start: r.sentAt - t0, end: end - t0 });
+                        }
+                        resolve();
+                    }, Math.max(0, t0 + a.at - performance.now()));
+                }),
+        ),
+    );
+    agent.destroy();
+    return { e2e, imbalance: imbalance(intervals, REPLICAS, 0, schedule[schedule.length - 1]!.at), failures };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Output
+
+interface VariantResult {
+    ttft_ms_p50: number | null;
+    ttft_ms_p99: number | null;
+    chunk_gap_ms_p99: number | null;
+    rps: number | null;
+    imbalance: number | null;
+    e2e_ms_p99: number | null;
+}
+
+const COLORS: Record<string, string> = { direct: "#555555", guide: "#d62728", ours: "#1f77b4", jsq: "#2ca02c" };
+
+/** A hand-written SVG with CDF panels (log-scale x). */
+function svg(panels: Array<{ title: string; xLabel: string; series: Array<{ name: string; values: number[]; dashed?: boolean }> }>, subtitle: string): string {
+    const W = 380;
+    const H = 300;
+    const M = { left: 50, right: 15, top: 40, bottom: 45 };
+    const pw = W - M.left - M.right;
+    const ph = H - M.top - M.bottom;
+    const parts: string[] = [];
+    panels.forEach((panel, p) => {
+        const ox = p * W;
+        const all = panel.series.flatMap((s) => s.values).filter((v) => v > 0);
+        const lo = Math.pow(10, Math.floor(Math.log10(Math.max(0.01, Math.min(...all)))));
+        const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...all))));
+        const x = (v: number) => ox + M.left + ((Math.log10(Math.min(hi, Math.max(lo, v))) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * pw;
+        const y = (f: number) => M.top + (1 - f) * ph;
+        parts.push(`<text x="${ox + W / 2}" y="20" text-anchor="middle" font-weight="bold">${panel.title}</text>`);
+        parts.push(`<rect x="${ox + M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
+        for (let d = lo; d <= hi * 1.0001; d *= 10) {
+            parts.push(`<line x1="${x(d)}" y1="${M.top}" x2="${x(d)}" y2="${M.top + ph}" stroke="#eee"/>`);
+            parts.push(`<text x="${x(d)}" y="${M.top + ph + 15}" text-anchor="middle" font-size="10">${d >= 1 ? d : d.toPrecision(1)}</text>`);
+        }
+        for (const f of [0, 0.25, 0.5, 0.75, 0.9, 1]) {
+            parts.push(`<line x1="${ox + M.left}" y1="${y(f)}" x2="${ox + M.left + pw}" y2="${y(f)}" stroke="#eee"/>`);
+            parts.push(`<text x="${ox + M.left - 5}" y="${y(f) + 3}" text-anchor="end" font-size="10">${f}</text>`);
+        }
+        parts.push(`<text x="${ox + M.left + pw / 2}" y="${H - 10}" text-anchor="middle" font-size="11">${panel.xLabel}</text>`);
+        panel.series.forEach((s, k) => {
+            const sorted = [...s.values].sort((a, b) => a - b);
+            if (sorted.length === 0) {
+                return;
+            }
+            const step = Math.max(1, Math.floor(sorted.length / 400));
+            const pts: string[] = [];
+            for (let i = 0; i < sorted.length; i += step) {
+                pts.push(`${x(sorted[i]!).toFixed(1)},${y(i / sorted.length).toFixed(1)}`, `${x(sorted[i]!).toFixed(1)},${y((i + step) / sorted.length).toFixed(1)}`);
+            }
+            pts.push(`${x(sorted[sorted.length - 1]!).toFixed(1)},${y(1).toFixed(1)}`);
+            const color = COLORS[s.name] ?? "#000";
+            parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8"${s.dashed ? ' stroke-dasharray="5,3"' : ""} points="${pts.join(" ")}"/>`);
+            parts.push(`<text x="${ox + M.left + pw - 5}" y="${M.top + ph - 10 - 14 * k}" text-anchor="end" font-size="11" fill="${color}">${s.name}</text>`);
+        });
+    });
+    return [
+        `<svg xmlns="http://www.w3.org/2000/svg" width="${W * panels.length}" height="${H + 20}" font-family="sans-serif" font-size="12">`,
+        `<rect width="100%" height="100%" fill="white"/>`,
+        ...parts,
+        `<text x="10" y="${H + 12}" font-size="10" fill="#555">${subtitle}</text>`,
+        "</svg>",
+        "",
+    ].join("\n");
+}
+
+function table(results: Record<Variant, VariantResult>, jsqP99: number, rrModelP99: number): string {
+    const cols: Array<[keyof VariantResult, string, number]> = [
+        ["ttft_ms_p50", "TTFT p50 ms", 1],
+        ["ttft_ms_p99", "TTFT p99 ms", 1],
+        ["chunk_gap_ms_p99", "gap p99 ms", 1],
+        ["rps", "short req/s", 0],
+        ["imbalance", "imbalance", 2],
+        ["e2e_ms_p99", "mixed e2e p99 ms", 0],
+    ];
+    const cell = (v: number | null, base: number | null, digits: number, variant: Variant) => {
+        if (v === null) {
+            return "n/a";
+        }
+        const text = v.toFixed(digits);
+        return variant === "direct" || base === null || base === 0 ? text : `${text} (${(v / base).toFixed(2)}x)`;
+    };
+    const rows = [["variant", ...cols.map((c) => c[1])]];
+    for (const v of VARIANTS) {
+        rows.push([v, ...cols.map(([k, , d]) => cell(results[v][k], results.direct[k], d, v))]);
+    }
+    rows.push(["JSQ model", "", "", "", "", "", jsqP99.toFixed(0)]);
+    rows.push(["RR model", "", "", "", "", "", rrModelP99.toFixed(0)]);
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    return rows.map((r) => r.map((x, c) => x.padEnd(widths[c]!)).join("  ")).join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+    const started = performance.now();
+    const loadBefore = os.loadavg();
+    const version = nginxVersion();
+    console.log(`bench (${SHORT ? "short" : "full"}): ${REPLICAS} stand-in replicas (itl ${ITL_MS} ms, max-num-seqs ${MAX_NUM_SEQS}), ${version}, worker_processes ${WORKERS}, ${os.cpus().length} cores`);
+    const standIns: StandIn[] = [];
+    const balancers: Nginx[] = [];
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-bench-"));
+    try {
+        for (let i = 0; i < REPLICAS; i += 1) {
+            standIns.push(
+                await startStandIn({
+                    replicaId: `r${i}`,
+                    args: ["--served-model-name", "m", "--itl-ms", String(ITL_MS), "--batch-slowdown", String(BATCH_SLOWDOWN), "--max-num-seqs", String(MAX_NUM_SEQS), "--disable-uvicorn-access-log"],
+                }),
+            );
+        }
+        const ports = standIns.map((s) => s.port);
+        const replicaIndex = new Map(standIns.map((s, i) => [s.replicaId, i]));
+        const guidePort = await freePort();
+        balancers.push(await startNginx(renderGuideConfig(ports, guidePort), guidePort, { workers: WORKERS }));
+        const oursPort = await freePort();
+        // Both configs log every request to a file: the guide through the main config's access_log, ours
+        // through its own (the program's default is the container's stdout).
+        balancers.push(await startNginx(renderOurs(ports, oursPort, { accessLog: path.join(tmp, "ours-access.log") }), oursPort, { workers: WORKERS, readyPath: BALANCER_HEALTH_PATH }));
+        const targets: Record<Variant, Target> = {
+            direct: { variant: "direct", url: (i) => standIns[i % REPLICAS]!.url },
+            guide: { variant: "guide", url: () => balancers[0]!.url },
+            ours: { variant: "ours", url: () => balancers[1]!.url },
+        };
+        // Warm-up: connections, JIT.
+        for (const v of VARIANTS) {
+            await Promise.all(Array.from({ length: 6 }, (_, i) => request(`${targets[v].url(i)}/v1/completions`, { body: { model: "m", prompt: "warm", max_tokens: 2 } })));
+        }
+
+        const streaming = {} as Record<Variant, StreamingResult>;
+        for (const v of VARIANTS) {
+            streaming[v] = await streamingWorkload(targets[v]);
+            console.log(`  (a) streaming   ${v.padEnd(6)} ${streaming[v].ttft.length} streams, TTFT p50 ${percentile(streaming[v].ttft, 50).toFixed(1)} ms, failures ${streaming[v].failures}`);
+        }
+        const throughput = await throughputWorkload(targets);
+        for (const v of VARIANTS) {
+            console.log(`  (b) throughput  ${v.padEnd(6)} ${throughput[v].rps.toFixed(0)} req/s, p99 ${percentile(throughput[v].latencies, 99).toFixed(1)} ms, failures ${throughput[v].failures}`);
+        }
+        const schedule = mixedSchedule(MODEL, MIXED);
+        const mixed = {} as Record<Variant, MixedResult>;
+        for (const v of VARIANTS) {
+            mixed[v] = await mixedWorkload(targets[v], schedule, replicaIndex);
+            console.log(`  (c) mixed       ${v.padEnd(6)} ${mixed[v].e2e.length} requests, imbalance ${mixed[v].imbalance.toFixed(2)}, e2e p99 ${percentile(mixed[v].e2e, 99).toFixed(0)} ms, failures ${mixed[v].failures}`);
+        }
+        const jsq = simulate(schedule, MODEL, "jsq");
+        const rr = simulate(schedule, MODEL, "rr");
+
+        const results = {} as Record<Variant, VariantResult>;
+        for (const v of VARIANTS) {
+            results[v] = {
+                ttft_ms_p50: round(percentile(streaming[v].ttft, 50), 2),
+                ttft_ms_p99: round(percentile(streaming[v].ttft, 99), 2),
+                chunk_gap_ms_p99: round(percentile(streaming[v].gaps, 99), 2),
+                rps: round(throughput[v].rps, 0),
+                imbalance: round(mixed[v].imbalance, 3),
+                e2e_ms_p99: round(percentile(mixed[v].e2e, 99), 0),
+            };
+        }
+        console.log("");
+        console.log(table(results, percentile(jsq.e2e, 99), percentile(rr.e2e, 99)));
+        console.log("");
+        console.log(`direct = the client connects to the replicas itself, round robin. Ratios are to direct.`);
+        console.log(`JSQ model = ideal join-the-shortest-queue on the same arrivals (imbalance ${jsq.imbalance.toFixed(2)}); RR model = the same model with round robin (imbalance ${rr.imbalance.toFixed(2)}).`);
+
+        fs.mkdirSync(RESULTS_DIR, { recursive: true });
+        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify(results, null, 2)}\n`);
+        const meta = {
+            mode: SHORT ? "short" : "full",
+            date: new Date().toISOString(),
+            nginx: version,
+            node: process.version,
+            cores: os.cpus().length,
+            loadavg_1m_before: round(loadBefore[0]!, 2),
+            loadavg_1m_after: round(os.loadavg()[0]!, 2),
+            cpu: os.cpus()[0]?.model,
+            worker_processes: WORKERS,
+            replicas: REPLICAS,
+            standin: { itl_ms: ITL_MS, batch_slowdown: BATCH_SLOWDOWN, max_num_seqs: MAX_NUM_SEQS },
+            workloads: { streaming: STREAMING, throughput: THROUGHPUT, mixed: { ...MIXED, requests: schedule.length } },
+            direct: "client-side round robin over the replicas, no proxy",
+            imbalance: "time average over the arrival window (50 ms samples) of (max - min) / mean of in-flight requests per replica, from client-side accounting by x-replica-id",
+            jsq_model: { e2e_ms_p99: round(percentile(jsq.e2e, 99), 0), e2e_ms_p50: round(percentile(jsq.e2e, 50), 0), imbalance: round(jsq.imbalance, 3) },
+            rr_model: { e2e_ms_p99: round(percentile(rr.e2e, 99), 0), e2e_ms_p50: round(percentile(rr.e2e, 50), 0), imbalance: round(rr.imbalance, 3) },
+            failures: Object.fromEntries(VARIANTS.map((v) => [v, { streaming: streaming[v].failures, throughput: throughput[v].failures, mixed: mixed[v].failures }])),
+            extra: Object.fromEntries(
+                VARIANTS.map((v) => [
+                    v,
+                    {
+                        chunk_gap_ms_p50: round(percentile(streaming[v].gaps, 50), 2),
+                        short_request_ms_p50: round(percentile(throughput[v].latencies, 50), 2),
+                        short_request_ms_p99: round(percentile(throughput[v].latencies, 99), 2),
+                        e2e_ms_p50: round(percentile(mixed[v].e2e, 50), 0),
+                    },
+                ]),
+            ),
+            seconds: round((performance.now() - started) / 1000, 0),
+        };
+        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.meta.json`), `${JSON.stringify(meta, null, 2)}\n`);
+        const subtitle = `${meta.mode} run ${meta.date.slice(0, 16)}Z: ${REPLICAS} stand-ins (itl ${ITL_MS} ms), ${version}, worker_processes ${WORKERS}, ${meta.cores} cores shared by client, nginx and stand-ins. direct = client round robin.`;
+        fs.writeFileSync(
+            path.join(RESULTS_DIR, `${OUT}.svg`),
+            svg(
+                [
+                    { title: "(a) time to first token, CDF", xLabel: "ms (log)", series: VARIANTS.map((v) => ({ name: v, values: streaming[v].ttft })) },
+                    { title: "(a) gap between token chunks, CDF", xLabel: "ms (log; 0 shown at the left edge)", series: VARIANTS.map((v) => ({ name: v, values: streaming[v].gaps })) },
+                    {
+                        title: "(c) mixed lengths: end-to-end, CDF",
+                        xLabel: "ms (log)",
+                        series: [...VARIANTS.map((v) => ({ name: v, values: mixed[v].e2e })), { name: "jsq", values: jsq.e2e, dashed: true }],
+                    },
+                ],
+                subtitle,
+            ),
+        );
+        console.log(`\nwrote ${path.relative(process.cwd(), path.join(RESULTS_DIR, `${OUT}.json`))}, .meta.json and .svg in ${meta.seconds} s`);
+    } finally {
+        await Promise.all(balancers.map((b) => b.stop()));
+        await Promise.all(standIns.map((s) => s.kill()));
+        fs.rmSync(tmp, { recursive: true, force: true });
+    }
+}
+
+main().then(
+    () => process.exit(0),
+    (err) => {
+        console.error(err);
+        process.exit(1);
+    },
+);
