@@ -170,8 +170,10 @@ export class ConfigReader {
 
     constructor(private readonly raw: RawConfig) {}
 
+    /** Whether a key is set: `Pulumi.yaml` declares "" and [] as the defaults of optional keys. */
     has(key: string): boolean {
-        return this.raw[key] !== undefined && this.raw[key] !== null && this.raw[key] !== "";
+        const value = this.raw[key];
+        return value !== undefined && value !== null && value !== "" && !(Array.isArray(value) && value.length === 0);
     }
 
     value(key: string): unknown {

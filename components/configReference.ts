@@ -17,7 +17,8 @@ export function renderConfigReference(config: Record<string, ConfigDeclaration>)
     const rows = Object.entries(config).map(([fullKey, decl]) => {
         const key = fullKey.replace(/^vllm-nginx:/, "");
         const type = decl.secret ? "secret string" : decl.type === "array" ? `list of ${decl.items?.type ?? "values"}` : (decl.type ?? "string or list");
-        const def = decl.default === undefined ? "" : `\`${String(decl.default)}\``;
+        const unset = decl.default === "" || (Array.isArray(decl.default) && decl.default.length === 0);
+        const def = decl.default === undefined ? "required" : unset ? "unset" : `\`${String(decl.default)}\``;
         return `| \`${key}\` | ${type} | ${def} | ${(decl.description ?? "").replace(/\|/g, "\\|")} |`;
     });
     return [REFERENCE_BEGIN, "| key | type | default | meaning |", "|---|---|---|---|", ...rows, REFERENCE_END].join("\n");

@@ -33,7 +33,7 @@ export class NginxImage extends pulumi.ComponentResource {
             },
             this,
         );
-        this.imageRef = built.repoDigest;
+        this.imageRef = built.imageId;
 
         this.registerOutputs({ imageRef: this.imageRef });
     }

@@ -78,18 +78,11 @@ interface ReplicaGroup {
 
 /** `gpus`: one replica per entry; an entry is one GPU ID or a comma-separated group for tensor parallelism. */
 function readGpuGroups(read: ConfigReader): ReplicaGroup[] {
-    if (read.has("replicas")) {
-        read.problem("replicas", read.value("replicas"), 'only for backend "cpu"; on the gpu backend the replica count is the number of entries in gpus');
-    }
     const entries = read.stringList("gpus");
     if (entries === undefined) {
         if (!read.has("gpus")) {
             read.problem("gpus", undefined, 'required on the gpu backend: a list with one entry per replica, each a GPU ID ("0") or a group ("0,1"), e.g. ["0", "1"]');
         }
-        return [];
-    }
-    if (entries.length === 0) {
-        read.problem("gpus", entries, "at least one entry: one replica per entry");
         return [];
     }
     const seen = new Map<string, number>();

@@ -39,7 +39,7 @@ export class VllmImage extends pulumi.ComponentResource {
                 },
                 this,
             );
-            this.imageRef = built.repoDigest;
+            this.imageRef = built.imageId;
         } else {
             const pulled = new docker.RemoteImage(`${name}-pull`, { name: args.image!, keepLocally: true }, { parent: this });
             this.imageRef = pulled.imageId;

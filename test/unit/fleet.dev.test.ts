@@ -15,8 +15,7 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
         const count = (type: string) => ofType(resources, type).length;
         expect(count("docker:index/network:Network")).toBe(1);
         expect(count("docker:index/volume:Volume")).toBe(1);
-        expect(count("docker:index/remoteImage:RemoteImage")).toBe(1);
-        expect(count("docker:index/image:Image")).toBe(1);
+        expect(count("docker:index/remoteImage:RemoteImage")).toBe(2);
         expect(count("docker:index/container:Container")).toBe(3);
         expect(count("command:local:Command")).toBe(1);
         expect(ofType(resources, "vllm-nginx:index:VllmFleet")).toHaveLength(1);
@@ -36,9 +35,11 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
             expect(replica.inputs.envs.join(" ")).not.toContain("CUDA_DEVICE_ORDER");
             expect(replica.inputs.capabilities).toEqual({ adds: ["SYS_NICE"] });
         }
-        expect(ofType(resources, "docker:index/remoteImage:RemoteImage")[0].inputs.name).toBe(
-            "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
-        );
+        const pulled = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.inputs.build === undefined)!;
+        expect(pulled.inputs.name).toBe("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0");
+        for (const replica of replicas()) {
+            expect(replica.inputs.image).toBe("sha256:id-of-public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0");
+        }
     });
 
     it("passes the model first and the stack's extra flags after the program's", () => {
@@ -111,10 +112,14 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
     });
 
     it("builds the balancer image from the default nginx base", () => {
-        const image = ofType(resources, "docker:index/image:Image")[0];
-        expect(image.inputs.build.args).toEqual({ NGINX_BASE_IMAGE: "nginx:1.28.0" });
-        expect(image.inputs.build.builderVersion).toBe("BuilderV1");
-        expect(image.inputs.skipPush).toBe(true);
+        const image = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.inputs.build !== undefined)!;
+        expect(image.inputs.name).toBe("vllm-nginx/dev-nginx-lb:latest");
+        expect(image.inputs.build.buildArgs).toEqual({ NGINX_BASE_IMAGE: "nginx:1.28.0" });
+        expect(image.inputs.build.context).toMatch(/\/images\/nginx$/);
+        expect(image.inputs.build.useLegacyBuilder).toBe(true);
+        expect(image.inputs.triggers.context).toMatch(/^[0-9a-f]{64}$/);
+        const lb = ofType(resources, "docker:index/container:Container").find((c) => c.inputs.name === "dev-nginx-lb")!;
+        expect(lb.inputs.image).toBe("sha256:id-of-vllm-nginx/dev-nginx-lb:latest");
     });
 
     it("exports the endpoint, the served model and the replicas", () => {

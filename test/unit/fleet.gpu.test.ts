@@ -35,18 +35,19 @@ describe("gpu stack resource graph (the guide's topology)", () => {
     });
 
     it("builds vLLM from the checkout with the guide's Dockerfile, target and proxy build args", () => {
-        const builds = ofType(resources, "docker:index/image:Image");
+        const builds = ofType(resources, "docker:index/remoteImage:RemoteImage");
         const vllm = builds.find((b) => b.name === "fleet-vllm-image-build")!;
+        expect(vllm.inputs.name).toBe("vllm-nginx/gpu-vllm:latest");
         expect(vllm.inputs.build.context).toMatch(/\/vllm$/);
-        expect(vllm.inputs.build.dockerfile).toMatch(/\/vllm\/docker\/Dockerfile$/);
+        expect(vllm.inputs.build.dockerfile).toBe("docker/Dockerfile");
         expect(vllm.inputs.build.target).toBe("vllm-openai");
-        expect(vllm.inputs.build.args).toMatchObject({
+        expect(vllm.inputs.build.buildArgs).toMatchObject({
             http_proxy: "http://proxy.example.internal:3128",
             https_proxy: "http://proxy.example.internal:3128",
         });
-        expect(ofType(resources, "docker:index/remoteImage:RemoteImage")).toHaveLength(0);
+        expect(builds.every((b) => b.inputs.build !== undefined), "nothing is pulled").toBe(true);
         for (const replica of replicas()) {
-            expect(replica.inputs.image).toBe("sha256:fleetvllmimagebuild");
+            expect(replica.inputs.image).toBe("sha256:id-of-vllm-nginx/gpu-vllm:latest");
         }
     });
 

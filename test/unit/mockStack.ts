@@ -61,11 +61,8 @@ export async function runProgram(stack: string, overrides: Record<string, unknow
                     }
                 }
                 const computed: Record<string, unknown> = {};
-                if (args.type === "docker:index/image:Image") {
-                    computed.repoDigest = `sha256:${args.name.replace(/[^a-z0-9]/g, "")}`;
-                }
                 if (args.type === "docker:index/remoteImage:RemoteImage") {
-                    computed.imageId = `sha256:pulled-${args.inputs.name}`;
+                    computed.imageId = `sha256:id-of-${args.inputs.name}`;
                 }
                 if (args.type === "command:local:Command") {
                     computed.stdout = "installed";
