@@ -772,9 +772,10 @@ async function main(options, log) {
             }
         });
     });
-    // uvicorn (vLLM's HTTP server) closes idle connections after 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE).
-    // Node closes them 1 s after keepAliveTimeout (its built-in buffer), hence 4 s here.
-    server.keepAliveTimeout = 4000;
+    // uvicorn (vLLM's HTTP server) closes idle connections after VLLM_HTTP_TIMEOUT_KEEP_ALIVE seconds
+    // (default 5). Node closes them 1 s after keepAliveTimeout (its built-in buffer), hence the - 1000.
+    const keepAliveMs = 1000 * (Number(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE) > 0 ? Number(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE) : 5);
+    server.keepAliveTimeout = keepAliveMs > 1000 ? keepAliveMs - 1000 : keepAliveMs;
     /** Closed connections by who closed them: the client (FIN first) or this server (e.g. keep-alive expiry). */
     const closedConnections = { client: 0, server: 0 };
     server.on("connection", (socket) => {
