@@ -170,7 +170,7 @@ export function requireNginx(): string {
     const fromEnv = process.env.NGINX_BIN;
     if (fromEnv) {
         if (!fs.existsSync(fromEnv)) {
-            throw new Error(`NGINX_BIN=${fromEnv} does not exist`);
+            throw new Error(`NGINX_BIN=${fromEnv} does not exist. Install nginx with \`sudo apt-get install -y nginx\` or fix NGINX_BIN.`);
         }
         return fromEnv;
     }
