@@ -92,11 +92,11 @@ export class NginxBalancer extends pulumi.ComponentResource {
                 ports: [{ internal: BALANCER_CONTAINER_PORT, external: args.port, ip: args.bind }],
                 healthcheck: {
                     tests: ["CMD-SHELL", BALANCER_HEALTH_PROBE],
-                    interval: "10s",
+                    // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
+                    interval: "5s",
                     timeout: "3s",
                     retries: 3,
                     startPeriod: "30s",
-                    startInterval: "1s",
                 },
                 wait: true,
                 waitTimeout: 120,

@@ -89,12 +89,12 @@ export class VllmReplica extends pulumi.ComponentResource {
                 ports: [{ internal: VLLM_PORT, external: plan.hostPort, ip: args.portBind }],
                 healthcheck: {
                     tests: ["CMD-SHELL", REPLICA_HEALTH_PROBE],
-                    interval: "10s",
+                    // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
+                    interval: "5s",
                     timeout: "5s",
                     retries: 3,
                     // Loading a model takes minutes; failed probes until then do not count.
                     startPeriod: `${args.startupTimeoutSeconds}s`,
-                    startInterval: "2s",
                 },
                 wait: true,
                 waitTimeout: args.startupTimeoutSeconds,

@@ -60,12 +60,15 @@ export class E2eStack {
     }
 
     async init(): Promise<void> {
-        await this.pulumi(["stack", "init", STACK]);
+        await this.run(["stack", "init", STACK, "--non-interactive"]);
     }
 
-    /** `pulumi <args>` for the e2e stack; resolves with stdout, rejects with the output on failure. */
+    /** `pulumi <args>` for the e2e stack and its config file; resolves with stdout, rejects with the output. */
     pulumi(args: string[], timeoutMs = 20 * 60_000): Promise<string> {
-        const full = [...args, "--stack", STACK, "--non-interactive", "--config-file", this.configFile];
+        return this.run([...args, "--stack", STACK, "--non-interactive", "--config-file", this.configFile], timeoutMs);
+    }
+
+    private run(full: string[], timeoutMs = 20 * 60_000): Promise<string> {
         return new Promise((resolve, reject) => {
             const child = spawn("pulumi", full, { cwd: REPO, env: this.env });
             let output = "";
@@ -95,7 +98,7 @@ export class E2eStack {
     }
 
     async outputs(): Promise<Record<string, any>> {
-        return JSON.parse(await this.pulumi(["stack", "output", "--json"]));
+        return JSON.parse(await this.run(["stack", "output", "--json", "--stack", STACK, "--non-interactive"]));
     }
 
     /** Everything the stack's state holds, as text (to look for secrets in it). */
