@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { CONFIG_NAMESPACE, FleetSettings, RawConfig, parseFleetConfig } from "./config";
+import { CONFIG_NAMESPACE, FleetConfigError, FleetSettings, RawConfig, parseFleetConfig } from "./config";
 
 /** The secret keys, read as secrets and never as plain values. */
 const SECRET_KEYS = ["hfToken"];
@@ -17,7 +17,13 @@ export function readStackConfig(): { settings: FleetSettings; hfToken?: pulumi.O
             raw[fullKey.slice(prefix.length)] = decodeConfigValue(value);
         }
     }
-    const settings = parseFleetConfig(raw, pulumi.getStack());
+    let settings: FleetSettings;
+    try {
+        settings = parseFleetConfig(raw, pulumi.getStack());
+    } catch (error) {
+        // A RunError is shown to the user as its message alone, without a stack trace.
+        throw error instanceof FleetConfigError ? new pulumi.RunError(error.message) : error;
+    }
     const hfToken = new pulumi.Config(CONFIG_NAMESPACE).getSecret("hfToken");
     return { settings, hfToken };
 }
