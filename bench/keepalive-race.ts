@@ -2,8 +2,8 @@
  * Reproduces the upstream keep-alive race: a request that nginx writes on an idle connection at the
  * moment the replica closes it (vLLM/uvicorn: after 5 s idle) fails with 502, because a POST that was
  * sent is never resent. Several independent lanes (one stand-in + one nginx each) send a request, wait
- * ~5 s (±4 ms) after the previous response, and send another; the rendered config and the same config
- * with `keepalive_timeout 4s` in the upstream are compared.
+ * ~5 s (±4 ms) after the previous response, and send another; the rendered config (keepalive_timeout 4s) and
+ * the same config with `keepalive_timeout 60s` in the upstream are compared.
  *
  *   node --import tsx bench/keepalive-race.ts [--trials 20] [--lanes 6]     (~trials * 5 s * 2)
  *
@@ -60,8 +60,8 @@ async function run(name: string, conf: Conf): Promise<void> {
 
 async function main(): Promise<void> {
     console.log(`${LANES} lanes x ${TRIALS} requests sent ~5 s (+-4 ms) after the previous response, per config`);
-    await run("rendered (keepalive 60s)", (ports, port) => renderOurs(ports, port));
-    await run("keepalive_timeout 4s", (ports, port) => renderOurs(ports, port).replace("keepalive_timeout 60s;", "keepalive_timeout 4s;"));
+    await run("keepalive_timeout 60s", (ports, port) => renderOurs(ports, port).replace("keepalive_timeout 4s;", "keepalive_timeout 60s;"));
+    await run("rendered (keepalive 4s)", (ports, port) => renderOurs(ports, port));
 }
 
 main().then(

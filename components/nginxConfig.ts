@@ -43,6 +43,13 @@ export interface BalancerConfig {
 /** Idle keep-alive connections each nginx worker keeps open to the replicas. */
 const UPSTREAM_KEEPALIVE = 32;
 
+/**
+ * How long nginx keeps an idle upstream connection: below vLLM's own 5 s (uvicorn's keep-alive,
+ * `VLLM_HTTP_TIMEOUT_KEEP_ALIVE`), so nginx closes it first and never writes a request on a connection
+ * the replica is closing; a POST written there is not resent and would fail with 502.
+ */
+const UPSTREAM_IDLE_SECONDS = 4;
+
 const BALANCER_DIRECTIVES: Record<Balancer, string | undefined> = {
     least_conn: "least_conn;",
     round_robin: undefined,
@@ -75,11 +82,14 @@ export function renderNginxConfig(config: BalancerConfig): string {
         "                      'upstream_header=$upstream_header_time';",
         "",
         "upstream vllm_backend {",
+        // Shared by all workers: in-flight counts (least_conn) and failures (max_fails) are per fleet,
+        // not per worker process.
+        "    zone vllm_backend 1m;",
         ...(balancerDirective ? [`    ${balancerDirective}`] : ["    # round robin (nginx's default)"]),
         ...servers,
         // Must follow the balancing method; keeps connections to the replicas open between requests.
         `    keepalive ${UPSTREAM_KEEPALIVE};`,
-        "    keepalive_timeout 60s;",
+        `    keepalive_timeout ${UPSTREAM_IDLE_SECONDS}s;`,
         "}",
         "",
         "server {",

@@ -134,25 +134,24 @@ async function twoStreamsThroughTwoWorkers(conf: (ports: number[], port: number)
     return results.map((r) => r.replica);
 }
 
-/** The rendered config with a shared-memory zone in the upstream (the fix proposed for the bug below). */
-function withZone(text: string): string {
-    return text.replace("upstream vllm_backend {\n", "upstream vllm_backend {\n    zone vllm_backend 1m;\n");
+/** The rendered config without the upstream's shared-memory zone. */
+function withoutZone(text: string): string {
+    return text.replace("    zone vllm_backend 1m;\n", "");
 }
 
 describe("least_conn across nginx workers", () => {
-    // KNOWN RENDERER BUG (reported, not fixed here): the upstream has no `zone`, so every nginx worker
-    // counts connections (and failures, for max_fails) on its own. With `worker_processes auto` (the
-    // images' default, one worker per core) two streams that enter through different workers both go
-    // to the first replica, while the other idles: least_conn degrades towards per-worker round robin
-    // (pain point 5). Remove `.fails` once the renderer emits `zone vllm_backend <size>;`.
-    it.fails("sends two concurrent streams that enter through different workers to different replicas", async () => {
+    // Without a shared `zone`, every nginx worker counts connections (and failures, for max_fails) on
+    // its own. With `worker_processes auto` (the images' default, one worker per core) two streams that
+    // enter through different workers then both go to the first replica while the other idles:
+    // least_conn degrades towards per-worker round robin (pain point 5).
+    it("sends two concurrent streams that enter through different workers to different replicas", async () => {
         const replicasUsed = await twoStreamsThroughTwoWorkers((ports, port) => renderOurs(ports, port));
         expect(new Set(replicasUsed).size).toBe(2);
     });
 
-    it("does so once the upstream has a shared zone (the proposed fix)", async () => {
-        const replicasUsed = await twoStreamsThroughTwoWorkers((ports, port) => withZone(renderOurs(ports, port)));
-        expect(new Set(replicasUsed).size).toBe(2);
+    it("sends both to one replica without the shared zone (the failure the zone prevents)", async () => {
+        const replicasUsed = await twoStreamsThroughTwoWorkers((ports, port) => withoutZone(renderOurs(ports, port)));
+        expect(new Set(replicasUsed).size).toBe(1);
     });
 });
 

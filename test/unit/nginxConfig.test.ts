@@ -53,6 +53,8 @@ describe("rendered nginx config", () => {
         ["retry only when no request reached a replica", "proxy_next_upstream error timeout;"],
         ["client aborts close the upstream connection (pain point 6)", "proxy_ignore_client_abort off;"],
         ["a health endpoint of its own", "location = /nginx-health {"],
+        ["in-flight counts shared by all workers (least_conn per fleet, not per worker)", "zone vllm_backend 1m;"],
+        ["idle upstream connections closed before vLLM's 5 s keep-alive closes them", "keepalive_timeout 4s;"],
     ])("has %s", (_what, directive) => {
         expect(text).toContain(directive);
     });
