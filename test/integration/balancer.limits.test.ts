@@ -3,46 +3,24 @@
  * litellm#9551, vllm#2484), long prompts, the balancer's own health and status endpoints, starting
  * before the replicas (pain point 10), and every balancing method.
  */
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { performance } from "perf_hooks";
 import {
-    Nginx,
-    StandIn,
     freePort,
     nginxVersion,
     receivedIds,
     renderOurs,
     request,
     sleep,
-    startNginx,
     startStandIn,
-    stopAll,
     stream,
     tokenEvents,
 } from "./harness";
+import { useTestFleet } from "./testFleet";
 import { BALANCERS } from "../../components/config";
 import { BALANCER_HEALTH_PATH, BALANCER_STATUS_PATH, renderedConfigId } from "../../components/nginxConfig";
 
-beforeAll(() => {
-    nginxVersion(); // fails the file with "apt-get install nginx" when the binary is missing
-});
-
-const replicas: StandIn[] = [];
-const balancers: Nginx[] = [];
-async function standIns(n: number, args: string[] = []): Promise<StandIn[]> {
-    const started = await Promise.all(Array.from({ length: n }, (_, i) => startStandIn({ replicaId: `r${i}`, args: ["--served-model-name", "m", "--disable-uvicorn-access-log", ...args] })));
-    replicas.push(...started);
-    return started;
-}
-async function nginx(conf: string, port: number): Promise<Nginx> {
-    const n = await startNginx(conf, port, { readyPath: BALANCER_HEALTH_PATH });
-    balancers.push(n);
-    return n;
-}
-afterEach(async () => {
-    await Promise.all(balancers.splice(0).map((b) => b.stop()));
-    await stopAll(replicas.splice(0));
-});
+const { standIns, nginx, adopt } = useTestFleet();
 
 describe("the real nginx binary", () => {
     it("is installed (CI: apt-get install -y nginx)", () => {
@@ -152,7 +130,7 @@ describe("the balancer without replicas (pain point 10)", () => {
         expect(down.status).toBe(502);
         expect(performance.now() - t0).toBeLessThan(1000); // refused connections fail fast
         const late = await startStandIn({ replicaId: "late", port: ports[1], args: ["--served-model-name", "m"] });
-        replicas.push(late);
+        adopt(late);
         const up = await request(`${lb.url}/v1/models`);
         expect(up.status).toBe(200);
         expect(up.headers["x-replica-id"]).toBe("late");

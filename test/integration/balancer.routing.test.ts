@@ -4,52 +4,26 @@
  * failTimeout (pain points 3 and 11), and no retry once a response has begun.
  */
 import * as http from "http";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { performance } from "perf_hooks";
 import {
     Nginx,
-    StandIn,
     freePort,
     metricValue,
-    nginxVersion,
     receivedIds,
     renderGuideConfig,
     renderOurs,
     request,
     scrape,
     sleep,
-    startNginx,
     startStandIn,
-    stopAll,
     stream,
     tokenEvents,
 } from "./harness";
+import { useTestFleet } from "./testFleet";
 import { BALANCER_HEALTH_PATH, renderedConfigId } from "../../components/nginxConfig";
 
-beforeAll(() => {
-    nginxVersion(); // fails the file with "apt-get install nginx" when the binary is missing
-});
-
-const replicas: StandIn[] = [];
-const balancers: Nginx[] = [];
-async function standIns(n: number, args: string[] = []): Promise<StandIn[]> {
-    const started = await Promise.all(Array.from({ length: n }, (_, i) => startStandIn({ replicaId: `r${i}`, args: ["--served-model-name", "m", "--disable-uvicorn-access-log", ...args] })));
-    replicas.push(...started);
-    return started;
-}
-async function nginx(conf: string, port: number, options: Parameters<typeof startNginx>[2] = {}): Promise<Nginx> {
-    const n = await startNginx(conf, port, { readyPath: conf.includes(BALANCER_HEALTH_PATH) ? BALANCER_HEALTH_PATH : undefined, ...options });
-    balancers.push(n);
-    return n;
-}
-afterEach(async () => {
-    await Promise.all(balancers.splice(0).map((b) => b.stop()));
-    await stopAll(replicas.splice(0));
-});
-afterAll(async () => {
-    await Promise.all(balancers.map((b) => b.stop()));
-    await stopAll(replicas);
-});
+const { standIns, nginx, adopt } = useTestFleet();
 
 function count(values: Array<string | undefined>): Record<string, number> {
     const out: Record<string, number> = {};
@@ -171,7 +145,7 @@ describe("failover (pain points 3 and 11)", () => {
         expect(lb.errorLog()).toMatch(/connect\(\) failed \(111: Connection refused\)/);
 
         const late = await startStandIn({ replicaId: "late", port: downPort, args: ["--served-model-name", "m", "--itl-ms", "2"] });
-        replicas.push(late);
+        adopt(late);
         const t0 = performance.now();
         let recoveredAfter = Infinity;
         const statuses: number[] = [];
@@ -197,7 +171,7 @@ describe("failover (pain points 3 and 11)", () => {
             expect((await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 2 } })).status).toBe(200);
         }
         const late = await startStandIn({ replicaId: "late", port: downPort, args: ["--served-model-name", "m", "--itl-ms", "2"] });
-        replicas.push(late);
+        adopt(late);
         const served: Array<string | undefined> = [];
         const t0 = performance.now();
         while (performance.now() - t0 < 3500) {
