@@ -2,8 +2,9 @@
 // package "docker", with the tokens and property names that the published
 // @pulumi/docker 5.x SDK uses (docker:index/<resource>:<Resource>).
 //
-// docker.Image, which the published provider implements natively rather than
-// through Terraform, is served by image.go (local builds only).
+// The native (non-bridged) docker.Image resource of the published provider is
+// not part of this build: use docker.RemoteImage (upstream docker_image), whose
+// `build` block builds through the engine's API.
 package docker
 
 import (
@@ -23,7 +24,7 @@ const (
 	mainMod = "index"
 )
 
-func resourceTok(name string) tokens.Type {
+func resource(name string) tokens.Type {
 	return tokens.Type(pkgName + ":" + mainMod + "/" + lowerFirst(name) + ":" + name)
 }
 
@@ -71,9 +72,9 @@ func Provider(version string) tfbridge.ProviderInfo {
 			"registry_auth": {Name: "registryAuth", MaxItemsOne: tfbridge.False()},
 		},
 		Resources: map[string]*tfbridge.ResourceInfo{
-			"docker_config": {Tok: resourceTok("ServiceConfig")},
+			"docker_config": {Tok: resource("ServiceConfig")},
 			"docker_container": {
-				Tok:                 resourceTok("Container"),
+				Tok:                 resource("Container"),
 				DeleteBeforeReplace: true,
 				Fields: map[string]*tfbridge.SchemaInfo{
 					// One command (["echo", "1"]), not several.
@@ -83,16 +84,16 @@ func Provider(version string) tfbridge.ProviderInfo {
 				},
 			},
 			"docker_image": {
-				Tok:    resourceTok("RemoteImage"),
+				Tok:    resource("RemoteImage"),
 				Fields: map[string]*tfbridge.SchemaInfo{"name": {Name: "name"}},
 			},
-			"docker_network":        {Tok: resourceTok("Network")},
-			"docker_secret":         {Tok: resourceTok("Secret")},
-			"docker_service":        {Tok: resourceTok("Service")},
-			"docker_volume":         {Tok: resourceTok("Volume")},
-			"docker_registry_image": {Tok: resourceTok("RegistryImage")},
-			"docker_plugin":         {Tok: resourceTok("Plugin")},
-			"docker_tag":            {Tok: resourceTok("Tag")},
+			"docker_network":        {Tok: resource("Network")},
+			"docker_secret":         {Tok: resource("Secret")},
+			"docker_service":        {Tok: resource("Service")},
+			"docker_volume":         {Tok: resource("Volume")},
+			"docker_registry_image": {Tok: resource("RegistryImage")},
+			"docker_plugin":         {Tok: resource("Plugin")},
+			"docker_tag":            {Tok: resource("Tag")},
 		},
 		DataSources: map[string]*tfbridge.DataSourceInfo{
 			"docker_network":        {Tok: dataSource("getNetwork")},
