@@ -22,7 +22,8 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 # Use the plugins installed in PULUMI_HOME at the exact versions the npm packages
 # ask for, not the same binaries found on PATH (which only adds warnings).
 export PULUMI_IGNORE_AMBIENT_PLUGINS=true
-export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-vllm-nginx-ci}"
+# The stack files carry the salt of the empty passphrase (see README).
+export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-}"
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
   mkdir -p "$_vn_repo/.pulumi-state"
   export PULUMI_BACKEND_URL="file://$_vn_repo/.pulumi-state"
