@@ -3,6 +3,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { RestartPolicy } from "./config";
 import { BALANCER_HEALTH_PATH, renderedConfigId } from "./nginxConfig";
+import { lifecycle } from "./lifecycle";
 import { envList } from "./proxy";
 
 /** The port nginx listens on inside its container; `lbPort` on the host maps to it. */
@@ -90,27 +91,18 @@ export class NginxBalancer extends pulumi.ComponentResource {
                 envs: envList(args.proxyEnv),
                 networksAdvanced: [{ name: args.networkName, aliases: ["nginx-lb"] }],
                 ports: [{ internal: BALANCER_CONTAINER_PORT, external: args.port, ip: args.bind }],
-                healthcheck: {
-                    tests: ["CMD-SHELL", BALANCER_HEALTH_PROBE],
-                    // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
-                    interval: "5s",
-                    timeout: "3s",
-                    retries: 3,
-                    startPeriod: "30s",
-                },
-                wait: true,
-                waitTimeout: 120,
-                restart: args.restartPolicy,
                 // SIGQUIT is nginx's graceful shutdown: open requests are finished first.
                 stopSignal: "SIGQUIT",
-                destroyGraceSeconds: args.stopGraceSeconds,
-                stopTimeout: args.stopGraceSeconds,
-                logDriver: "json-file",
-                logOpts: { "max-size": "50m", "max-file": "5" },
-                labels: [
-                    { label: "vllm-nginx.stack", value: args.prefix },
-                    { label: "vllm-nginx.role", value: "balancer" },
-                ],
+                ...lifecycle({
+                    prefix: args.prefix,
+                    role: "balancer",
+                    healthProbe: BALANCER_HEALTH_PROBE,
+                    probeTimeoutSeconds: 3,
+                    startPeriodSeconds: 30,
+                    waitSeconds: 120,
+                    restartPolicy: args.restartPolicy,
+                    stopGraceSeconds: args.stopGraceSeconds,
+                }),
             },
             { parent: this },
         );

@@ -2,6 +2,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { Backend, RestartPolicy } from "./config";
 import { ReplicaPlan, VLLM_PORT } from "./placement";
+import { lifecycle } from "./lifecycle";
 import { envList } from "./proxy";
 
 /** Where the Hugging Face cache is mounted in the container, as in vLLM's docs. */
@@ -87,28 +88,19 @@ export class VllmReplica extends pulumi.ComponentResource {
                 ],
                 networksAdvanced: [{ name: args.networkName, aliases: [plan.alias], ipv4Address: plan.ip }],
                 ports: [{ internal: VLLM_PORT, external: plan.hostPort, ip: args.portBind }],
-                healthcheck: {
-                    tests: ["CMD-SHELL", REPLICA_HEALTH_PROBE],
-                    // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
-                    interval: "5s",
-                    timeout: "5s",
-                    retries: 3,
+                // SIGTERM, then stopGraceSeconds to finish in-flight requests, then SIGKILL.
+                ...lifecycle({
+                    prefix: args.prefix,
+                    role: "replica",
+                    healthProbe: REPLICA_HEALTH_PROBE,
+                    probeTimeoutSeconds: 5,
                     // Loading a model takes minutes; failed probes until then do not count.
-                    startPeriod: `${args.startupTimeoutSeconds}s`,
-                },
-                wait: true,
-                waitTimeout: args.startupTimeoutSeconds,
-                restart: args.restartPolicy,
-                // SIGTERM, then this long to finish in-flight requests, then SIGKILL.
-                destroyGraceSeconds: args.stopGraceSeconds,
-                stopTimeout: args.stopGraceSeconds,
-                logDriver: "json-file",
-                logOpts: { "max-size": "50m", "max-file": "5" },
-                labels: [
-                    { label: "vllm-nginx.stack", value: args.prefix },
-                    { label: "vllm-nginx.role", value: "replica" },
-                    { label: "vllm-nginx.replica", value: plan.alias },
-                ],
+                    startPeriodSeconds: args.startupTimeoutSeconds,
+                    waitSeconds: args.startupTimeoutSeconds,
+                    restartPolicy: args.restartPolicy,
+                    stopGraceSeconds: args.stopGraceSeconds,
+                    extraLabels: [{ label: "vllm-nginx.replica", value: plan.alias }],
+                }),
             },
             { parent: this, dependsOn: args.startAfter },
         );

@@ -1,0 +1,44 @@
+import type * as docker from "@pulumi/docker";
+import type { RestartPolicy } from "./config";
+
+export interface LifecycleArgs {
+    /** The stack name, written as a label on the container. */
+    prefix: string;
+    role: "replica" | "balancer";
+    /** Shell command that exits 0 while the service is healthy. */
+    healthProbe: string;
+    probeTimeoutSeconds: number;
+    /** Failed probes before this long after start do not count (model loading). */
+    startPeriodSeconds: number;
+    /** How long `pulumi up` waits for the container to be healthy. */
+    waitSeconds: number;
+    restartPolicy: RestartPolicy;
+    /** Time to finish in-flight requests after the stop signal, before SIGKILL. */
+    stopGraceSeconds: number;
+    extraLabels?: docker.types.input.ContainerLabel[];
+}
+
+/**
+ * What every long-running container of the fleet shares: a healthcheck that `pulumi up` waits on, a
+ * restart policy, a stop grace period for in-flight requests, bounded logs and the stack's labels.
+ */
+export function lifecycle(args: LifecycleArgs): Partial<docker.ContainerArgs> {
+    return {
+        healthcheck: {
+            tests: ["CMD-SHELL", args.healthProbe],
+            // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
+            interval: "5s",
+            timeout: `${args.probeTimeoutSeconds}s`,
+            retries: 3,
+            startPeriod: `${args.startPeriodSeconds}s`,
+        },
+        wait: true,
+        waitTimeout: args.waitSeconds,
+        restart: args.restartPolicy,
+        destroyGraceSeconds: args.stopGraceSeconds,
+        stopTimeout: args.stopGraceSeconds,
+        logDriver: "json-file",
+        logOpts: { "max-size": "50m", "max-file": "5" },
+        labels: [{ label: "vllm-nginx.stack", value: args.prefix }, { label: "vllm-nginx.role", value: args.role }, ...(args.extraLabels ?? [])],
+    };
+}
