@@ -5,7 +5,7 @@
  */
 import * as http from "http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { E2eStack, checkDockerPrerequisites, docker, leftovers, removeLeftovers } from "./harness";
+import { E2eStack, checkDockerPrerequisites, docker, followLogs, leftovers, removeLeftovers } from "./harness";
 import { LoadCounts, SteadyLoad, sleep, streamCompletion } from "./load";
 
 const LB_PORT = 18000;
@@ -158,9 +158,29 @@ describe("e2e: pulumi up, change under load, crash, no-op up, destroy", () => {
         expect(during3.byReplica[vllm2], "the new replica received traffic").toBeGreaterThan(0);
 
         await stack.setConfig("replicas", "2");
+        const removedLogs = followLogs("e2e-vllm2");
+        const removedAddress = (await docker(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "e2e-vllm2"])) + ":8000";
+        const scaleDownStarted = new Date().toISOString();
         const up2 = await stack.up();
         note(`pulumi up (3 → 2 replicas): ${up2.seconds.toFixed(1)}s`);
         expect(await docker(["ps", "-a", "--filter", "name=e2e-vllm2", "--format", "{{.Names}}"])).toBe("");
+        // The removed replica's own account of its stop: what it was serving at SIGTERM, that it finished
+        // it, and that nginx sent it nothing new once it had been told to stop.
+        const stopLog = await removedLogs.done;
+        const atStop = /SIGTERM received: shutting down \(grace \d+s for (\d+) in-flight/.exec(stopLog);
+        const afterStop = /Application shutdown complete\. (\d+) request\(s\) arrived after SIGTERM/.exec(stopLog);
+        expect(atStop, stopLog).not.toBeNull();
+        expect(afterStop, stopLog).not.toBeNull();
+        note(`removed replica at SIGTERM: ${atStop![1]} in flight, all finished; ${afterStop![1]} arrived after SIGTERM`);
+        expect(stopLog).not.toContain("shutdown timeout reached");
+        expect(Number(afterStop![1])).toBe(0);
+        // Had nginx still routed to it once it stopped, its error log would show refused connections to
+        // it, and its access log attempts that went on to another replica.
+        await sleep(2000);
+        const nginxLog = await docker(["logs", "--since", scaleDownStarted, "e2e-nginx-lb"]);
+        const triedAfterStop = nginxLog.split("\n").filter((l) => l.includes(removedAddress) && (l.includes("failed") || l.includes(`${removedAddress}, `)));
+        note(`nginx lines about failed attempts on the removed replica (${removedAddress}) since the scale-down began: ${triedAfterStop.length}`);
+        expect(triedAfterStop).toEqual([]);
         await sleep(2000);
         const during2 = load.take();
         note(describeCounts("during and after 3 → 2", during2));

@@ -150,3 +150,12 @@ export async function removeLeftovers(): Promise<void> {
         await docker(kind === "container" ? ["rm", "-f", name] : [kind, "rm", name]).catch(() => undefined);
     }
 }
+
+/** Follows a container's logs until it is removed; `done` resolves with everything it printed. */
+export function followLogs(container: string): { done: Promise<string> } {
+    const child = spawn("docker", ["logs", "-f", container]);
+    let text = "";
+    child.stdout.on("data", (d) => (text += d));
+    child.stderr.on("data", (d) => (text += d));
+    return { done: new Promise((resolve) => child.on("close", () => resolve(text))) };
+}

@@ -748,8 +748,13 @@ async function main(options, log) {
         engine.submit(seq);
     };
 
+    /** Requests that arrived after SIGTERM (on a kept-alive connection): a balancer that stopped routing here first sends none. */
+    let receivedWhileDraining = 0;
     const server = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
         inFlight += 1;
+        if (draining) {
+            receivedWhileDraining += 1;
+        }
         res.on("close", () => {
             inFlight -= 1;
             if (options.accessLog) {
@@ -801,7 +806,7 @@ async function main(options, log) {
             process.exit(0);
         }
         const exit = () => {
-            log("INFO:     Application shutdown complete.");
+            log(`INFO:     Application shutdown complete. ${receivedWhileDraining} request(s) arrived after ${signal}.`);
             log(`INFO:     Finished server process [${process.pid}]`);
             process.exit(0);
         };
