@@ -1,7 +1,7 @@
 import { VllmFleet, readStackConfig } from "./components";
 
-const { settings, hfToken } = readStackConfig();
-const fleet = new VllmFleet("fleet", { settings, hfToken });
+const { settings, secrets } = readStackConfig();
+const fleet = new VllmFleet("fleet", { settings, secrets });
 
 export const endpoint = fleet.endpoint;
 export const openaiBaseUrl = fleet.openaiBaseUrl;

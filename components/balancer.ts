@@ -64,6 +64,8 @@ export interface NginxBalancerArgs {
     /** Resources that must be ready before the config that routes to them is installed (the replicas). */
     upstreamDependencies: pulumi.Input<pulumi.Resource>[];
     proxyEnv: Record<string, string>;
+    /** The Docker host the docker provider manages (its `docker:host` config), for `docker exec`. */
+    dockerHost?: string;
     /** Time nginx gets to finish in-flight requests when the container stops, in seconds. */
     stopGraceSeconds: number;
     restartPolicy: RestartPolicy;
@@ -115,7 +117,11 @@ export class NginxBalancer extends pulumi.ComponentResource {
                 create: INSTALL_CONFIG_SCRIPT,
                 update: INSTALL_CONFIG_SCRIPT,
                 stdin: args.config,
-                environment: { CONTAINER: this.container.name, CONFIG_ID: this.configId },
+                environment: {
+                    CONTAINER: this.container.name,
+                    CONFIG_ID: this.configId,
+                    ...(args.dockerHost ? { DOCKER_HOST: args.dockerHost } : {}),
+                },
                 // A new container starts from the image's bootstrap config: install the config again.
                 triggers: [this.container.id],
             },

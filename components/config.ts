@@ -121,6 +121,7 @@ export const CONFIG_KEYS = [
     "noProxy",
     "hfCacheDir",
     "hfToken",
+    "apiKey",
     "vllmArgs",
     "lbPort",
     "lbBind",

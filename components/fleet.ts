@@ -7,14 +7,15 @@ import { NginxImage } from "./nginxImage";
 import { renderNginxConfig } from "./nginxConfig";
 import { VLLM_PORT } from "./placement";
 import { proxyVariables } from "./proxy";
+import type { FleetSecrets } from "./stackConfig";
 import { VllmImage } from "./vllmImage";
 import { VllmReplica } from "./replica";
 
 export interface VllmFleetArgs {
     /** Validated settings (see `parseFleetConfig`). */
     settings: FleetSettings;
-    /** Hugging Face token for gated models, from a secret. */
-    hfToken?: pulumi.Input<string>;
+    /** The HF token and the API key, from secrets. */
+    secrets?: FleetSecrets;
 }
 
 /** What a user needs to know of one replica. */
@@ -78,7 +79,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                         networkName: network.networkName,
                         hfCacheDir: s.hfCacheDir,
                         compileCacheVolume: compileCache.name,
-                        hfToken: args.hfToken,
+                        secrets: args.secrets ?? {},
                         proxyEnv,
                         cpuKvCacheSpace: s.cpuKvCacheSpace,
                         portBind: s.replicaPortBind,
@@ -116,6 +117,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                 config: rendered,
                 upstreamDependencies: replicas.map((r) => r.container),
                 proxyEnv,
+                dockerHost: new pulumi.Config("docker").get("host"),
                 stopGraceSeconds: s.stopGraceSeconds,
                 restartPolicy: s.restartPolicy,
             },

@@ -4,6 +4,7 @@ import type { Backend, RestartPolicy } from "./config";
 import { ReplicaPlan, VLLM_PORT } from "./placement";
 import { lifecycle } from "./lifecycle";
 import { envList } from "./proxy";
+import type { FleetSecrets } from "./stackConfig";
 
 /** Where the Hugging Face cache is mounted in the container, as in vLLM's docs. */
 export const HF_CACHE_PATH = "/root/.cache/huggingface";
@@ -26,8 +27,8 @@ export interface VllmReplicaArgs {
     hfCacheDir: string;
     /** Docker volume for vLLM's compile cache. */
     compileCacheVolume: pulumi.Input<string>;
-    /** `HF_TOKEN` for gated models; kept secret in state. */
-    hfToken?: pulumi.Input<string>;
+    /** `HF_TOKEN` and `VLLM_API_KEY`; the environment is kept secret in state when either is set. */
+    secrets: FleetSecrets;
     /** Proxy variables for the container's environment. */
     proxyEnv: Record<string, string>;
     /** GiB of KV cache on the CPU backend. */
@@ -126,7 +127,7 @@ export function vllmServeArgs(args: Pick<VllmReplicaArgs, "model" | "servedModel
 
 /** The container's environment; secret when it carries the HF token. */
 export function replicaEnv(
-    args: Pick<VllmReplicaArgs, "backend" | "plan" | "cpuKvCacheSpace" | "proxyEnv" | "hfToken">,
+    args: Pick<VllmReplicaArgs, "backend" | "plan" | "cpuKvCacheSpace" | "proxyEnv" | "secrets">,
 ): pulumi.Input<string[]> {
     const plain = [
         ...(args.backend === "gpu"
@@ -135,8 +136,11 @@ export function replicaEnv(
             : [`VLLM_CPU_KVCACHE_SPACE=${args.cpuKvCacheSpace}`, `VLLM_CPU_OMP_THREADS_BIND=${args.plan.threadsBind ?? "auto"}`]),
         ...envList(args.proxyEnv),
     ];
-    if (args.hfToken === undefined) {
+    const secretVars = Object.entries({ HF_TOKEN: args.secrets.hfToken, VLLM_API_KEY: args.secrets.apiKey }).filter(
+        (entry): entry is [string, pulumi.Output<string>] => entry[1] !== undefined,
+    );
+    if (secretVars.length === 0) {
         return plain;
     }
-    return pulumi.secret(pulumi.output(args.hfToken).apply((token) => [...plain, `HF_TOKEN=${token}`]));
+    return pulumi.secret(pulumi.all(secretVars.map(([name, value]) => pulumi.interpolate`${name}=${value}`)).apply((vars) => [...plain, ...vars]));
 }

@@ -34,6 +34,7 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
             expect(replica.inputs.envs).toContain("VLLM_CPU_OMP_THREADS_BIND=auto");
             expect(replica.inputs.envs.join(" ")).not.toContain("CUDA_DEVICE_ORDER");
             expect(replica.inputs.capabilities).toEqual({ adds: ["SYS_NICE"] });
+            expect(replica.secretInputs, "no secret set, so the environment is plain").not.toContain("envs");
         }
         const pulled = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.inputs.build === undefined)!;
         expect(pulled.inputs.name).toBe("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0");

@@ -5,7 +5,7 @@ describe("gpu stack resource graph (the guide's topology)", () => {
     let resources: RecordedResource[];
     let outputs: Record<string, any>;
     beforeAll(async () => {
-        ({ resources, outputs } = await runProgram("gpu", { hfToken: "hf_mock_token" }, ["vllm-nginx:hfToken"]));
+        ({ resources, outputs } = await runProgram("gpu", { hfToken: "hf_mock_token", apiKey: "sk-mock-key" }, ["vllm-nginx:hfToken", "vllm-nginx:apiKey"]));
     });
 
     const replicas = () =>
@@ -18,7 +18,7 @@ describe("gpu stack resource graph (the guide's topology)", () => {
         ]);
     });
 
-    it("sets CUDA_DEVICE_ORDER, the proxies (both spellings) and HF_TOKEN in every replica", () => {
+    it("sets CUDA_DEVICE_ORDER, the proxies (both spellings), HF_TOKEN and VLLM_API_KEY in every replica", () => {
         for (const replica of replicas()) {
             expect(replica.inputs.envs).toEqual(
                 expect.arrayContaining([
@@ -27,6 +27,7 @@ describe("gpu stack resource graph (the guide's topology)", () => {
                     "HTTPS_PROXY=http://proxy.example.internal:3128",
                     "no_proxy=localhost,127.0.0.1",
                     "HF_TOKEN=hf_mock_token",
+                    "VLLM_API_KEY=sk-mock-key",
                 ]),
             );
             expect(replica.inputs.envs.join(" ")).not.toContain("VLLM_CPU_");
