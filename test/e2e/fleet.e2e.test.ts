@@ -6,7 +6,7 @@
 import * as http from "http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { E2eStack, checkDockerPrerequisites, docker, followLogs, leftovers, removeLeftovers } from "./harness";
-import { LoadCounts, SteadyLoad, sleep, streamCompletion } from "./load";
+import { API_KEY, AUTH, LoadCounts, SteadyLoad, sleep, streamCompletion } from "./load";
 
 const LB_PORT = 18000;
 const MODEL = "tiny-chat";
@@ -37,9 +37,9 @@ async function inspect(name: string): Promise<ContainerState> {
     return { id, startedAt, health, hostname, restarts: Number(restarts) };
 }
 
-function get(path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+function get(path: string, headers: http.OutgoingHttpHeaders = AUTH): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
     return new Promise((resolve, reject) => {
-        http.get({ host: "127.0.0.1", port: LB_PORT, path, agent: false }, (res) => {
+        http.get({ host: "127.0.0.1", port: LB_PORT, path, agent: false, headers }, (res) => {
             let body = "";
             res.on("data", (d) => (body += d));
             res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
@@ -51,7 +51,7 @@ function completion(): Promise<{ status: number; body: any; replica: string }> {
     return new Promise((resolve, reject) => {
         const payload = JSON.stringify({ model: MODEL, prompt: "Hello", max_tokens: 8 });
         const req = http.request(
-            { host: "127.0.0.1", port: LB_PORT, path: "/v1/completions", method: "POST", agent: false, headers: { "content-type": "application/json" } },
+            { host: "127.0.0.1", port: LB_PORT, path: "/v1/completions", method: "POST", agent: false, headers: { ...AUTH, "content-type": "application/json" } },
             (res) => {
                 let body = "";
                 res.on("data", (d) => (body += d));
@@ -88,6 +88,7 @@ describe("e2e: pulumi up, change under load, crash, no-op up, destroy", () => {
         stack = new E2eStack();
         await stack.init();
         await stack.setConfig("hfToken", SECRET, true);
+        await stack.setConfig("apiKey", API_KEY, true);
     });
 
     afterAll(async () => {
@@ -120,9 +121,21 @@ describe("e2e: pulumi up, change under load, crash, no-op up, destroy", () => {
         expect(env).toContain("HTTPS_PROXY=http://proxy.invalid:3128");
     });
 
-    it("keeps the HF token out of the state in plain text, and hands it to the replicas", async () => {
-        expect(stack.stateText()).not.toContain(SECRET);
-        expect(await docker(["inspect", "-f", "{{json .Config.Env}}", "e2e-vllm1"])).toContain(`HF_TOKEN=${SECRET}`);
+    it("keeps the HF token and the API key out of the state in plain text, and hands them to the replicas", async () => {
+        const state = stack.stateText();
+        expect(state.length).toBeGreaterThan(1000);
+        expect(state).not.toContain(SECRET);
+        expect(state).not.toContain(API_KEY);
+        const env = await docker(["inspect", "-f", "{{json .Config.Env}}", "e2e-vllm1"]);
+        expect(env).toContain(`HF_TOKEN=${SECRET}`);
+        expect(env).toContain(`VLLM_API_KEY=${API_KEY}`);
+    });
+
+    it("guards /v1 with the API key through the balancer, and leaves the balancer's health open", async () => {
+        expect((await get("/v1/models", {})).status).toBe(401);
+        expect((await get("/v1/models", { authorization: "Bearer wrong" })).status).toBe(401);
+        expect((await get("/v1/models")).status).toBe(200);
+        expect((await get("/nginx-health", {})).status).toBe(200);
     });
 
     it("serves a streamed and a plain completion through the balancer, from both replicas", async () => {

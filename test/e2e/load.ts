@@ -16,6 +16,10 @@ export interface LoadCounts {
     errors: string[];
 }
 
+/** The API key the e2e stack sets (vLLM's `--api-key`, through the stack's `apiKey` secret). */
+export const API_KEY = "sk-e2e-api-key-never-in-state";
+export const AUTH = { authorization: `Bearer ${API_KEY}` };
+
 export interface StreamResult {
     status: number;
     replica: string;
@@ -35,7 +39,7 @@ export function streamCompletion(port: number, model: string, maxTokens: number,
                 path: "/v1/chat/completions",
                 method: "POST",
                 agent: false,
-                headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+                headers: { ...AUTH, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
                 timeout: timeoutMs,
             },
             (res) => {
