@@ -2,6 +2,7 @@
  * The stack config contract: every key, its default, and the validation that runs at preview time,
  * before any resource is created. Pure code: no Pulumi runtime is needed to call it.
  */
+import type * as pulumi from "@pulumi/pulumi";
 import * as os from "os";
 import * as path from "path";
 import { DURATION_FORMS, SIZE_FORMS, parseDurationSeconds, parseSizeBytes } from "./units";
@@ -142,6 +143,20 @@ export const CONFIG_KEYS = [
     "networkSubnet",
     "restartPolicy",
 ] as const;
+
+/**
+ * Keys read as secrets and never as plain values. Not declared in `Pulumi.yaml`: the CLI requires
+ * every declared secret to be set, and these are optional.
+ */
+export const SECRET_CONFIG_KEYS: readonly string[] = ["hfToken", "apiKey"];
+
+/** Secrets of the fleet, as secret outputs so they stay encrypted in state. */
+export interface FleetSecrets {
+    /** Hugging Face token for gated models (`HF_TOKEN`). */
+    hfToken?: pulumi.Output<string>;
+    /** Key clients must send as `Authorization: Bearer <key>` (`VLLM_API_KEY`). */
+    apiKey?: pulumi.Output<string>;
+}
 
 /** One problem with one key: what was given and what is allowed. */
 export interface ConfigProblem {

@@ -1,13 +1,12 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { BALANCER_CONTAINER_PORT, NginxBalancer } from "./balancer";
-import type { FleetSettings } from "./config";
+import type { FleetSecrets, FleetSettings } from "./config";
 import { FleetNetwork } from "./network";
 import { NginxImage } from "./nginxImage";
 import { renderNginxConfig } from "./nginxConfig";
 import { VLLM_PORT } from "./placement";
 import { proxyVariables } from "./proxy";
-import type { FleetSecrets } from "./stackConfig";
 import { VllmImage } from "./vllmImage";
 import { VllmReplica } from "./replica";
 

@@ -1,10 +1,9 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import type { Backend, RestartPolicy } from "./config";
+import type { Backend, FleetSecrets, RestartPolicy } from "./config";
 import { ReplicaPlan, VLLM_PORT } from "./placement";
 import { lifecycle } from "./lifecycle";
 import { envList } from "./proxy";
-import type { FleetSecrets } from "./stackConfig";
 
 /** Where the Hugging Face cache is mounted in the container, as in vLLM's docs. */
 export const HF_CACHE_PATH = "/root/.cache/huggingface";
@@ -125,7 +124,7 @@ export function vllmServeArgs(args: Pick<VllmReplicaArgs, "model" | "servedModel
     ];
 }
 
-/** The container's environment; secret when it carries the HF token. */
+/** The container's environment; secret when it carries the HF token or the API key. */
 export function replicaEnv(
     args: Pick<VllmReplicaArgs, "backend" | "plan" | "cpuKvCacheSpace" | "proxyEnv" | "secrets">,
 ): pulumi.Input<string[]> {

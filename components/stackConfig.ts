@@ -1,16 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { CONFIG_NAMESPACE, FleetConfigError, FleetSettings, RawConfig, parseFleetConfig } from "./config";
-
-/** The secret keys, read as secrets and never as plain values. */
-const SECRET_KEYS = ["hfToken", "apiKey"];
-
-/** Secrets of the fleet, read as secret outputs so they stay encrypted in state. */
-export interface FleetSecrets {
-    /** Hugging Face token for gated models (`HF_TOKEN`). */
-    hfToken?: pulumi.Output<string>;
-    /** Key clients must send as `Authorization: Bearer <key>` (`VLLM_API_KEY`). */
-    apiKey?: pulumi.Output<string>;
-}
+import { CONFIG_NAMESPACE, FleetConfigError, FleetSecrets, FleetSettings, RawConfig, SECRET_CONFIG_KEYS, parseFleetConfig } from "./config";
 
 /**
  * Reads every `vllm-nginx:` key of the current stack, validates it all at once, and returns the settings
@@ -21,7 +10,7 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
     const raw: RawConfig = {};
     const prefix = `${CONFIG_NAMESPACE}:`;
     for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
-        if (fullKey.startsWith(prefix) && !SECRET_KEYS.includes(fullKey.slice(prefix.length))) {
+        if (fullKey.startsWith(prefix) && !SECRET_CONFIG_KEYS.includes(fullKey.slice(prefix.length))) {
             raw[fullKey.slice(prefix.length)] = decodeConfigValue(value);
         }
     }
