@@ -10,7 +10,7 @@
  * Loopback only, bounded: lanes * trials * 2 configs requests in all.
  */
 import { performance } from "perf_hooks";
-import { Nginx, freePort, renderOurs, request, sleep, startNginx, startStandIn } from "../test/integration/harness";
+import { Nginx, freePort, renderOurs, request, sleep, startNginx, startStandIn } from "../test/support";
 
 const argv = process.argv.slice(2);
 const flag = (name: string, fallback: number) => (argv.includes(name) ? Number(argv[argv.indexOf(name) + 1]) : fallback);

@@ -29,7 +29,7 @@ import {
     startStandIn,
     stream,
     tokenEvents,
-} from "../test/integration/harness";
+} from "../test/support";
 import { BALANCER_HEALTH_PATH } from "../components/nginxConfig";
 import { Arrival, Interval, MixSpec, ReplicaModel, imbalance, mixedSchedule, simulate } from "./model";
 

@@ -3,7 +3,7 @@
  * requests that failed before a response began, and streams cut before `data: [DONE]`.
  * Bounded: a fixed concurrency, and it stops when told or after `maxSeconds`.
  */
-import * as http from "http";
+import { StreamResult, sleep, stream } from "../support";
 
 export interface LoadCounts {
     sent: number;
@@ -20,54 +20,18 @@ export interface LoadCounts {
 export const API_KEY = "sk-e2e-api-key-never-in-state";
 export const AUTH = { authorization: `Bearer ${API_KEY}` };
 
-export interface StreamResult {
-    status: number;
-    replica: string;
-    chunks: number;
-    done: boolean;
-    error?: string;
+/** One streamed chat completion through the balancer on 127.0.0.1:`port`; resolves with what the client saw. */
+export function streamCompletion(port: number, model: string, maxTokens: number, timeoutMs = 120_000): Promise<StreamResult> {
+    return stream(
+        `http://127.0.0.1:${port}/v1/chat/completions`,
+        { model, stream: true, max_tokens: maxTokens, messages: [{ role: "user", content: "count for me" }] },
+        { headers: AUTH, agent: false, timeoutMs },
+    ).result;
 }
 
-/** One streamed chat completion; resolves with what the client saw. */
-export function streamCompletion(port: number, model: string, maxTokens: number, timeoutMs = 120_000): Promise<StreamResult> {
-    return new Promise((resolve) => {
-        const body = JSON.stringify({ model, stream: true, max_tokens: maxTokens, messages: [{ role: "user", content: "count for me" }] });
-        const req = http.request(
-            {
-                host: "127.0.0.1",
-                port,
-                path: "/v1/chat/completions",
-                method: "POST",
-                agent: false,
-                headers: { ...AUTH, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-                timeout: timeoutMs,
-            },
-            (res) => {
-                const result: StreamResult = { status: res.statusCode ?? 0, replica: String(res.headers["x-replica-id"] ?? "?"), chunks: 0, done: false };
-                let buffer = "";
-                res.setEncoding("utf8");
-                res.on("data", (text: string) => {
-                    buffer += text;
-                    let end;
-                    while ((end = buffer.indexOf("\n\n")) >= 0) {
-                        const event = buffer.slice(0, end);
-                        buffer = buffer.slice(end + 2);
-                        if (event === "data: [DONE]") {
-                            result.done = true;
-                        } else if (event.startsWith("data: ")) {
-                            result.chunks++;
-                        }
-                    }
-                });
-                res.on("end", () => resolve(result));
-                res.on("error", (error) => resolve({ ...result, error: String(error) }));
-                res.on("aborted", () => resolve({ ...result, error: "aborted" }));
-            },
-        );
-        req.on("timeout", () => req.destroy(new Error("client timeout")));
-        req.on("error", (error) => resolve({ status: 0, replica: "?", chunks: 0, done: false, error: String(error) }));
-        req.end(body);
-    });
+/** Data events of a stream other than `[DONE]`. */
+export function chunks(result: StreamResult): number {
+    return result.events.filter((e) => e.data !== "[DONE]").length;
 }
 
 export class SteadyLoad {
@@ -112,23 +76,21 @@ export class SteadyLoad {
 
     private record(result: StreamResult): void {
         const c = this.counts;
-        if (result.status === 200 && result.done) {
+        const replica = result.replica ?? "?";
+        const got = chunks(result);
+        if (result.status === 200 && result.done && result.complete) {
             c.completed++;
-            c.byReplica[result.replica] = (c.byReplica[result.replica] ?? 0) + 1;
-        } else if (result.status === 200 && result.chunks > 0) {
+            c.byReplica[replica] = (c.byReplica[replica] ?? 0) + 1;
+        } else if (result.status === 200 && got > 0) {
             c.cut++;
-            c.errors.push(`cut after ${result.chunks} chunks from ${result.replica}: ${result.error ?? "no [DONE]"}`);
+            c.errors.push(`cut after ${got} chunks from ${replica}: ${result.error ?? "no [DONE]"}`);
         } else {
             c.failed++;
-            c.errors.push(`failed: status ${result.status} from ${result.replica}: ${result.error ?? ""}`);
+            c.errors.push(`failed: status ${result.status} from ${replica}: ${result.error ?? result.text.slice(0, 200)}`);
         }
     }
 }
 
 function emptyCounts(): LoadCounts {
     return { sent: 0, completed: 0, failed: 0, cut: 0, byReplica: {}, errors: [] };
-}
-
-export function sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -15,7 +15,7 @@ import {
     startStandIn,
     stream,
     tokenEvents,
-} from "./harness";
+} from "../support";
 import { useTestFleet } from "./testFleet";
 import { BALANCERS } from "../../components/config";
 import { BALANCER_HEALTH_PATH, BALANCER_STATUS_PATH, renderedConfigId } from "../../components/nginxConfig";
@@ -75,9 +75,13 @@ describe("keep-alive connections to the replicas", () => {
         const rs = await standIns(1, ["--itl-ms", "1"]);
         const port = await freePort();
         const lb = await nginx(conf(rs.map((r) => r.port), port), port);
+        // Counted from here: the harness's own readiness probe is a connection too.
+        const before = (await request(`${rs[0]!.url}/standin/connections`, { agent: false })).json;
         expect((await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 1 } })).status).toBe(200);
         await sleep(5800); // past vLLM's 5 s
-        return (await request(`${rs[0]!.url}/standin/connections`, { agent: false })).json;
+        const after = (await request(`${rs[0]!.url}/standin/connections`, { agent: false })).json;
+        // The probe that read `before` was closed by the server (no keep-alive) after answering.
+        return { closed_by_client: after.closed_by_client - before.closed_by_client, closed_by_server: after.closed_by_server - before.closed_by_server - 1 };
     }
 
     // An upstream keepalive_timeout longer than vLLM's 5 s lets the replica close idle connections that

@@ -19,7 +19,7 @@ import {
     startStandIn,
     stream,
     tokenEvents,
-} from "./harness";
+} from "../support";
 import { useTestFleet } from "./testFleet";
 import { BALANCER_HEALTH_PATH, renderedConfigId } from "../../components/nginxConfig";
 

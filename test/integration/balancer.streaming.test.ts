@@ -23,7 +23,7 @@ import {
     stopAll,
     stream,
     tokenEvents,
-} from "./harness";
+} from "../support";
 import { BALANCER_HEALTH_PATH } from "../../components/nginxConfig";
 
 const ITL_MS = 50;

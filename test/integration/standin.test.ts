@@ -17,7 +17,7 @@ import {
     stopAll,
     stream,
     tokenEvents,
-} from "./harness";
+} from "../support";
 
 const started: StandIn[] = [];
 async function standIn(...args: Parameters<typeof startStandIn>): Promise<StandIn> {
@@ -48,7 +48,9 @@ describe("stand-in: lifecycle", () => {
         const health = await request(`http://127.0.0.1:${port}/health`);
         expect(health.status).toBe(200);
         expect(health.text).toBe("");
-        expect(s.output()).toContain(`INFO:     Uvicorn running on http://127.0.0.1:${port} (Press CTRL+C to quit)`);
+        expect(s.output()).toContain(`Starting vLLM API server 0 on http://127.0.0.1:${port}`);
+        expect(s.output()).toContain("Application startup complete.");
+        expect(s.output()).not.toContain("Uvicorn running on");
     });
 
     it("takes the model positionally (as `vllm serve MODEL`) or as --model, ignores vLLM flags it does not model, and logs them", async () => {

@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeAll } from "vitest";
 import { BALANCER_HEALTH_PATH } from "../../components/nginxConfig";
-import { Nginx, StandIn, nginxVersion, startNginx, startStandIn, stopAll } from "./harness";
+import { Nginx, StandIn, nginxVersion, startNginx, startStandIn, stopAll } from "../support";
 
 export function useTestFleet() {
     const replicas: StandIn[] = [];

@@ -843,9 +843,11 @@ async function main(options, log) {
     listening = true;
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : options.port;
+    // vLLM's own lines; it never prints uvicorn's "Uvicorn running on" (it hands uvicorn a bound socket).
+    log(`INFO:     Starting vLLM API server 0 on http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`);
     log(`INFO:     Started server process [${process.pid}]`);
+    log("INFO:     Waiting for application startup.");
     log("INFO:     Application startup complete.");
-    log(`INFO:     Uvicorn running on http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port} (Press CTRL+C to quit)`);
 }
 
 const options = parseArgs(process.argv.slice(2), process.env);
