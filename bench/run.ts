@@ -30,7 +30,7 @@ import {
     stream,
     tokenEvents,
 } from "../test/support";
-import { BALANCER_HEALTH_PATH } from "../components/nginxConfig";
+import { BALANCER_HEALTH_PATH } from "../components/nginx/render";
 import { Arrival, Interval, MixSpec, ReplicaModel, imbalance, mixedSchedule, simulate } from "./model";
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,28 +1,44 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { BALANCER_CONTAINER_PORT, NginxBalancer } from "./balancer";
 import type { FleetSecrets, FleetSettings } from "./config";
-import { FleetNetwork } from "./network";
-import { NginxImage } from "./nginxImage";
-import { renderNginxConfig } from "./nginxConfig";
-import { VLLM_PORT } from "./placement";
-import { proxyVariables } from "./proxy";
-import { VllmImage } from "./vllmImage";
-import { VllmReplica } from "./replica";
+import { labelList } from "./docker/labels";
+import { FleetNetwork } from "./docker/network";
+import { proxyVariables } from "./docker/proxy";
+import { NginxBalancer } from "./nginx/balancer";
+import { NginxImage } from "./nginx/image";
+import { BALANCER_CONTAINER_PORT } from "./nginx/paths";
+import { renderNginxConfig } from "./nginx/render";
+import type { Transform } from "./transform";
+import { VllmImage } from "./vllm/image";
+import { VllmReplica } from "./vllm/replica";
 
 export interface VllmFleetArgs {
-    /** Validated settings (see `parseFleetConfig`). */
+    /** Validated settings (see `parseFleetConfig`, or `readStackConfig` for the current stack). */
     settings: FleetSettings;
-    /** The HF token and the API key, from secrets. */
+    /** The HF token and the API key, as secret outputs. Defaults to none. */
     secrets?: FleetSecrets;
+    /**
+     * The Docker engine of each host, by host name (`local` for a stack without `hosts`). A host without
+     * one gets a provider for its engine address (for `local`: `docker:host`, else `DOCKER_HOST`, else the
+     * local socket).
+     */
+    providers?: Record<string, docker.Provider>;
+    /** Adjusts the resources the fleet creates, without forking it. */
+    transform?: {
+        network?: Transform<docker.NetworkArgs>;
+        replicaContainer?: Transform<docker.ContainerArgs>;
+        balancerContainer?: Transform<docker.ContainerArgs>;
+    };
 }
 
 /** What a user needs to know of one replica. */
 export interface ReplicaSummary {
     name: string;
+    host: string;
     container: string;
     gpus: string[];
     cpuSet?: string;
+    /** The replica's own published URL (on `replicaPortBind`, the loopback by default). */
     url: string;
 }
 
@@ -49,59 +65,47 @@ export class VllmFleet extends pulumi.ComponentResource {
         super("vllm-nginx:index:VllmFleet", name, {}, opts);
         const s = args.settings;
         const proxyEnv = proxyVariables(s.proxy);
+        const provider = args.providers?.local ?? new docker.Provider(`${name}-docker-local`, { host: s.engines.local }, { parent: this });
+        const onHost = { parent: this, providers: { docker: provider } };
 
-        const network = new FleetNetwork(`${name}-net`, { prefix: s.prefix, subnet: s.networkSubnet }, { parent: this });
+        const network = new FleetNetwork(`${name}-net`, { prefix: s.prefix, subnet: s.network.subnet, transform: { network: args.transform?.network } }, onHost);
         const compileCache = new docker.Volume(
             `${name}-vllm-cache`,
-            { name: `${s.prefix}-vllm-compile-cache`, labels: [{ label: "vllm-nginx.stack", value: s.prefix }] },
-            { parent: this },
+            { name: `${s.prefix}-vllm-compile-cache`, labels: labelList({ stack: s.prefix }) },
+            { parent: this, provider },
         );
-        const vllmImage = new VllmImage(`${name}-vllm-image`, { prefix: s.prefix, image: s.vllmImage, build: s.vllmBuild, proxy: s.proxy }, { parent: this });
-        const nginxImage = new NginxImage(`${name}-nginx-image`, { prefix: s.prefix, baseImage: s.nginxBaseImage, proxy: s.proxy }, { parent: this });
+        const vllmImage = new VllmImage(`${name}-vllm-image`, { prefix: s.prefix, image: s.images.vllmImage, build: s.images.vllmBuild, proxy: s.proxy }, onHost);
+        const nginxImage = new NginxImage(`${name}-nginx-image`, { prefix: s.prefix, base: s.images.nginxBaseImage, proxy: s.proxy }, onHost);
 
         const replicas: VllmReplica[] = [];
-        for (const plan of s.replicas) {
+        for (const plan of s.plan.replicas) {
             // Like the guide: the first replica downloads the model into the shared cache, the others
             // start once it is healthy and find the model there (vllm#2232).
-            const waitFor = s.warmFirstReplica && replicas.length > 0 ? [replicas[0].container] : [];
+            const startAfter = s.replica.warmFirstReplica && replicas.length > 0 ? [replicas[0].container] : [];
             replicas.push(
                 new VllmReplica(
-                    `${name}-${plan.alias}`,
+                    `${name}-${plan.name}`,
                     {
                         prefix: s.prefix,
                         plan,
-                        backend: s.backend,
+                        serve: s.serve,
+                        runtime: s.replica,
                         image: vllmImage.imageRef,
-                        model: s.model,
-                        servedModelName: s.servedModelName,
-                        vllmArgs: s.vllmArgs,
                         networkName: network.networkName,
-                        hfCacheDir: s.hfCacheDir,
                         compileCacheVolume: compileCache.name,
-                        secrets: args.secrets ?? {},
+                        secrets: args.secrets,
                         proxyEnv,
-                        cpuKvCacheSpace: s.cpuKvCacheSpace,
-                        portBind: s.replicaPortBind,
-                        shmSizeBytes: s.shmSizeBytes,
-                        ipcHost: s.ipcHost,
-                        startupTimeoutSeconds: s.startupTimeoutSeconds,
-                        stopGraceSeconds: s.stopGraceSeconds,
-                        restartPolicy: s.restartPolicy,
-                        startAfter: waitFor,
+                        startAfter,
+                        transform: { container: args.transform?.replicaContainer },
                     },
-                    { parent: this },
+                    onHost,
                 ),
             );
         }
 
         const rendered = renderNginxConfig({
-            upstreams: s.replicas.map((plan) => ({ name: plan.alias, address: `${plan.ip}:${VLLM_PORT}` })),
-            balancer: s.balancer,
-            maxFails: s.maxFails,
-            failTimeoutSeconds: s.failTimeoutSeconds,
-            readTimeoutSeconds: s.readTimeoutSeconds,
-            connectTimeoutSeconds: s.connectTimeoutSeconds,
-            maxBodyBytes: s.maxBodyBytes,
+            ...s.balancer,
+            upstreams: s.plan.replicas.map((plan) => ({ name: plan.name, address: plan.upstream })),
             listen: String(BALANCER_CONTAINER_PORT),
             stack: s.prefix,
         });
@@ -111,26 +115,26 @@ export class VllmFleet extends pulumi.ComponentResource {
                 prefix: s.prefix,
                 image: nginxImage.imageRef,
                 networkName: network.networkName,
-                port: s.lbPort,
-                bind: s.lbBind,
+                publish: s.balancer,
                 config: rendered,
                 upstreamDependencies: replicas.map((r) => r.container),
                 proxyEnv,
-                dockerHost: new pulumi.Config("docker").get("host"),
-                stopGraceSeconds: s.stopGraceSeconds,
-                restartPolicy: s.restartPolicy,
+                lifecycle: s.replica,
+                provider,
+                transform: { container: args.transform?.balancerContainer },
             },
-            { parent: this },
+            onHost,
         );
 
-        const host = s.lbBind === "0.0.0.0" ? "127.0.0.1" : s.lbBind;
-        const replicaHost = s.replicaPortBind === "0.0.0.0" ? "127.0.0.1" : s.replicaPortBind;
-        this.endpoint = pulumi.output(`http://${host}:${s.lbPort}`);
+        const host = s.balancer.bind === "0.0.0.0" ? "127.0.0.1" : s.balancer.bind;
+        const replicaHost = s.replica.portBind === "0.0.0.0" ? "127.0.0.1" : s.replica.portBind;
+        this.endpoint = pulumi.output(`http://${host}:${s.balancer.port}`);
         this.openaiBaseUrl = this.endpoint.apply((e) => `${e}/v1`);
-        this.servedModel = pulumi.output(s.servedModelName ?? s.model);
+        this.servedModel = pulumi.output(s.serve.servedModelName ?? s.serve.model);
         this.replicas = pulumi.all(replicas.map((r) => r.containerName)).apply((containers) =>
-            s.replicas.map((plan, i) => ({
-                name: plan.alias,
+            s.plan.replicas.map((plan, i) => ({
+                name: plan.name,
+                host: plan.host,
                 container: containers[i],
                 gpus: plan.gpuIds,
                 cpuSet: plan.cpuSet,
@@ -139,9 +143,8 @@ export class VllmFleet extends pulumi.ComponentResource {
         );
         this.balancerContainer = balancer.containerName;
         this.networkName = network.networkName;
-        // Known once the config is installed, so it reflects what nginx serves.
-        this.configId = pulumi.all([balancer.configId, balancer.installConfig.stdout]).apply(([id]) => id);
-        this.nginxConfig = pulumi.output(rendered);
+        this.configId = balancer.configId;
+        this.nginxConfig = pulumi.output(rendered.text);
 
         this.registerOutputs({
             endpoint: this.endpoint,

@@ -1,10 +1,11 @@
-export * from "./balancer";
-export * from "./config";
-export * from "./fleet";
-export * from "./network";
-export * from "./nginxConfig";
-export * from "./nginxImage";
-export * from "./placement";
-export * from "./replica";
-export * from "./stackConfig";
-export * from "./vllmImage";
+/**
+ * vllm-nginx: vLLM replicas behind an nginx balancer on Docker. The components, and the reader of this
+ * project's stack config; everything else is internal.
+ */
+export { VllmFleet, type ReplicaSummary, type VllmFleetArgs } from "./fleet";
+export { readStackConfig, parseFleetConfig, FleetConfigError } from "./config";
+export type { FleetSecrets, FleetSettings } from "./config";
+export { FleetNetwork, type FleetNetworkArgs } from "./docker";
+export { NginxBalancer, NginxImage, type NginxBalancerArgs, type NginxImageArgs } from "./nginx";
+export { VllmImage, VllmReplica, type VllmImageArgs, type VllmReplicaArgs } from "./vllm";
+export type { Transform } from "./transform";

@@ -1,5 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
-import { CONFIG_NAMESPACE, FleetConfigError, FleetSecrets, FleetSettings, RawConfig, SECRET_CONFIG_KEYS, parseFleetConfig } from "./config";
+import { decodeConfigValue } from "./decode";
+import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS } from "./keys";
+import { parseFleetConfig } from "./parse";
+import { FleetConfigError, type RawConfig } from "./reader";
+import type { FleetSecrets, FleetSettings } from "./settings";
 
 /**
  * Reads every `vllm-nginx:` key of the current stack, validates it all at once, and returns the settings
@@ -16,24 +20,11 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
     }
     let settings: FleetSettings;
     try {
-        settings = parseFleetConfig(raw, pulumi.getStack());
+        settings = parseFleetConfig(raw, pulumi.getStack(), new pulumi.Config("docker").get("host"));
     } catch (error) {
         // A RunError is shown to the user as its message alone, without a stack trace.
         throw error instanceof FleetConfigError ? new pulumi.RunError(error.message) : error;
     }
     const config = new pulumi.Config(CONFIG_NAMESPACE);
     return { settings, secrets: { hfToken: config.getSecret("hfToken"), apiKey: config.getSecret("apiKey") } };
-}
-
-/** Structured values (lists, objects) reach the program as JSON text; plain values as strings. */
-export function decodeConfigValue(value: string): unknown {
-    const text = value.trim();
-    if (text.startsWith("[") || text.startsWith("{")) {
-        try {
-            return JSON.parse(text);
-        } catch {
-            return value;
-        }
-    }
-    return value;
 }

@@ -1,5 +1,6 @@
 import type * as docker from "@pulumi/docker";
-import type { RestartPolicy } from "./config";
+import type { RestartPolicy } from "../config";
+import { labelList } from "./labels";
 
 export interface LifecycleArgs {
     /** The stack name, written as a label on the container. */
@@ -39,6 +40,6 @@ export function lifecycle(args: LifecycleArgs): Partial<docker.ContainerArgs> {
         stopTimeout: args.stopGraceSeconds,
         logDriver: "json-file",
         logOpts: { "max-size": "50m", "max-file": "5" },
-        labels: [{ label: "vllm-nginx.stack", value: args.prefix }, { label: "vllm-nginx.role", value: args.role }, ...(args.extraLabels ?? [])],
+        labels: [...labelList({ stack: args.prefix, role: args.role }), ...(args.extraLabels ?? [])],
     };
 }

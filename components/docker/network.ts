@@ -1,12 +1,16 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { dynamicRange } from "./placement";
+import { dynamicRange } from "../planning/subnet";
+import { applyTransform, type Transform } from "../transform";
+import { labelList } from "./labels";
 
 export interface FleetNetworkArgs {
     /** Prefix of the network's name on the Docker host (the stack name). */
     prefix: string;
     /** IPv4 subnet in CIDR form. Replicas take fixed addresses in its lower half; Docker hands out the upper half. */
     subnet: string;
+    /** Adjusts the `docker.Network` it creates. */
+    transform?: { network?: Transform<docker.NetworkArgs> };
 }
 
 /**
@@ -22,14 +26,17 @@ export class FleetNetwork extends pulumi.ComponentResource {
         super("vllm-nginx:network:FleetNetwork", name, {}, opts);
 
         this.network = new docker.Network(
-            `${name}-network`,
-            {
-                name: `${args.prefix}-vllm-nginx`,
-                driver: "bridge",
-                ipamConfigs: [{ subnet: args.subnet, ipRange: dynamicRange(args.subnet) }],
-                labels: [{ label: "vllm-nginx.stack", value: args.prefix }],
-            },
-            { parent: this },
+            ...applyTransform(
+                args.transform?.network,
+                `${name}-network`,
+                {
+                    name: `${args.prefix}-vllm-nginx`,
+                    driver: "bridge",
+                    ipamConfigs: [{ subnet: args.subnet, ipRange: dynamicRange(args.subnet) }],
+                    labels: labelList({ stack: args.prefix }),
+                },
+                { parent: this },
+            ),
         );
         this.networkName = this.network.name;
 

@@ -1,4 +1,4 @@
-import type { ProxySettings } from "./config";
+import type { ProxySettings } from "../config";
 
 /** Hosts that must never go through a proxy: health checks and traffic inside the host. */
 const ALWAYS_DIRECT = ["localhost", "127.0.0.1"];

@@ -1,18 +1,19 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import { buildLocalImage } from "./build";
-import type { ProxySettings } from "./config";
-import { proxyVariables } from "./proxy";
+import type { ImageSettings, ProxySettings } from "../config";
+import { buildLocalImage } from "../docker/build";
+import { proxyVariables } from "../docker/proxy";
 
 /** The Dockerfile and bootstrap config of the balancer image, shipped with the program. */
-export const NGINX_IMAGE_CONTEXT = path.join(__dirname, "..", "images", "nginx");
+export const NGINX_IMAGE_CONTEXT = path.join(__dirname, "..", "..", "images", "nginx");
 
 export interface NginxImageArgs {
     /** Prefix of the built image's name (the stack name). */
     prefix: string;
-    /** The image to build on: any Debian-based image, with nginx (the official image) or without it. */
-    baseImage: string;
-    proxy: ProxySettings;
+    /** `nginxBaseImage`: any Debian-based image, with nginx (the official image) or without it. Defaults to `nginx:1.28.0`. */
+    base: ImageSettings["nginxBaseImage"];
+    /** Proxy build args. Defaults to none. */
+    proxy?: ProxySettings;
 }
 
 /** The balancer image: the guide's `Dockerfile.nginx` (default site removed), plus a bootstrap config. */
@@ -29,9 +30,9 @@ export class NginxImage extends pulumi.ComponentResource {
                 imageName: `vllm-nginx/${args.prefix}-nginx-lb:latest`,
                 context: NGINX_IMAGE_CONTEXT,
                 dockerfile: "Dockerfile",
-                args: { ...proxyVariables(args.proxy), NGINX_BASE_IMAGE: args.baseImage },
+                args: { ...proxyVariables(args.proxy ?? {}), NGINX_BASE_IMAGE: args.base },
             },
-            this,
+            { parent: this },
         );
         this.imageRef = built.imageId;
 

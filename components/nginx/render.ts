@@ -4,8 +4,8 @@
  * binary on the very same text.
  */
 import { createHash } from "crypto";
-import type { Balancer } from "./config";
-import { nginxSeconds } from "./units";
+import type { Balancer, BalancerSettings } from "../config";
+import { nginxSeconds } from "../config/units";
 
 /** Path of the balancer's own health endpoint; it answers even when every replica is down. */
 export const BALANCER_HEALTH_PATH = "/nginx-health";
@@ -13,31 +13,38 @@ export const BALANCER_HEALTH_PATH = "/nginx-health";
 /** nginx's connection counters (stub_status), answered to clients on the loopback only. */
 export const BALANCER_STATUS_PATH = "/nginx-status";
 
+/** Whether nginx sends a replica new requests: `active` does; `draining` and `down` do not. */
+export type UpstreamState = "active" | "draining" | "down";
+
 export interface UpstreamServer {
     /** Replica name, written as a comment beside its address. */
     name: string;
     /** `host:port` nginx connects to. Addresses, not names, so nginx never waits on DNS to start. */
     address: string;
+    /**
+     * `draining`: leaving rotation, its requests in flight finish; `down`: out of rotation. Both render as
+     * nginx's `down`, so new requests go elsewhere. Defaults to `active`.
+     */
+    state?: UpstreamState;
+    /** Relative share of requests (nginx's `weight`). Defaults to 1. */
+    weight?: number;
 }
 
-export interface BalancerConfig {
+/** What the config is rendered from: the balancer's settings (but where it is published) and its replicas. */
+export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind"> {
     upstreams: UpstreamServer[];
-    balancer: Balancer;
-    /** Failed attempts within `failTimeoutSeconds` that take a replica out for `failTimeoutSeconds`. */
-    maxFails: number;
-    failTimeoutSeconds: number;
-    /** Longest silence allowed between two reads from a replica (also sends to it). */
-    readTimeoutSeconds: number;
-    /** Longest wait for a connection to a replica before trying the next one. */
-    connectTimeoutSeconds: number;
-    /** Largest request body accepted (long prompts). */
-    maxBodyBytes: number;
     /** nginx `listen` parameter, e.g. `"80"` or `"127.0.0.1:18000"`. */
     listen: string;
     /** Where access logs go, or `"off"`. Defaults to `/dev/stdout` (the container's log). */
     accessLog?: string;
     /** Written into the header comment only. */
     stack?: string;
+}
+
+/** A rendered `conf.d` file and its id, a short content hash that the health endpoint serves. */
+export interface RenderedConfig {
+    text: string;
+    id: string;
 }
 
 /** Idle keep-alive connections each nginx worker keeps open to the replicas. */
@@ -62,14 +69,17 @@ const CONFIG_ID_PLACEHOLDER = "@CONFIG_ID@";
  * Renders the `conf.d` file: the upstream of replicas and the server that proxies to it. The text is
  * meant to be read by reviewers; its snapshot is in the unit tests.
  */
-export function renderNginxConfig(config: BalancerConfig): string {
+export function renderNginxConfig(config: BalancerConfig): RenderedConfig {
     if (config.upstreams.length === 0) {
         throw new Error("renderNginxConfig: at least one upstream server is required");
     }
-    const servers = config.upstreams.map(
-        (u) => `    server ${u.address} max_fails=${config.maxFails} fail_timeout=${nginxSeconds(config.failTimeoutSeconds)};  # ${u.name}`,
-    );
-    const balancerDirective = BALANCER_DIRECTIVES[config.balancer];
+    const servers = config.upstreams.map((u) => {
+        const state = u.state ?? "active";
+        const weight = u.weight !== undefined && u.weight !== 1 ? ` weight=${u.weight}` : "";
+        const down = state === "active" ? "" : " down";
+        return `    server ${u.address}${weight} max_fails=${config.maxFails} fail_timeout=${nginxSeconds(config.failTimeoutSeconds)}${down};  # ${u.name}${state === "active" ? "" : ` (${state})`}`;
+    });
+    const balancerDirective = BALANCER_DIRECTIVES[config.method];
     const accessLog = config.accessLog ?? "/dev/stdout";
 
     const text = [
@@ -140,21 +150,13 @@ export function renderNginxConfig(config: BalancerConfig): string {
         "",
     ].join("\n");
 
-    return text.split(CONFIG_ID_PLACEHOLDER).join(configId(text));
+    const id = configId(text);
+    return { text: text.split(CONFIG_ID_PLACEHOLDER).join(id), id };
 }
 
 /** A short content hash of the rendered config, served by the health endpoint to confirm a reload. */
-export function configId(text: string): string {
+function configId(text: string): string {
     return createHash("sha256").update(text).digest("hex").slice(0, 12);
-}
-
-/** Reads the config id back from rendered text. */
-export function renderedConfigId(rendered: string): string {
-    const match = /config ([0-9a-f]{12})\./.exec(rendered);
-    if (!match) {
-        throw new Error("rendered nginx config has no config id");
-    }
-    return match[1];
 }
 
 function nginxBytes(bytes: number): string {

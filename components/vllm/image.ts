@@ -1,19 +1,19 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import { buildLocalImage } from "./build";
-import type { ProxySettings, VllmBuildSpec } from "./config";
-import { proxyVariables } from "./proxy";
+import type { ProxySettings, VllmBuildSpec } from "../config";
+import { buildLocalImage } from "../docker/build";
+import { proxyVariables } from "../docker/proxy";
 
 export interface VllmImageArgs {
     /** Prefix of the built image's name (the stack name). */
     prefix: string;
-    /** A prebuilt image to pull, e.g. `vllm/vllm-openai:v0.11.0`. Mutually exclusive with `build`. */
+    /** A prebuilt image to pull, e.g. `vllm/vllm-openai:v0.11.0`. Exactly one of `image` and `build`. */
     image?: string;
     /** Build from a vLLM checkout, as the guide's `docker build -f docker/Dockerfile . --tag vllm`. */
     build?: VllmBuildSpec;
-    /** Added as `http_proxy`/`https_proxy`/`no_proxy` build args. */
-    proxy: ProxySettings;
+    /** Added as `http_proxy`/`https_proxy`/`no_proxy` build args. Defaults to none. */
+    proxy?: ProxySettings;
 }
 
 /** The vLLM server image: pulled by tag, or built from a checkout on the Docker host. */
@@ -35,9 +35,9 @@ export class VllmImage extends pulumi.ComponentResource {
                     context: path.resolve(args.build.context),
                     dockerfile: args.build.dockerfile,
                     target: args.build.target,
-                    args: { ...proxyVariables(args.proxy), ...args.build.args },
+                    args: { ...proxyVariables(args.proxy ?? {}), ...args.build.args },
                 },
-                this,
+                { parent: this },
             );
             this.imageRef = built.imageId;
         } else {

@@ -9,6 +9,7 @@ import {
     freePort,
     nginxVersion,
     receivedIds,
+    oursConfig,
     renderOurs,
     request,
     sleep,
@@ -17,8 +18,8 @@ import {
     tokenEvents,
 } from "../support";
 import { useTestFleet } from "./testFleet";
-import { BALANCERS } from "../../components/config";
-import { BALANCER_HEALTH_PATH, BALANCER_STATUS_PATH, renderedConfigId } from "../../components/nginxConfig";
+import { BALANCERS } from "../../components/config/settings";
+import { BALANCER_HEALTH_PATH, BALANCER_STATUS_PATH, renderNginxConfig } from "../../components/nginx/render";
 
 const { standIns, nginx, adopt } = useTestFleet();
 
@@ -124,11 +125,11 @@ describe("the balancer without replicas (pain point 10)", () => {
     it("starts while no replica is running yet, answers its own health endpoint with the config id, and routes once a replica is up", async () => {
         const ports = [await freePort(), await freePort()];
         const port = await freePort();
-        const text = renderOurs(ports, port);
-        const lb = await nginx(text, port); // nothing listens on either upstream port
+        const rendered = renderNginxConfig(oursConfig(ports, port));
+        const lb = await nginx(rendered.text, port); // nothing listens on either upstream port
         const health = await request(`${lb.url}${BALANCER_HEALTH_PATH}`);
         expect(health.status).toBe(200);
-        expect(health.text).toBe(`ok ${renderedConfigId(text)}\n`);
+        expect(health.text).toBe(`ok ${rendered.id}\n`);
         const t0 = performance.now();
         const down = await request(`${lb.url}/v1/models`);
         expect(down.status).toBe(502);
@@ -155,7 +156,7 @@ describe("every balancing method", () => {
         it(`renders a config nginx accepts and that uses every replica: ${balancer}`, async () => {
             const rs = await standIns(3, ["--itl-ms", "1"]);
             const port = await freePort();
-            const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { balancer }), port);
+            const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { method: balancer }), port);
             const seen = new Set<string>();
             for (let i = 0; i < 30; i += 1) {
                 const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 1 } });

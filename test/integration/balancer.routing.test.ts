@@ -12,6 +12,7 @@ import {
     metricValue,
     receivedIds,
     renderGuideConfig,
+    oursConfig,
     renderOurs,
     request,
     scrape,
@@ -21,7 +22,7 @@ import {
     tokenEvents,
 } from "../support";
 import { useTestFleet } from "./testFleet";
-import { BALANCER_HEALTH_PATH, renderedConfigId } from "../../components/nginxConfig";
+import { BALANCER_HEALTH_PATH, renderNginxConfig } from "../../components/nginx/render";
 
 const { standIns, nginx, adopt } = useTestFleet();
 
@@ -236,10 +237,10 @@ describe("reload without a replica (pain point 4: GIE#549, kserve#5496)", () => 
         const handles = [0, 1, 2, 3].map((i) => stream(`${lb.url}/v1/completions`, { model: "m", prompt: `p${i}`, max_tokens: 40, stream: true }, { agent: false }));
         await Promise.all(handles.map((h) => h.firstEvent));
         // Stop routing to r1 first (the program does this before it stops the replica).
-        const after = renderOurs([rs[0]!.port], port);
-        lb.reload(after);
+        const after = renderNginxConfig(oursConfig([rs[0]!.port], port));
+        lb.reload(after.text);
         const t0 = performance.now();
-        while ((await request(`${lb.url}${BALANCER_HEALTH_PATH}`, { agent: false })).text !== `ok ${renderedConfigId(after)}\n`) {
+        while ((await request(`${lb.url}${BALANCER_HEALTH_PATH}`, { agent: false })).text !== `ok ${after.id}\n`) {
             expect(performance.now() - t0).toBeLessThan(5000);
             await sleep(20);
         }

@@ -24,7 +24,7 @@ import {
     stream,
     tokenEvents,
 } from "../support";
-import { BALANCER_HEALTH_PATH } from "../../components/nginxConfig";
+import { BALANCER_HEALTH_PATH } from "../../components/nginx/render";
 
 const ITL_MS = 50;
 const TOKENS = 20;

@@ -3,7 +3,7 @@
  * fails at once, saying how to install nginx, when the binary is missing.
  */
 import { afterEach, beforeAll } from "vitest";
-import { BALANCER_HEALTH_PATH } from "../../components/nginxConfig";
+import { BALANCER_HEALTH_PATH } from "../../components/nginx/render";
 import { Nginx, StandIn, nginxVersion, startNginx, startStandIn, stopAll } from "../support";
 
 export function useTestFleet() {

@@ -9,9 +9,9 @@ import * as path from "path";
 import { track } from "./children";
 import { portOpen, request } from "./http";
 import { waitFor } from "./wait";
-import { BalancerConfig, renderNginxConfig } from "../../components/nginxConfig";
-import { DEFAULTS } from "../../components/config";
-import { parseDurationSeconds, parseSizeBytes } from "../../components/units";
+import { BalancerConfig, renderNginxConfig } from "../../components/nginx/render";
+import { DEFAULTS } from "../../components/config/keys";
+import { parseDurationSeconds, parseSizeBytes } from "../../components/config/units";
 
 const NGINX_CANDIDATES = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/usr/bin/nginx"];
 
@@ -157,11 +157,11 @@ export async function startNginx(confD: string, port: number, options: NginxOpti
 // ---------------------------------------------------------------------------------------------------
 // Configs under test
 
-/** The program's defaults, as `parseFleetConfig` applies them. */
-export function defaultBalancerConfig(upstreamPorts: number[], listenPort: number): BalancerConfig {
+/** The program's defaults, as `parseFleetConfig` applies them, on 127.0.0.1 ports. */
+export function oursConfig(upstreamPorts: number[], listenPort: number, overrides: Partial<BalancerConfig> = {}): BalancerConfig {
     return {
         upstreams: upstreamPorts.map((port, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${port}` })),
-        balancer: DEFAULTS.balancer,
+        method: DEFAULTS.balancer,
         maxFails: DEFAULTS.maxFails,
         failTimeoutSeconds: parseDurationSeconds(DEFAULTS.failTimeout)!,
         readTimeoutSeconds: parseDurationSeconds(DEFAULTS.readTimeout)!,
@@ -169,12 +169,13 @@ export function defaultBalancerConfig(upstreamPorts: number[], listenPort: numbe
         maxBodyBytes: parseSizeBytes(DEFAULTS.maxBodySize)!,
         listen: `127.0.0.1:${listenPort}`,
         accessLog: "off",
+        ...overrides,
     };
 }
 
-/** Our renderer, on 127.0.0.1 ports, with the program's defaults unless overridden. */
+/** Our renderer's text, on 127.0.0.1 ports, with the program's defaults unless overridden. */
 export function renderOurs(upstreamPorts: number[], listenPort: number, overrides: Partial<BalancerConfig> = {}): string {
-    return renderNginxConfig({ ...defaultBalancerConfig(upstreamPorts, listenPort), ...overrides });
+    return renderNginxConfig(oursConfig(upstreamPorts, listenPort, overrides)).text;
 }
 
 /**

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULTS, FleetConfigError, RawConfig, defaultSubnet, parseFleetConfig } from "../../components/config";
+import { FleetConfigError, RawConfig, parseFleetConfig } from "../../components/config";
+import { DEFAULTS } from "../../components/config/keys";
+import { defaultSubnet } from "../../components/planning/subnet";
 
 const CPU: RawConfig = { model: "Qwen/Qwen2.5-0.5B-Instruct", backend: "cpu", replicas: "2" };
 const GPU: RawConfig = { model: "meta-llama/Llama-2-7b-chat-hf", gpus: ["0", "1"] };
@@ -55,6 +57,17 @@ describe("bad input is rejected before anything is created, naming the key, the 
         expect(line).toMatch(allowed);
     });
 
+    it("names the stack, not a key, when the stack name cannot be used in Docker names", () => {
+        let message = "";
+        try {
+            parseFleetConfig(GPU, "my stack");
+        } catch (error) {
+            message = (error as Error).message;
+        }
+        expect(message).toContain('stack name "my stack": must be usable in Docker names');
+        expect(message).not.toContain("vllm-nginx:(");
+    });
+
     it("reports every problem at once", () => {
         const message = problemsOf({ gpus: ["0", "0"], balancer: "x", lbPort: "0" });
         expect(message).toMatch(/^invalid stack config \(4 problems\)/);
@@ -69,34 +82,45 @@ describe("defaults", () => {
         const s = parseFleetConfig(GPU, "prod");
         expect(s).toMatchObject({
             prefix: "prod",
-            backend: "gpu",
-            vllmImage: DEFAULTS.gpuImage,
-            lbPort: 8000,
-            lbBind: "0.0.0.0",
-            replicaPortBase: 8081,
-            replicaPortBind: "127.0.0.1",
-            balancer: "least_conn",
-            maxFails: 3,
-            failTimeoutSeconds: 30,
-            readTimeoutSeconds: 3600,
-            connectTimeoutSeconds: 5,
-            maxBodyBytes: 100 * 1024 * 1024,
-            nginxBaseImage: "nginx:1.28.0",
-            shmSizeBytes: Math.floor(10.24 * 1024 ** 3),
-            ipcHost: true,
-            startupTimeoutSeconds: 1800,
-            stopGraceSeconds: 120,
-            warmFirstReplica: true,
-            restartPolicy: "unless-stopped",
-            networkSubnet: defaultSubnet("prod"),
+            serve: { model: GPU.model, servedModelName: undefined, vllmArgs: [] },
+            replica: {
+                backend: "gpu",
+                cpuKvCacheSpace: 4,
+                shmSizeBytes: Math.floor(10.24 * 1024 ** 3),
+                ipcHost: true,
+                portBind: "127.0.0.1",
+                startupTimeoutSeconds: 1800,
+                stopGraceSeconds: 120,
+                restartPolicy: "unless-stopped",
+                warmFirstReplica: true,
+            },
+            images: { vllmImage: DEFAULTS.gpuImage, vllmBuild: undefined, nginxBaseImage: "nginx:1.28.0" },
+            proxy: { httpProxy: undefined, httpsProxy: undefined, noProxy: undefined },
+            balancer: {
+                method: "least_conn",
+                maxFails: 3,
+                failTimeoutSeconds: 30,
+                readTimeoutSeconds: 3600,
+                connectTimeoutSeconds: 5,
+                maxBodyBytes: 100 * 1024 * 1024,
+                port: 8000,
+                bind: "0.0.0.0",
+            },
+            network: { subnet: defaultSubnet("prod") },
+            engines: { local: undefined },
         });
-        expect(s.hfCacheDir).toMatch(/\/\.cache\/huggingface$/);
-        expect(s.hfCacheDir).not.toContain("~");
+        expect(s.plan.replicas.map((r) => r.hostPort)).toEqual([8081, 8082]);
+        expect(s.replica.hfCacheDir).toMatch(/\/\.cache\/huggingface$/);
+        expect(s.replica.hfCacheDir).not.toContain("~");
+    });
+
+    it("takes the local engine's address from docker:host", () => {
+        expect(parseFleetConfig(GPU, "prod", "ssh://ops@gpu-box").engines).toEqual({ local: "ssh://ops@gpu-box" });
     });
 
     it("uses the CPU image on the cpu backend and builds instead of pulling when vllmBuild is set", () => {
-        expect(parseFleetConfig(CPU, "t").vllmImage).toBe(DEFAULTS.cpuImage);
-        const built = parseFleetConfig({ ...GPU, vllmBuild: { context: "../vllm", args: { max_jobs: 8 } } }, "t");
+        expect(parseFleetConfig(CPU, "t").images.vllmImage).toBe(DEFAULTS.cpuImage);
+        const built = parseFleetConfig({ ...GPU, vllmBuild: { context: "../vllm", args: { max_jobs: 8 } } }, "t").images;
         expect(built.vllmImage).toBeUndefined();
         expect(built.vllmBuild).toEqual({ context: "../vllm", dockerfile: "docker/Dockerfile", target: "vllm-openai", args: { max_jobs: "8" } });
     });

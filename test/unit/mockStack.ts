@@ -18,6 +18,8 @@ export interface RecordedResource {
     secretInputs: string[];
     dependsOn: string[];
     parent?: string;
+    /** The name of the explicit provider the resource was registered with, if any. */
+    provider?: string;
 }
 
 /** Stack config as the CLI hands it to the program: project defaults, then the stack file's values. */
@@ -44,7 +46,7 @@ export function stackConfig(stack: string, overrides: Record<string, unknown> = 
  * Sets up the mocks and config for `stack`, imports the program, and waits until every resource is
  * registered. Call once per test file: the Pulumi runtime is global to the process.
  */
-export async function runProgram(stack: string, overrides: Record<string, unknown> = {}, secretKeys: string[] = []) {
+export async function runProgram(stack: string, overrides: Record<string, unknown> = {}, secretKeys: string[] = [], program: () => Promise<Record<string, unknown>> = () => import("../../index")) {
     const resources: RecordedResource[] = [];
 
     pulumi.runtime.setAllConfig(stackConfig(stack, overrides), secretKeys);
@@ -89,14 +91,16 @@ export async function runProgram(stack: string, overrides: Record<string, unknow
             secretInputs: [],
             dependsOn: req.getDependenciesList().map((urn: string) => urn.split("::").pop()),
             parent: req.getParent() ? req.getParent().split("::").pop() : undefined,
+            // A provider reference is `<urn>::<id>`; the URN ends in the provider's name.
+            provider: req.getProvider() ? req.getProvider().split("::").slice(-2, -1)[0] : undefined,
         };
         resources.push(record);
         return register(req, callback);
     };
 
-    const program = await import("../../index");
+    const exported = await program();
     const outputs: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(program)) {
+    for (const [key, value] of Object.entries(exported)) {
         outputs[key] = await resolve(value as pulumi.Output<unknown>);
     }
     return { resources, outputs };

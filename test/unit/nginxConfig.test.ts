@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { BalancerConfig, configId, renderNginxConfig, renderedConfigId } from "../../components/nginxConfig";
+import { BalancerConfig, renderNginxConfig } from "../../components/nginx/render";
 
 const GUIDE_TOPOLOGY: BalancerConfig = {
     upstreams: [
         { name: "vllm0", address: "172.29.20.10:8000" },
         { name: "vllm1", address: "172.29.20.11:8000" },
     ],
-    balancer: "least_conn",
+    method: "least_conn",
     maxFails: 3,
     failTimeoutSeconds: 30,
     readTimeoutSeconds: 3600,
@@ -17,7 +17,8 @@ const GUIDE_TOPOLOGY: BalancerConfig = {
 };
 
 describe("rendered nginx config", () => {
-    const text = renderNginxConfig(GUIDE_TOPOLOGY);
+    const rendered = renderNginxConfig(GUIDE_TOPOLOGY);
+    const text = rendered.text;
 
     it("matches the reviewed snapshot for the gpu stack", async () => {
         await expect(text).toMatchFileSnapshot("__snapshots__/gpu-stack.nginx.conf");
@@ -34,7 +35,7 @@ describe("rendered nginx config", () => {
         ["round_robin", /# round robin/],
         ["random_two_least_conn", /random two least_conn;/],
     ] as const)("renders the %s algorithm", (balancer, directive) => {
-        const other = renderNginxConfig({ ...GUIDE_TOPOLOGY, balancer });
+        const other = renderNginxConfig({ ...GUIDE_TOPOLOGY, method: balancer }).text;
         expect(other).toMatch(directive);
         expect(other).not.toMatch(/^\s+least_conn;/m);
     });
@@ -73,12 +74,27 @@ describe("rendered nginx config", () => {
     });
 
     it("serves an id that changes with the config, so a reload can be confirmed", () => {
-        const id = renderedConfigId(text);
+        const { id } = rendered;
+        expect(id).toMatch(/^[0-9a-f]{12}$/);
         expect(text).toContain(`return 200 "ok ${id}\\n";`);
+        expect(text.split("\n")[0]).toBe(`# vllm-nginx balancer for stack "gpu"; config ${id}.`);
         const changed = renderNginxConfig({ ...GUIDE_TOPOLOGY, upstreams: GUIDE_TOPOLOGY.upstreams.slice(0, 1) });
-        expect(renderedConfigId(changed)).not.toBe(id);
-        expect(renderNginxConfig(GUIDE_TOPOLOGY)).toBe(text);
-        expect(id).toBe(configId(text.split(id).join("@CONFIG_ID@")));
+        expect(changed.id).not.toBe(id);
+        expect(renderNginxConfig(GUIDE_TOPOLOGY)).toEqual(rendered);
+    });
+
+    it("takes a replica out of rotation without removing it: draining and down servers are nginx's `down`, weights are kept", () => {
+        const states = renderNginxConfig({
+            ...GUIDE_TOPOLOGY,
+            upstreams: [
+                { name: "vllm0", address: "172.29.20.10:8000", state: "draining" },
+                { name: "vllm1", address: "172.29.20.11:8000", weight: 2 },
+                { name: "vllm2", address: "172.29.20.12:8000", state: "down" },
+            ],
+        }).text;
+        expect(states).toContain("server 172.29.20.10:8000 max_fails=3 fail_timeout=30s down;  # vllm0 (draining)");
+        expect(states).toContain("server 172.29.20.11:8000 weight=2 max_fails=3 fail_timeout=30s;  # vllm1");
+        expect(states).toContain("server 172.29.20.12:8000 max_fails=3 fail_timeout=30s down;  # vllm2 (down)");
     });
 
     it("refuses to render an empty upstream", () => {

@@ -1,13 +1,21 @@
 import * as fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseFleetConfig } from "../../components/config";
-import { dynamicRange, parseCpuList } from "../../components/placement";
+import { PlacementInputs, parseCpuList, planPlacement } from "../../components/planning/placement";
+import { dynamicRange } from "../../components/planning/subnet";
 
-const plan = (raw: Record<string, unknown>) => parseFleetConfig({ model: "m", ...raw }, "t").replicas;
+const GPU: PlacementInputs = { backend: "gpu", gpus: ["0"], replicas: 1, cpuThreadsBind: "auto", lbPort: 8000, replicaPortBase: 8081, networkSubnet: "172.29.7.0/24" };
+const CPU: PlacementInputs = { ...GPU, backend: "cpu", gpus: undefined };
+
+/** The plan, or the problems as `key: allowed` lines. */
+function place(inputs: Partial<PlacementInputs>) {
+    const { plan, problems } = planPlacement({ ...GPU, ...inputs });
+    return { replicas: plan.replicas, problems: problems.map((p) => `${p.key}: ${p.allowed}`) };
+}
 
 describe("GPU and tensor-parallel assignment", () => {
     it("makes one replica per entry, with the entry's GPUs and TP = group size", () => {
-        expect(plan({ gpus: ["0", "1,2", "3,4,5,6"] }).map((r) => [r.alias, r.gpuIds, r.tensorParallelSize])).toEqual([
+        expect(place({ gpus: ["0", "1,2", "3,4,5,6"] }).replicas.map((r) => [r.name, r.gpuIds, r.tensorParallelSize])).toEqual([
             ["vllm0", ["0"], 1],
             ["vllm1", ["1", "2"], 2],
             ["vllm2", ["3", "4", "5", "6"], 4],
@@ -15,19 +23,22 @@ describe("GPU and tensor-parallel assignment", () => {
     });
 
     it("accepts GPU ids written as numbers in YAML", () => {
-        expect(plan({ gpus: [0, 1] }).map((r) => r.gpuIds)).toEqual([["0"], ["1"]]);
+        expect(parseFleetConfig({ model: "m", gpus: [0, 1] }, "t").plan.replicas.map((r) => r.gpuIds)).toEqual([["0"], ["1"]]);
+    });
+
+    it("reports problems by the key that causes them, as a pure function of typed inputs", () => {
+        expect(place({ gpus: ["0", "1,0"] }).problems).toEqual(["gpus: each GPU may appear once: GPU 0 is in entry 0 and entry 1"]);
+        expect(place({ gpus: undefined }).problems).toEqual([expect.stringMatching(/^gpus: required on the gpu backend/)]);
+        expect(place({ ...CPU, gpus: ["0"] }).problems).toEqual([expect.stringMatching(/^gpus: only for backend "gpu"/)]);
     });
 
     it("never hands one GPU to two replicas (property)", () => {
         fc.assert(
             fc.property(fc.array(fc.array(fc.integer({ min: 0, max: 15 }), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 6 }), (groups) => {
-                const gpus = groups.map((g) => g.join(","));
                 const all = groups.flat();
                 const unique = new Set(all).size === all.length;
-                let replicas;
-                try {
-                    replicas = plan({ gpus });
-                } catch {
+                const { replicas, problems } = place({ gpus: groups.map((g) => g.join(",")) });
+                if (problems.length > 0) {
                     return !unique;
                 }
                 const assigned = replicas.flatMap((r) => r.gpuIds);
@@ -39,7 +50,7 @@ describe("GPU and tensor-parallel assignment", () => {
 
 describe("CPU binding", () => {
     it("binds threads automatically by default, without a cpuset", () => {
-        expect(plan({ backend: "cpu", replicas: "3" }).map((r) => [r.threadsBind, r.cpuSet])).toEqual([
+        expect(place({ ...CPU, replicas: 3 }).replicas.map((r) => [r.threadsBind, r.cpuSet])).toEqual([
             ["auto", undefined],
             ["auto", undefined],
             ["auto", undefined],
@@ -47,7 +58,7 @@ describe("CPU binding", () => {
     });
 
     it("gives each replica its own range for both VLLM_CPU_OMP_THREADS_BIND and the cpuset", () => {
-        expect(plan({ backend: "cpu", replicas: "2", cpuThreadsBind: ["0-3", "4-7"] }).map((r) => [r.threadsBind, r.cpuSet])).toEqual([
+        expect(place({ ...CPU, replicas: 2, cpuThreadsBind: ["0-3", "4-7"] }).replicas.map((r) => [r.threadsBind, r.cpuSet])).toEqual([
             ["0-3", "0-3"],
             ["4-7", "4-7"],
         ]);
@@ -60,12 +71,12 @@ describe("CPU binding", () => {
     });
 });
 
-describe("ports and addresses", () => {
-    it("publishes replica i on replicaPortBase + i and gives it host .10 + i", () => {
-        expect(plan({ gpus: ["0", "1", "2"], replicaPortBase: "9001", networkSubnet: "172.29.7.0/24" }).map((r) => [r.hostPort, r.ip])).toEqual([
-            [9001, "172.29.7.10"],
-            [9002, "172.29.7.11"],
-            [9003, "172.29.7.12"],
+describe("ports, addresses and how the balancer reaches each replica", () => {
+    it("publishes replica i on replicaPortBase + i, gives it host .10 + i, and has nginx reach it there on the local host", () => {
+        expect(place({ gpus: ["0", "1", "2"], replicaPortBase: 9001 }).replicas.map((r) => [r.host, r.hostPort, r.ip, r.upstream])).toEqual([
+            ["local", 9001, "172.29.7.10", "172.29.7.10:8000"],
+            ["local", 9002, "172.29.7.11", "172.29.7.11:8000"],
+            ["local", 9003, "172.29.7.12", "172.29.7.12:8000"],
         ]);
     });
 
@@ -78,12 +89,11 @@ describe("ports and addresses", () => {
         fc.assert(
             fc.property(fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 1, max: 65000 }), fc.integer({ min: 1, max: 8 }), (lbPort, base, n) => {
                 const gpus = Array.from({ length: n }, (_, i) => String(i));
-                try {
-                    const replicas = plan({ gpus, lbPort: String(lbPort), replicaPortBase: String(base) });
-                    return replicas.every((r) => r.hostPort !== lbPort && r.hostPort <= 65535);
-                } catch {
+                const { replicas, problems } = place({ gpus, lbPort, replicaPortBase: base });
+                if (problems.length > 0) {
                     return (lbPort >= base && lbPort < base + n) || base + n - 1 > 65535;
                 }
+                return replicas.every((r) => r.hostPort !== lbPort && r.hostPort <= 65535);
             }),
         );
     });

@@ -2,8 +2,10 @@ import * as fs from "fs";
 import * as yaml from "js-yaml";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
-import { CONFIG_KEYS, DEFAULTS, SECRET_CONFIG_KEYS, parseFleetConfig } from "../../components/config";
-import { ConfigDeclaration, REFERENCE_BEGIN, REFERENCE_END, renderConfigReference } from "../../components/configReference";
+import { parseFleetConfig } from "../../components/config";
+import { decodeConfigValue } from "../../components/config/decode";
+import { CONFIG_KEYS, DEFAULTS, SECRET_CONFIG_KEYS, isUnset } from "../../components/config/keys";
+import { ConfigDeclaration, REFERENCE_BEGIN, REFERENCE_END, renderConfigReference } from "../../scripts/config-reference";
 import { REPO, stackConfig } from "./mockStack";
 
 const project = yaml.load(fs.readFileSync(path.join(REPO, "Pulumi.yaml"), "utf8")) as {
@@ -28,8 +30,7 @@ describe("Pulumi.yaml config declarations", () => {
 
     it("declares the same defaults the code applies", () => {
         for (const [fullKey, decl] of Object.entries(project.config)) {
-            const unset = decl.default === "" || (Array.isArray(decl.default) && decl.default.length === 0);
-            if (decl.default !== undefined && !unset) {
+            if (!isUnset(decl.default)) {
                 const key = fullKey.replace(/^vllm-nginx:/, "") as keyof typeof DEFAULTS;
                 expect(String(DEFAULTS[key]), fullKey).toBe(String(decl.default));
             }
@@ -45,9 +46,7 @@ describe("Pulumi.yaml config declarations", () => {
         if (!fs.existsSync(path.join(REPO, `Pulumi.${stack}.yaml`))) {
             throw new Error(`Pulumi.${stack}.yaml is missing`);
         }
-        const raw = Object.fromEntries(
-            Object.entries(stackConfig(stack)).map(([k, v]) => [k.replace(/^vllm-nginx:/, ""), v.startsWith("[") || v.startsWith("{") ? JSON.parse(v) : v]),
-        );
+        const raw = Object.fromEntries(Object.entries(stackConfig(stack)).map(([k, v]) => [k.replace(/^vllm-nginx:/, ""), decodeConfigValue(v)]));
         expect(() => parseFleetConfig(raw, stack)).not.toThrow();
     });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { nginxSeconds, parseDurationSeconds, parseSizeBytes } from "../../components/units";
+import { nginxSeconds, parseDurationSeconds, parseSizeBytes } from "../../components/config/units";
 
 describe("durations", () => {
     it.each([

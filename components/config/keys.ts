@@ -1,0 +1,91 @@
+/**
+ * The stack config contract: the namespace, every key, and the defaults (declared again in `Pulumi.yaml`,
+ * and checked against these by a unit test).
+ */
+import type { Backend } from "../planning";
+import type { Balancer, RestartPolicy } from "./settings";
+
+/** The config namespace, which is the project name in `Pulumi.yaml`. */
+export const CONFIG_NAMESPACE = "vllm-nginx";
+
+/** Defaults, in the form a user writes them in stack config. */
+export const DEFAULTS = {
+    backend: "gpu" as Backend,
+    replicas: 1,
+    cpuKvCacheSpace: 4,
+    cpuThreadsBind: "auto",
+    gpuImage: "vllm/vllm-openai:v0.11.0",
+    cpuImage: "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
+    vllmBuildDockerfile: "docker/Dockerfile",
+    vllmBuildTarget: "vllm-openai",
+    hfCacheDir: "~/.cache/huggingface",
+    lbPort: 8000,
+    lbBind: "0.0.0.0",
+    replicaPortBase: 8081,
+    replicaPortBind: "127.0.0.1",
+    balancer: "least_conn" as Balancer,
+    maxFails: 3,
+    failTimeout: "30s",
+    readTimeout: "3600s",
+    connectTimeout: "5s",
+    maxBodySize: "100m",
+    nginxBaseImage: "nginx:1.28.0",
+    shmSize: "10.24gb",
+    ipcHost: true,
+    startupTimeout: "30m",
+    stopGracePeriod: "120s",
+    warmFirstReplica: true,
+    restartPolicy: "unless-stopped" as RestartPolicy,
+} as const;
+
+/** Every key the program reads; anything else under the namespace is reported as unknown. */
+export const CONFIG_KEYS = [
+    "model",
+    "servedModelName",
+    "backend",
+    "gpus",
+    "replicas",
+    "cpuKvCacheSpace",
+    "cpuThreadsBind",
+    "vllmImage",
+    "vllmBuild",
+    "httpProxy",
+    "httpsProxy",
+    "noProxy",
+    "hfCacheDir",
+    "hfToken",
+    "apiKey",
+    "vllmArgs",
+    "lbPort",
+    "lbBind",
+    "replicaPortBase",
+    "replicaPortBind",
+    "balancer",
+    "maxFails",
+    "failTimeout",
+    "readTimeout",
+    "connectTimeout",
+    "maxBodySize",
+    "nginxBaseImage",
+    "shmSize",
+    "ipcHost",
+    "startupTimeout",
+    "stopGracePeriod",
+    "warmFirstReplica",
+    "networkSubnet",
+    "restartPolicy",
+] as const;
+
+/**
+ * Keys read as secrets and never as plain values. Not declared in `Pulumi.yaml`: the CLI requires
+ * every declared secret to be set, and these are optional.
+ */
+export const SECRET_CONFIG_KEYS: readonly string[] = ["hfToken", "apiKey"];
+
+/**
+ * Whether a value counts as unset. `Pulumi.yaml` declares `""` and `[]` as the defaults of optional
+ * keys (the CLI treats a declared key without a default as required).
+ */
+export function isUnset(value: unknown): boolean {
+    return value === undefined || value === null || value === "" || (Array.isArray(value) && value.length === 0);
+}

@@ -1,0 +1,132 @@
+/**
+ * The validated, fully defaulted settings the components are built from, grouped by what they configure.
+ * `parseFleetConfig` fills every field from stack config; the defaults named here are the ones it applies.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import type { Backend, FleetPlan } from "../planning";
+
+export type Balancer = "least_conn" | "round_robin" | "random_two_least_conn";
+export const BALANCERS: readonly Balancer[] = ["least_conn", "round_robin", "random_two_least_conn"];
+
+export type RestartPolicy = "no" | "on-failure" | "always" | "unless-stopped";
+export const RESTART_POLICIES: readonly RestartPolicy[] = ["no", "on-failure", "always", "unless-stopped"];
+
+/** What every replica serves, as `vllm serve MODEL [flags]`. */
+export interface ServeSettings {
+    /** Hugging Face model id, the first argument of `vllm serve`. Required. */
+    model: string;
+    /** `--served-model-name`: the name clients send as `model`. Defaults to the model id (flag not passed). */
+    servedModelName?: string;
+    /** Extra `vllm serve` flags, after the ones the program sets. Defaults to none. */
+    vllmArgs: string[];
+}
+
+/** How every replica container runs. */
+export interface ReplicaSettings {
+    /** `gpu` (a device request per replica) or `cpu` (vLLM's CPU backend). Defaults to `gpu`. */
+    backend: Backend;
+    /** GiB of KV cache per CPU replica (`VLLM_CPU_KVCACHE_SPACE`). Defaults to 4. */
+    cpuKvCacheSpace: number;
+    /** Host folder of the Hugging Face cache, mounted at `/root/.cache/huggingface`. Defaults to `~/.cache/huggingface`. */
+    hfCacheDir: string;
+    /** Shared memory of each replica, in bytes (`--shm-size`). Defaults to 10.24gb, as the guide. */
+    shmSizeBytes: number;
+    /** Share the host's IPC namespace (`--ipc host`). Defaults to true. */
+    ipcHost: boolean;
+    /** Host address the replica ports are published on. Defaults to `127.0.0.1`. */
+    portBind: string;
+    /** How long a deploy waits for a replica's `/health`, in seconds. Defaults to 1800 (30m). */
+    startupTimeoutSeconds: number;
+    /** How long a replica leaving rotation may take to finish its requests, in seconds. Defaults to 120. */
+    stopGraceSeconds: number;
+    /** Docker restart policy. Defaults to `unless-stopped`. */
+    restartPolicy: RestartPolicy;
+    /** Start replica 0 first and the others once it is healthy, so the model downloads once. Defaults to true. */
+    warmFirstReplica: boolean;
+}
+
+/** How to build the vLLM image from a vLLM checkout, as the guide does with `docker build`. */
+export interface VllmBuildSpec {
+    /** Path of the checkout (the build context), relative to the project folder or absolute. */
+    context: string;
+    /** Dockerfile path, relative to `context`. Defaults to `docker/Dockerfile`. */
+    dockerfile: string;
+    /** Build target. Defaults to `vllm-openai`. */
+    target?: string;
+    /** Extra build args (`CUDA_VERSION`, `max_jobs`, ...). Proxy args are added from the proxy settings. */
+    args: Record<string, string>;
+}
+
+/** The images the fleet runs. */
+export interface ImageSettings {
+    /**
+     * The vLLM image to pull. Defaults to `vllm/vllm-openai:v0.11.0` (gpu) or the CPU release image (cpu)
+     * when `vllmBuild` is unset. Exactly one of `vllmImage` and `vllmBuild` is set.
+     */
+    vllmImage?: string;
+    /** Build the vLLM image from a checkout instead. */
+    vllmBuild?: VllmBuildSpec;
+    /** Base of the balancer image. Defaults to `nginx:1.28.0`. */
+    nginxBaseImage: string;
+}
+
+/** Proxy variables for image builds (build args) and containers (environment). Each defaults to unset. */
+export interface ProxySettings {
+    httpProxy?: string;
+    httpsProxy?: string;
+    /** `no_proxy`; localhost and 127.0.0.1 are always added. */
+    noProxy?: string;
+}
+
+/** The nginx balancer in front of the replicas. */
+export interface BalancerSettings {
+    /** Balancing method. Defaults to `least_conn`. */
+    method: Balancer;
+    /** Failed attempts within `failTimeoutSeconds` that take a replica out for `failTimeoutSeconds`. Defaults to 3. */
+    maxFails: number;
+    /** Defaults to 30. */
+    failTimeoutSeconds: number;
+    /** Longest silence from a replica before nginx gives up on a request (and for sends). Defaults to 3600. */
+    readTimeoutSeconds: number;
+    /** Longest wait for a connection to a replica before the next one is tried. Defaults to 5. */
+    connectTimeoutSeconds: number;
+    /** Largest request body accepted, in bytes. Defaults to 100m. */
+    maxBodyBytes: number;
+    /** Host port of the balancer. Defaults to 8000. */
+    port: number;
+    /** Host address the balancer is published on. Defaults to `0.0.0.0`. */
+    bind: string;
+}
+
+/** The stack's Docker network. */
+export interface NetworkSettings {
+    /** IPv4 subnet in CIDR form. Defaults to a /24 in 172.29.0.0/16 derived from the stack name. */
+    subnet: string;
+}
+
+/** Everything the fleet is built from. */
+export interface FleetSettings {
+    /** Prefix of every container, network, volume and image name (the stack name), so stacks can share a host. */
+    prefix: string;
+    serve: ServeSettings;
+    replica: ReplicaSettings;
+    images: ImageSettings;
+    proxy: ProxySettings;
+    balancer: BalancerSettings;
+    network: NetworkSettings;
+    /** Where every replica runs and how the balancer reaches it. */
+    plan: FleetPlan;
+    /**
+     * The Docker engine address of each host by host name: for `local`, the `docker:host` config when set,
+     * else unset (the provider then uses `DOCKER_HOST` or the local socket).
+     */
+    engines: Record<string, string | undefined>;
+}
+
+/** Secrets of the fleet, as secret outputs so they stay encrypted in state. */
+export interface FleetSecrets {
+    /** Hugging Face token for gated models (`HF_TOKEN`). */
+    hfToken?: pulumi.Output<string>;
+    /** Key clients must send as `Authorization: Bearer <key>` (`VLLM_API_KEY`). */
+    apiKey?: pulumi.Output<string>;
+}

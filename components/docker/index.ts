@@ -1,0 +1,2 @@
+export { FleetNetwork, type FleetNetworkArgs } from "./network";
+export { LABELS } from "./labels";

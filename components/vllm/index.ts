@@ -1,0 +1,2 @@
+export { VllmImage, type VllmImageArgs } from "./image";
+export { VllmReplica, type VllmReplicaArgs } from "./replica";

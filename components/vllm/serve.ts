@@ -1,0 +1,55 @@
+/** The `vllm serve` command line and environment of a replica, from its plan and the fleet's settings. */
+import * as pulumi from "@pulumi/pulumi";
+import type { FleetSecrets, ReplicaSettings, ServeSettings } from "../config";
+import { envList } from "../docker/proxy";
+import { VLLM_PORT, type ReplicaPlan } from "../planning";
+
+/** Where the Hugging Face cache is mounted in the container, as in vLLM's docs. */
+export const HF_CACHE_PATH = "/root/.cache/huggingface";
+/** vLLM's compile cache (torch.compile artifacts), shared by the replicas through a volume. */
+export const VLLM_CACHE_PATH = "/root/.cache/vllm";
+
+/**
+ * Probes vLLM's `/health` from inside the container, with curl where the image has it and Python (which
+ * every vLLM image has) otherwise. Proxies are bypassed: the probe talks to the loopback.
+ */
+export const REPLICA_HEALTH_PROBE =
+    `curl -fsS --noproxy '*' -o /dev/null http://127.0.0.1:${VLLM_PORT}/health || ` +
+    `python3 -c "import urllib.request as r; r.build_opener(r.ProxyHandler({})).open('http://127.0.0.1:${VLLM_PORT}/health', timeout=4)"`;
+
+/** The arguments after the image's `vllm serve` entrypoint: the model first, then flags. */
+export function vllmServeArgs(serve: ServeSettings, plan: Pick<ReplicaPlan, "tensorParallelSize">): string[] {
+    return [
+        serve.model,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        String(VLLM_PORT),
+        ...(serve.servedModelName ? ["--served-model-name", serve.servedModelName] : []),
+        ...(plan.tensorParallelSize > 1 ? ["--tensor-parallel-size", String(plan.tensorParallelSize)] : []),
+        ...serve.vllmArgs,
+    ];
+}
+
+/** The container's environment; secret when it carries the HF token or the API key. */
+export function replicaEnv(
+    runtime: Pick<ReplicaSettings, "backend" | "cpuKvCacheSpace">,
+    plan: Pick<ReplicaPlan, "threadsBind">,
+    proxyEnv: Record<string, string>,
+    secrets: FleetSecrets,
+): pulumi.Input<string[]> {
+    const plain = [
+        ...(runtime.backend === "gpu"
+            ? // Docker and CUDA number GPUs differently unless told to use PCI order (vllm#28132).
+              ["CUDA_DEVICE_ORDER=PCI_BUS_ID"]
+            : [`VLLM_CPU_KVCACHE_SPACE=${runtime.cpuKvCacheSpace}`, `VLLM_CPU_OMP_THREADS_BIND=${plan.threadsBind ?? "auto"}`]),
+        ...envList(proxyEnv),
+    ];
+    const secretVars = Object.entries({ HF_TOKEN: secrets.hfToken, VLLM_API_KEY: secrets.apiKey }).filter(
+        (entry): entry is [string, pulumi.Output<string>] => entry[1] !== undefined,
+    );
+    if (secretVars.length === 0) {
+        return plain;
+    }
+    return pulumi.secret(pulumi.all(secretVars.map(([name, value]) => pulumi.interpolate`${name}=${value}`)).apply((vars) => [...plain, ...vars]));
+}

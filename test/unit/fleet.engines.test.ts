@@ -1,0 +1,27 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { RecordedResource, ofType, runProgram } from "./mockStack";
+
+describe("one explicit Docker provider per host, and commands that talk to the same engine", () => {
+    let resources: RecordedResource[];
+    beforeAll(async () => {
+        ({ resources } = await runProgram("dev", { "docker:host": "ssh://ops@gpu-box.internal" }));
+    });
+
+    it("creates the local host's provider from docker:host", () => {
+        const providers = ofType(resources, "pulumi:providers:docker");
+        expect(providers.map((p) => [p.name, p.inputs.host])).toEqual([["fleet-docker-local", "ssh://ops@gpu-box.internal"]]);
+    });
+
+    it("registers every Docker resource with that provider, so each says which engine it lives on", () => {
+        const dockerResources = resources.filter((r) => r.type.startsWith("docker:"));
+        expect(dockerResources.length).toBeGreaterThanOrEqual(7);
+        for (const r of dockerResources) {
+            expect(r.provider, `${r.type} ${r.name}`).toBe("fleet-docker-local");
+        }
+    });
+
+    it("points the balancer's config command at the provider's engine", () => {
+        const install = ofType(resources, "command:local:Command")[0];
+        expect(install.inputs.environment.DOCKER_HOST).toBe("ssh://ops@gpu-box.internal");
+    });
+});
