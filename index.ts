@@ -1,13 +1,18 @@
-import { VllmFleet, readStackConfig } from "./components";
+import { VllmFleet, readPreviousDeployment, readStackConfig } from "./components";
 
-const { settings, secrets } = readStackConfig();
-const fleet = new VllmFleet("fleet", { settings, secrets });
-
-export const endpoint = fleet.endpoint;
-export const openaiBaseUrl = fleet.openaiBaseUrl;
-export const servedModel = fleet.servedModel;
-export const replicas = fleet.replicas;
-export const balancerContainer = fleet.balancerContainer;
-export const networkName = fleet.networkName;
-export const configId = fleet.configId;
-export const nginxConfig = fleet.nginxConfig;
+export = async () => {
+    const { settings, secrets } = readStackConfig();
+    const previous = await readPreviousDeployment();
+    const fleet = new VllmFleet("fleet", { settings, secrets, previous });
+    return {
+        endpoint: fleet.endpoint,
+        openaiBaseUrl: fleet.openaiBaseUrl,
+        servedModel: fleet.servedModel,
+        replicas: fleet.replicas,
+        balancerContainer: fleet.balancerContainer,
+        networkName: fleet.networkName,
+        configId: fleet.configId,
+        nginxConfig: fleet.nginxConfig,
+        rollout: fleet.rollout,
+    };
+};

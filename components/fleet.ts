@@ -3,20 +3,30 @@ import * as pulumi from "@pulumi/pulumi";
 import type { FleetSecrets, FleetSettings } from "./config";
 import { labelList } from "./docker/labels";
 import { FleetNetwork } from "./docker/network";
+import { engineOf, newEngine } from "./docker/providers";
 import { proxyVariables } from "./docker/proxy";
 import { NginxBalancer } from "./nginx/balancer";
 import { NginxImage } from "./nginx/image";
-import { BALANCER_CONTAINER_PORT } from "./nginx/paths";
-import { renderNginxConfig } from "./nginx/render";
+import { BALANCER_CONTAINER_PORT, BALANCER_STATUS_PORT } from "./nginx/paths";
+import { renderTemplate } from "./nginx/render";
+import { describeRollout, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
+import { RolloutGate, type GateMember } from "./rollout/gate";
+import { fleetSpec } from "./rollout/spec";
 import type { Transform } from "./transform";
 import { VllmImage } from "./vllm/image";
-import { VllmReplica } from "./vllm/replica";
+import { VllmReplica, replicaContainer, replicaSpec, type VllmReplicaArgs } from "./vllm/replica";
 
 export interface VllmFleetArgs {
     /** Validated settings (see `parseFleetConfig`, or `readStackConfig` for the current stack). */
     settings: FleetSettings;
     /** The HF token and the API key, as secret outputs. Defaults to none. */
     secrets?: FleetSecrets;
+    /**
+     * What the last deployment of this fleet ran (its `rollout` output; see `readPreviousDeployment`), so
+     * that a change is planned, and told at preview, before anything is created. Without it, replicas
+     * that change are still replaced one batch at a time, in place.
+     */
+    previous?: PreviousDeployment;
     /**
      * The Docker engine of each host, by host name (`local` for a stack without `hosts`). A host without
      * one gets a provider for its engine address (for `local`: `docker:host`, else `DOCKER_HOST`, else the
@@ -44,7 +54,8 @@ export interface ReplicaSummary {
 
 /**
  * vLLM's "Using Nginx" deployment as one component: the network, the vLLM and nginx images, one replica
- * per GPU group (or CPU replica), and the nginx balancer in front of them.
+ * per GPU group (or CPU replica), and the nginx balancer in front of them. Replicas join nginx's rotation
+ * once healthy, leave it (drained) before they stop, and roll one batch at a time when they change.
  */
 export class VllmFleet extends pulumi.ComponentResource {
     /** Base URL of the balancer, e.g. `http://127.0.0.1:8000`. */
@@ -58,55 +69,47 @@ export class VllmFleet extends pulumi.ComponentResource {
     readonly networkName: pulumi.Output<string>;
     /** Id of the nginx config in service; changes with every change of the rendered config. */
     readonly configId: pulumi.Output<string>;
-    /** The rendered nginx config, for review in `pulumi stack output`. */
+    /** The rendered nginx config template, for review in `pulumi stack output`. */
     readonly nginxConfig: pulumi.Output<string>;
+    /** What this deployment runs, for the next one to plan its rollout (pass it back as `previous`). */
+    readonly rollout: pulumi.Output<PreviousDeployment>;
 
     constructor(name: string, args: VllmFleetArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:index:VllmFleet", name, {}, opts);
         const s = args.settings;
         const proxyEnv = proxyVariables(s.proxy);
-        const provider = args.providers?.local ?? new docker.Provider(`${name}-docker-local`, { host: s.engines.local }, { parent: this });
+        const engine = args.providers?.local ? engineOf(args.providers.local) : newEngine(`${name}-docker-local`, s.engines.local, { parent: this });
+        const provider = engine.provider;
         const onHost = { parent: this, providers: { docker: provider } };
 
+        const spec = fleetSpec(s, args.secrets?.digest);
+        const maxUnavailable = unavailableCount(s.rollout.maxUnavailable, s.placement.replicas);
+        const plan = planRollout({ slots: s.placement.slots.map((slot) => slot.name), replicas: s.placement.replicas, maxUnavailable, spec, previous: args.previous });
+        const message = describeRollout(plan, s.placement.replicas, maxUnavailable, s.replica.stopGraceSeconds);
+        if (message) {
+            pulumi.log.info(message, this);
+        }
+        if (plan.outage) {
+            pulumi.log.warn(
+                `this change replaces every replica in rotation (${plan.batches.flat().join(", ")}) with no spare capacity: the fleet serves nothing from the moment ` +
+                    "they leave rotation until their replacements pass /health (minutes on GPUs). For a change without an outage, run more replicas " +
+                    "than rollout.maxUnavailable, or keep spare capacity (rollout.spareGpus, or rollout.spareReplicas on the cpu backend).",
+                this,
+            );
+        }
+        const slot = (slotName: string) => s.placement.slots.find((p) => p.name === slotName)!;
+        const active = plan.active.map(slot);
+
         const network = new FleetNetwork(`${name}-net`, { prefix: s.prefix, subnet: s.network.subnet, transform: { network: args.transform?.network } }, onHost);
-        const compileCache = new docker.Volume(
-            `${name}-vllm-cache`,
-            { name: `${s.prefix}-vllm-compile-cache`, labels: labelList({ stack: s.prefix }) },
-            { parent: this, provider },
-        );
+        const compileCache = new docker.Volume(`${name}-vllm-cache`, { name: `${s.prefix}-vllm-compile-cache`, labels: labelList({ stack: s.prefix }) }, { parent: this, provider });
         const vllmImage = new VllmImage(`${name}-vllm-image`, { prefix: s.prefix, image: s.images.vllmImage, build: s.images.vllmBuild, proxy: s.proxy }, onHost);
         const nginxImage = new NginxImage(`${name}-nginx-image`, { prefix: s.prefix, base: s.images.nginxBaseImage, proxy: s.proxy }, onHost);
 
-        const replicas: VllmReplica[] = [];
-        for (const plan of s.plan.replicas) {
-            // Like the guide: the first replica downloads the model into the shared cache, the others
-            // start once it is healthy and find the model there (vllm#2232).
-            const startAfter = s.replica.warmFirstReplica && replicas.length > 0 ? [replicas[0].container] : [];
-            replicas.push(
-                new VllmReplica(
-                    `${name}-${plan.name}`,
-                    {
-                        prefix: s.prefix,
-                        plan,
-                        serve: s.serve,
-                        runtime: s.replica,
-                        image: vllmImage.imageRef,
-                        networkName: network.networkName,
-                        compileCacheVolume: compileCache.name,
-                        secrets: args.secrets,
-                        proxyEnv,
-                        startAfter,
-                        transform: { container: args.transform?.replicaContainer },
-                    },
-                    onHost,
-                ),
-            );
-        }
-
-        const rendered = renderNginxConfig({
+        const template = renderTemplate({
             ...s.balancer,
-            upstreams: s.plan.replicas.map((plan) => ({ name: plan.name, address: plan.upstream })),
+            upstreams: active.map((replica) => ({ name: replica.name, address: replica.upstream })),
             listen: String(BALANCER_CONTAINER_PORT),
+            statusListen: String(BALANCER_STATUS_PORT),
             stack: s.prefix,
         });
         const balancer = new NginxBalancer(
@@ -116,35 +119,91 @@ export class VllmFleet extends pulumi.ComponentResource {
                 image: nginxImage.imageRef,
                 networkName: network.networkName,
                 publish: s.balancer,
-                config: rendered,
-                upstreamDependencies: replicas.map((r) => r.container),
+                config: template,
                 proxyEnv,
                 lifecycle: s.replica,
-                provider,
+                engine,
                 transform: { container: args.transform?.balancerContainer },
             },
             onHost,
         );
+
+        const replicaArgs = (replica: ReplicaPlan): VllmReplicaArgs => ({
+            prefix: s.prefix,
+            plan: replica,
+            serve: s.serve,
+            runtime: s.replica,
+            image: vllmImage.imageRef,
+            networkName: network.networkName,
+            compileCacheVolume: compileCache.name,
+            secrets: args.secrets,
+            proxyEnv,
+            rotation: balancer.rotation,
+            engine,
+            transform: { container: args.transform?.replicaContainer },
+        });
+        const member = (replica: ReplicaPlan): GateMember => {
+            const [, containerArgs] = replicaContainer(`${name}-${replica.name}`, replicaArgs(replica));
+            return { name: replica.name, container: containerArgs.name!, engine: engine.address, spec: replicaSpec(containerArgs), address: replica.upstream };
+        };
+
+        const replicas = new Map<string, VllmReplica>();
+        // Like the guide: on the first deployment one replica downloads the model into the shared cache and
+        // the others start once it serves, and find the model there (vllm#2232).
+        let warm: VllmReplica | undefined;
+        const create = (replica: ReplicaPlan, after: pulumi.Resource[]) => {
+            const waitForWarm = warm?.member && s.replica.warmFirstReplica && args.previous === undefined ? [warm.member] : [];
+            const created = new VllmReplica(`${name}-${replica.name}`, { ...replicaArgs(replica), startAfter: [...after, ...waitForWarm] }, onHost);
+            replicas.set(replica.name, created);
+            warm = warm ?? created;
+        };
+        // Surge replicas start first, on spare slots; every replacement waits until they serve.
+        for (const replicaName of plan.surge) {
+            create(slot(replicaName), []);
+        }
+        let after: pulumi.Resource[] = plan.surge.map((replicaName) => replicas.get(replicaName)!.member!);
+        plan.batches.forEach((batch, index) => {
+            const gate = new RolloutGate(
+                `${name}-rollout-${index}`,
+                {
+                    batch: batch.map((replicaName) => member(slot(replicaName))),
+                    earlier: [...plan.surge, ...plan.batches.slice(0, index).flat()].map((replicaName) => member(slot(replicaName))),
+                    target: balancer.rotation,
+                    timeouts: s.replica,
+                    after,
+                },
+                { parent: this },
+            );
+            for (const replicaName of batch) {
+                create(slot(replicaName), [gate.command]);
+            }
+            after = [gate.command];
+        });
+        for (const replicaName of plan.added.filter((added) => !plan.batches.flat().includes(added))) {
+            create(slot(replicaName), []);
+        }
 
         const host = s.balancer.bind === "0.0.0.0" ? "127.0.0.1" : s.balancer.bind;
         const replicaHost = s.replica.portBind === "0.0.0.0" ? "127.0.0.1" : s.replica.portBind;
         this.endpoint = pulumi.output(`http://${host}:${s.balancer.port}`);
         this.openaiBaseUrl = this.endpoint.apply((e) => `${e}/v1`);
         this.servedModel = pulumi.output(s.serve.servedModelName ?? s.serve.model);
-        this.replicas = pulumi.all(replicas.map((r) => r.containerName)).apply((containers) =>
-            s.plan.replicas.map((plan, i) => ({
-                name: plan.name,
-                host: plan.host,
+        const running = active.map((replica) => replicas.get(replica.name)!);
+        this.replicas = pulumi.all(running.map((r) => pulumi.all([r.containerName, r.member ? r.member.stdout : ""]).apply(([c]) => c))).apply((containers) =>
+            active.map((replica, i) => ({
+                name: replica.name,
+                host: replica.host,
                 container: containers[i],
-                gpus: plan.gpuIds,
-                cpuSet: plan.cpuSet,
-                url: `http://${replicaHost}:${plan.hostPort}`,
+                gpus: replica.gpuIds,
+                cpuSet: replica.cpuSet,
+                url: `http://${replicaHost}:${replica.hostPort}`,
             })),
         );
         this.balancerContainer = balancer.containerName;
         this.networkName = network.networkName;
         this.configId = balancer.configId;
-        this.nginxConfig = pulumi.output(rendered.text);
+        this.nginxConfig = pulumi.output(template.template);
+        this.rollout = pulumi.output({ spec, active: plan.active });
 
         this.registerOutputs({
             endpoint: this.endpoint,
@@ -155,6 +214,7 @@ export class VllmFleet extends pulumi.ComponentResource {
             networkName: this.networkName,
             configId: this.configId,
             nginxConfig: this.nginxConfig,
+            rollout: this.rollout,
         });
     }
 }

@@ -3,7 +3,7 @@
  * project's stack config; everything else is internal.
  */
 export { VllmFleet, type ReplicaSummary, type VllmFleetArgs } from "./fleet";
-export { readStackConfig, parseFleetConfig, FleetConfigError } from "./config";
+export { readPreviousDeployment, readStackConfig, parseFleetConfig, FleetConfigError } from "./config";
 export type { FleetSecrets, FleetSettings } from "./config";
 export { FleetNetwork, type FleetNetworkArgs } from "./docker";
 export { NginxBalancer, NginxImage, type NginxBalancerArgs, type NginxImageArgs } from "./nginx";

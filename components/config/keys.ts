@@ -36,6 +36,7 @@ export const DEFAULTS = {
     stopGracePeriod: "120s",
     warmFirstReplica: true,
     restartPolicy: "unless-stopped" as RestartPolicy,
+    maxUnavailable: 1,
 } as const;
 
 /** Every key the program reads; anything else under the namespace is reported as unknown. */
@@ -74,6 +75,7 @@ export const CONFIG_KEYS = [
     "warmFirstReplica",
     "networkSubnet",
     "restartPolicy",
+    "rollout",
 ] as const;
 
 /**

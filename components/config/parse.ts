@@ -44,11 +44,15 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
     const lbPort = read.integer("lbPort", DEFAULTS.lbPort, 1, 65535);
     const replicaPortBase = read.integer("replicaPortBase", DEFAULTS.replicaPortBase, 1, 65535);
     const networkSubnet = read.string("networkSubnet", defaultSubnet(stack));
+    const rollout = readRollout(read);
     const placement = planPlacement({
         backend,
         gpus: read.stringList("gpus"),
         replicas: backend === "cpu" ? read.integer("replicas", DEFAULTS.replicas, 1, 64) : DEFAULTS.replicas,
         cpuThreadsBind: readThreadsBind(read),
+        spareGpus: rollout.spareGpus,
+        spareReplicas: rollout.spareReplicas,
+        spareCpuThreadsBind: rollout.spareCpuThreadsBind,
         lbPort,
         replicaPortBase,
         networkSubnet,
@@ -101,7 +105,8 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
             bind: read.ipv4("lbBind", DEFAULTS.lbBind),
         },
         network: { subnet: networkSubnet },
-        plan: placement.plan,
+        placement: placement.placement,
+        rollout: { maxUnavailable: rollout.maxUnavailable },
         engines: { [LOCAL_HOST]: dockerHost },
     };
 
@@ -109,6 +114,48 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         throw new FleetConfigError(read.problems);
     }
     return settings;
+}
+
+const ROLLOUT_FIELDS = ["maxUnavailable", "spareGpus", "spareReplicas", "spareCpuThreadsBind"];
+
+/** `rollout`: {maxUnavailable, spareGpus (gpu), spareReplicas and spareCpuThreadsBind (cpu)}, each optional. */
+function readRollout(read: ConfigReader): { maxUnavailable: number | string; spareGpus?: string[]; spareReplicas: number; spareCpuThreadsBind?: string[] } {
+    const defaults = { maxUnavailable: DEFAULTS.maxUnavailable, spareReplicas: 0 };
+    const value = read.value("rollout");
+    if (value === undefined) {
+        return defaults;
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        read.problem("rollout", value, 'an object {maxUnavailable?, spareGpus?, spareReplicas?, spareCpuThreadsBind?}, e.g. {"maxUnavailable": 1, "spareGpus": ["4"]}');
+        return defaults;
+    }
+    const fields = value as Record<string, unknown>;
+    for (const field of Object.keys(fields).filter((f) => !ROLLOUT_FIELDS.includes(f))) {
+        read.problem(`rollout.${field}`, fields[field], `not a field of rollout; its fields are ${ROLLOUT_FIELDS.join(", ")}`);
+    }
+    const sub = new ConfigReader(fields);
+    let maxUnavailable: number | string = DEFAULTS.maxUnavailable;
+    const raw = sub.value("maxUnavailable");
+    if (typeof raw === "string" && /^\s*\d+\s*%\s*$/.test(raw)) {
+        const percent = Number(raw.replace("%", "").trim());
+        if (percent < 1 || percent > 100) {
+            read.problem("rollout.maxUnavailable", raw, "a whole number of replicas (at least 1) or a percentage from 1% to 100%");
+        } else {
+            maxUnavailable = `${percent}%`;
+        }
+    } else {
+        maxUnavailable = sub.integer("maxUnavailable", DEFAULTS.maxUnavailable, 1, 1024);
+    }
+    const result = {
+        maxUnavailable,
+        spareGpus: sub.stringList("spareGpus"),
+        spareReplicas: sub.integer("spareReplicas", 0, 0, 64),
+        spareCpuThreadsBind: sub.stringList("spareCpuThreadsBind"),
+    };
+    for (const problem of sub.problems) {
+        read.problem(`rollout.${problem.key}`, problem.value, problem.key === "maxUnavailable" ? "a whole number of replicas (at least 1) or a percentage from 1% to 100%" : problem.allowed);
+    }
+    return result;
 }
 
 /** `cpuThreadsBind`: "auto" or a list of core ranges; a value of another shape is reported here. */

@@ -3,7 +3,7 @@
  * `parseFleetConfig` fills every field from stack config; the defaults named here are the ones it applies.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import type { Backend, FleetPlan } from "../planning";
+import type { Backend, Placement } from "../planning";
 
 export type Balancer = "least_conn" | "round_robin" | "random_two_least_conn";
 export const BALANCERS: readonly Balancer[] = ["least_conn", "round_robin", "random_two_least_conn"];
@@ -98,6 +98,12 @@ export interface BalancerSettings {
     bind: string;
 }
 
+/** How replicas are replaced when their settings change. */
+export interface RolloutSettings {
+    /** At most this many replicas out of rotation at once: a count, or a percentage such as `"25%"`. Defaults to 1. */
+    maxUnavailable: number | string;
+}
+
 /** The stack's Docker network. */
 export interface NetworkSettings {
     /** IPv4 subnet in CIDR form. Defaults to a /24 in 172.29.0.0/16 derived from the stack name. */
@@ -114,8 +120,9 @@ export interface FleetSettings {
     proxy: ProxySettings;
     balancer: BalancerSettings;
     network: NetworkSettings;
-    /** Where every replica runs and how the balancer reaches it. */
-    plan: FleetPlan;
+    /** Every slot a replica can run in (configured entries, then spares) and how the balancer reaches it. */
+    placement: Placement;
+    rollout: RolloutSettings;
     /**
      * The Docker engine address of each host by host name: for `local`, the `docker:host` config when set,
      * else unset (the provider then uses `DOCKER_HOST` or the local socket).
@@ -129,4 +136,9 @@ export interface FleetSecrets {
     hfToken?: pulumi.Output<string>;
     /** Key clients must send as `Authorization: Bearer <key>` (`VLLM_API_KEY`). */
     apiKey?: pulumi.Output<string>;
+    /**
+     * A digest of the secret values, known before anything is created, so that a change of a secret counts
+     * as a change of the replicas' settings when a rollout is planned. Defaults to none.
+     */
+    digest?: string;
 }

@@ -1,4 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "crypto";
+import type { PreviousDeployment } from "../planning";
 import { decodeConfigValue } from "./decode";
 import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS } from "./keys";
 import { parseFleetConfig } from "./parse";
@@ -26,5 +28,25 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
         throw error instanceof FleetConfigError ? new pulumi.RunError(error.message) : error;
     }
     const config = new pulumi.Config(CONFIG_NAMESPACE);
-    return { settings, secrets: { hfToken: config.getSecret("hfToken"), apiKey: config.getSecret("apiKey") } };
+    // The plain values are in the program's config already; only their digest leaves this function.
+    const all = pulumi.runtime.allConfig();
+    const digest = createHash("sha256")
+        .update(JSON.stringify(SECRET_CONFIG_KEYS.map((key) => all[`${prefix}${key}`] ?? null)))
+        .digest("hex");
+    return { settings, secrets: { hfToken: config.getSecret("hfToken"), apiKey: config.getSecret("apiKey"), digest } };
+}
+
+/**
+ * What the last deployment of this stack ran, from its own `rollout` output (a stack reference to
+ * itself), so that the next one can plan its rollout before anything is created. Undefined on the first
+ * deployment.
+ */
+export async function readPreviousDeployment(): Promise<PreviousDeployment | undefined> {
+    const self = new pulumi.StackReference("previous-deployment", { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
+    const value = await new Promise<unknown>((resolve) => self.getOutput("rollout").apply(resolve));
+    if (typeof value !== "object" || value === null) {
+        return undefined;
+    }
+    const { spec, active } = value as Record<string, unknown>;
+    return typeof spec === "string" && Array.isArray(active) && active.every((a) => typeof a === "string") ? { spec, active } : undefined;
 }

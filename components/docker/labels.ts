@@ -23,6 +23,8 @@ export const LABELS = {
     clientKeys: "vllm-nginx.client-keys",
     /** Whether the balancer terminates TLS (`on` or `off`). */
     tls: "vllm-nginx.tls",
+    /** A digest of everything a replica's container is created from (see `replicaSpec`). */
+    spec: "vllm-nginx.spec",
 } as const;
 
 /** `{label, value}` pairs as the docker provider takes them, skipping unset values. */

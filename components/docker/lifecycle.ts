@@ -1,5 +1,6 @@
 import type * as docker from "@pulumi/docker";
 import type { RestartPolicy } from "../config";
+import { goDuration } from "../config/units";
 import { labelList } from "./labels";
 
 export interface LifecycleArgs {
@@ -28,10 +29,11 @@ export function lifecycle(args: LifecycleArgs): Partial<docker.ContainerArgs> {
         healthcheck: {
             tests: ["CMD-SHELL", args.healthProbe],
             // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
-            interval: "5s",
-            timeout: `${args.probeTimeoutSeconds}s`,
+            // Durations as Docker reports them, so a refresh finds no difference.
+            interval: goDuration(5),
+            timeout: goDuration(args.probeTimeoutSeconds),
             retries: 3,
-            startPeriod: `${args.startPeriodSeconds}s`,
+            startPeriod: goDuration(args.startPeriodSeconds),
         },
         wait: true,
         waitTimeout: args.waitSeconds,

@@ -4,12 +4,14 @@ import * as pulumi from "@pulumi/pulumi";
 import type { BalancerSettings, ReplicaSettings } from "../config";
 import { labelList } from "../docker/labels";
 import { lifecycle } from "../docker/lifecycle";
-import { engineEnvironment } from "../docker/providers";
+import type { Engine } from "../docker/providers";
 import { envList } from "../docker/proxy";
+import { rolloutScript, runRolloutScript } from "../rollout/scripts";
+import { rotationEnvironment, type RotationTarget } from "../rollout/target";
 import { applyTransform, type Transform } from "../transform";
-import { BALANCER_HEALTH_PROBE, INSTALL_CONFIG_SCRIPT } from "./control";
+import { BALANCER_HEALTH_PROBE } from "./control";
 import { BALANCER_CONTAINER_PORT } from "./paths";
-import type { RenderedConfig } from "./render";
+import type { ConfigTemplate } from "./render";
 
 export interface NginxBalancerArgs {
     /** Prefix of the container's name (the stack name). */
@@ -20,34 +22,35 @@ export interface NginxBalancerArgs {
     networkName: pulumi.Input<string>;
     /** Where the balancer is published on its host: `port` (default 8000) on `bind` (default `0.0.0.0`). */
     publish: Pick<BalancerSettings, "port" | "bind">;
-    /** The rendered nginx config (see `renderNginxConfig`). */
-    config: pulumi.Input<RenderedConfig>;
-    /** Resources that must be ready before the config that routes to them is installed (the replicas). */
-    upstreamDependencies: pulumi.Input<pulumi.Resource>[];
+    /** The rendered config template (see `renderTemplate`); replicas join its rotation as they pass /health. */
+    config: pulumi.Input<ConfigTemplate>;
     /** Proxy variables for the container's environment. Defaults to none. */
     proxyEnv?: Record<string, string>;
     /** How the container stops and restarts: `stopGraceSeconds` (default 120) and `restartPolicy` (default `unless-stopped`). */
     lifecycle: Pick<ReplicaSettings, "stopGraceSeconds" | "restartPolicy">;
-    /** The Docker engine the container runs on; the config is installed through the same engine. Defaults to the default provider. */
-    provider?: docker.Provider;
+    /** The Docker engine it runs on, and the address commands reach it at. Defaults to the default provider and engine. */
+    engine?: Engine;
     /** Adjusts the children it creates. */
     transform?: { container?: Transform<docker.ContainerArgs> };
 }
 
 /**
  * The nginx balancer: a long-lived container whose config is replaced and reloaded in place on every
- * change, so that changing the replica list or the balancing settings never restarts it.
+ * change, so that changing the replica list or the balancing settings never restarts it. Replicas enter
+ * and leave its rotation through `rotation` (see `VllmReplica`), each with a reload.
  */
 export class NginxBalancer extends pulumi.ComponentResource {
     readonly containerName: pulumi.Output<string>;
-    /** The id of the rendered config, known once the install command has seen nginx serve it. */
+    /** The id of the config template, known once the install command has seen nginx serve it. */
     readonly configId: pulumi.Output<string>;
     readonly container: docker.Container;
     readonly installConfig: command.local.Command;
+    /** What replicas need to join and leave this balancer's rotation. */
+    readonly rotation: RotationTarget;
 
     constructor(name: string, args: NginxBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:balancer:NginxBalancer", name, {}, opts);
-        const childOpts = { parent: this, provider: args.provider };
+        const childOpts = { parent: this, provider: args.engine?.provider };
         const config = pulumi.output(args.config);
 
         this.container = new docker.Container(
@@ -79,20 +82,22 @@ export class NginxBalancer extends pulumi.ComponentResource {
         );
         this.containerName = this.container.name;
 
-        const engine = args.provider ? engineEnvironment(args.provider) : pulumi.output({});
+        const engine = args.engine?.address ?? "";
+        const own: RotationTarget = { container: this.container.name, engine, installed: this.container };
         this.installConfig = new command.local.Command(
             `${name}-config`,
             {
-                create: INSTALL_CONFIG_SCRIPT,
-                update: INSTALL_CONFIG_SCRIPT,
-                stdin: config.text,
-                environment: pulumi.all([engine, this.container.name, config.id]).apply(([env, container, id]) => ({ ...env, CONTAINER: container, CONFIG_ID: id })),
+                create: runRolloutScript("install"),
+                update: runRolloutScript("install"),
+                stdin: config.template,
+                environment: pulumi.all([rotationEnvironment(own), config.id]).apply(([rotation, id]) => ({ ...rotation, ROLLOUT_SH: rolloutScript("install"), CONFIG_ID: id })),
                 // A new container starts from the image's bootstrap config: install the config again.
                 triggers: [this.container.id],
             },
-            { parent: this, dependsOn: [this.container, ...args.upstreamDependencies] },
+            { parent: this, dependsOn: [this.container] },
         );
         this.configId = pulumi.all([config.id, this.installConfig.stdout]).apply(([id]) => id);
+        this.rotation = { container: this.container.name, engine, installed: this.installConfig };
 
         this.registerOutputs({ containerName: this.containerName, configId: this.configId });
     }

@@ -35,6 +35,11 @@ export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind"> 
     upstreams: UpstreamServer[];
     /** nginx `listen` parameter, e.g. `"80"` or `"127.0.0.1:18000"`. */
     listen: string;
+    /**
+     * `listen` of the internal server with nginx's counters (`/nginx-status`): a port the container does
+     * not publish, so only containers on the fleet's network (the metrics exporter) reach it.
+     */
+    statusListen: string;
     /** Where access logs go, or `"off"`. Defaults to `/dev/stdout` (the container's log). */
     accessLog?: string;
     /** Written into the header comment only. */
@@ -44,6 +49,18 @@ export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind"> 
 /** A rendered `conf.d` file and its id, a short content hash that the health endpoint serves. */
 export interface RenderedConfig {
     text: string;
+    id: string;
+}
+
+/**
+ * The config with the rotation left open: `{{down:NAME}}` and `{{note:NAME}}` on each replica's server
+ * line, `{{in}}` and `{{out}}` in the health endpoint's answer, and one `# vllm-nginx:replica NAME
+ * ADDRESS` line per replica. The balancer fills it in with the replicas in rotation
+ * (`components/rollout/scripts/rotation.sh`), as `fillTemplate` does here.
+ */
+export interface ConfigTemplate {
+    template: string;
+    /** The id of the template: the same whichever replicas are in rotation. */
     id: string;
 }
 
@@ -66,18 +83,45 @@ const BALANCER_DIRECTIVES: Record<Balancer, string | undefined> = {
 const CONFIG_ID_PLACEHOLDER = "@CONFIG_ID@";
 
 /**
- * Renders the `conf.d` file: the upstream of replicas and the server that proxies to it. The text is
- * meant to be read by reviewers; its snapshot is in the unit tests.
+ * Renders the `conf.d` file: the upstream of replicas and the server that proxies to it, with each
+ * replica in or out of rotation as its `state` says. The text is meant to be read by reviewers; its
+ * snapshot is in the unit tests.
  */
 export function renderNginxConfig(config: BalancerConfig): RenderedConfig {
+    const { template, id } = renderTemplate(config);
+    return { text: fillTemplate(template, Object.fromEntries(config.upstreams.map((u) => [u.name, u.state ?? "active"]))), id };
+}
+
+/** Fills a template in: each replica's state, and the lists the health endpoint reports. */
+export function fillTemplate(template: string, states: Record<string, UpstreamState>): string {
+    let text = template;
+    const names = Object.keys(states);
+    for (const name of names) {
+        const state = states[name];
+        text = text
+            .split(`{{down:${name}}}`)
+            .join(state === "active" ? "" : " down")
+            .split(`{{note:${name}}}`)
+            .join(state === "active" ? "" : state === "draining" ? " (draining)" : " (out of rotation)");
+    }
+    return text
+        .replace("{{in}}", names.filter((n) => states[n] === "active").join(","))
+        .replace("{{out}}", names.filter((n) => states[n] !== "active").join(","));
+}
+
+/** Renders the template of the `conf.d` file (see `ConfigTemplate`). */
+export function renderTemplate(config: BalancerConfig): ConfigTemplate {
     if (config.upstreams.length === 0) {
         throw new Error("renderNginxConfig: at least one upstream server is required");
     }
+    for (const u of config.upstreams) {
+        if (!/^[A-Za-z0-9_.-]+$/.test(u.name) || !/^[A-Za-z0-9_.:[\]-]+$/.test(u.address)) {
+            throw new Error(`renderNginxConfig: replica names and addresses are plain words: ${JSON.stringify(u)}`);
+        }
+    }
     const servers = config.upstreams.map((u) => {
-        const state = u.state ?? "active";
         const weight = u.weight !== undefined && u.weight !== 1 ? ` weight=${u.weight}` : "";
-        const down = state === "active" ? "" : " down";
-        return `    server ${u.address}${weight} max_fails=${config.maxFails} fail_timeout=${nginxSeconds(config.failTimeoutSeconds)}${down};  # ${u.name}${state === "active" ? "" : ` (${state})`}`;
+        return `    server ${u.address}${weight} max_fails=${config.maxFails} fail_timeout=${nginxSeconds(config.failTimeoutSeconds)}{{down:${u.name}}};  # ${u.name}{{note:${u.name}}}`;
     });
     const balancerDirective = BALANCER_DIRECTIVES[config.method];
     const accessLog = config.accessLog ?? "/dev/stdout";
@@ -85,6 +129,7 @@ export function renderNginxConfig(config: BalancerConfig): RenderedConfig {
     const text = [
         `# vllm-nginx balancer${config.stack ? ` for stack "${config.stack}"` : ""}; config ${CONFIG_ID_PLACEHOLDER}.`,
         "# Rendered by the program: `pulumi up` replaces this file and reloads nginx.",
+        ...config.upstreams.map((u) => `# vllm-nginx:replica ${u.name} ${u.address}`),
         "",
         "log_format vllm_nginx '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent '",
         "                      'upstream=$upstream_addr upstream_status=$upstream_status '",
@@ -112,14 +157,7 @@ export function renderNginxConfig(config: BalancerConfig): RenderedConfig {
         `    location = ${BALANCER_HEALTH_PATH} {`,
         "        access_log off;",
         "        default_type text/plain;",
-        `        return 200 "ok ${CONFIG_ID_PLACEHOLDER}\\n";`,
-        "    }",
-        "",
-        `    location = ${BALANCER_STATUS_PATH} {`,
-        "        access_log off;",
-        "        allow 127.0.0.1;",
-        "        deny all;",
-        "        stub_status;",
+        `        return 200 "ok ${CONFIG_ID_PLACEHOLDER} in={{in}} out={{out}}\\n";`,
         "    }",
         "",
         "    location / {",
@@ -148,10 +186,23 @@ export function renderNginxConfig(config: BalancerConfig): RenderedConfig {
         "    }",
         "}",
         "",
+        "# nginx's own counters, for the metrics exporter on the fleet's network; this port is not published.",
+        "server {",
+        `    listen ${config.statusListen};`,
+        "    server_tokens off;",
+        "    access_log off;",
+        `    location = ${BALANCER_STATUS_PATH} {`,
+        "        stub_status;",
+        "    }",
+        "    location / {",
+        "        return 404;",
+        "    }",
+        "}",
+        "",
     ].join("\n");
 
     const id = configId(text);
-    return { text: text.split(CONFIG_ID_PLACEHOLDER).join(id), id };
+    return { template: text.split(CONFIG_ID_PLACEHOLDER).join(id), id };
 }
 
 /** A short content hash of the rendered config, served by the health endpoint to confirm a reload. */

@@ -37,9 +37,12 @@ export interface ReplicaPlan {
     upstream: string;
 }
 
-/** Everything the fleet runs, decided before any resource is created. */
-export interface FleetPlan {
-    replicas: ReplicaPlan[];
+/** Every slot a replica can run in, decided before any resource is created. */
+export interface Placement {
+    /** The configured entries first (`gpus`, or `replicas` on the cpu backend), then the spares. */
+    slots: ReplicaPlan[];
+    /** How many replicas run: the number of configured entries. */
+    replicas: number;
 }
 
 /** The typed settings placement depends on; config parsing fills them. */
@@ -51,6 +54,12 @@ export interface PlacementInputs {
     replicas: number;
     /** cpu backend: `"auto"`, or one core range per replica (`"0-3"`). */
     cpuThreadsBind: "auto" | string[];
+    /** gpu backend: entries kept free for rollouts, as in `gpus` (`rollout.spareGpus`). */
+    spareGpus?: string[];
+    /** cpu backend: room for this many more replicas during rollouts (`rollout.spareReplicas`). */
+    spareReplicas: number;
+    /** cpu backend with bound cores: one range per spare replica (`rollout.spareCpuThreadsBind`). */
+    spareCpuThreadsBind?: string[];
     lbPort: number;
     replicaPortBase: number;
     networkSubnet: string;
@@ -59,10 +68,11 @@ export interface PlacementInputs {
 /** Replicas take fixed addresses from host .10 on; .1 is Docker's gateway, the upper half is Docker's. */
 const FIRST_REPLICA_HOST = 10;
 
-/** Plans every replica. Problems name the key that causes them; the plan is complete only without any. */
-export function planPlacement(inputs: PlacementInputs): { plan: FleetPlan; problems: KeyProblem[] } {
+/** Plans every slot. Problems name the key that causes them; the plan is complete only without any. */
+export function planPlacement(inputs: PlacementInputs): { placement: Placement; problems: KeyProblem[] } {
     const problems = new Problems();
-    const groups = inputs.backend === "gpu" ? gpuGroups(inputs, problems) : cpuGroups(inputs, problems);
+    const { configured, spare } = inputs.backend === "gpu" ? gpuGroups(inputs, problems) : cpuGroups(inputs, problems);
+    const groups = [...configured, ...spare];
     const count = groups.length;
 
     const lastPort = inputs.replicaPortBase + count - 1;
@@ -70,7 +80,7 @@ export function planPlacement(inputs: PlacementInputs): { plan: FleetPlan; probl
         problems.add("replicaPortBase", inputs.replicaPortBase, `a port such that all ${count} replica ports (base to base+${count - 1}) stay at or below 65535`);
     }
     if (count > 0 && inputs.lbPort >= inputs.replicaPortBase && inputs.lbPort <= lastPort) {
-        problems.add("lbPort", inputs.lbPort, `a port outside the replica ports ${inputs.replicaPortBase}-${lastPort} (replicaPortBase to replicaPortBase+${count - 1})`);
+        problems.add("lbPort", inputs.lbPort, `a port outside the replica ports ${inputs.replicaPortBase}-${lastPort} (replicaPortBase to replicaPortBase+${count - 1}, spares included)`);
     }
 
     const subnet = parseSubnet(inputs.networkSubnet);
@@ -80,7 +90,7 @@ export function planPlacement(inputs: PlacementInputs): { plan: FleetPlan; probl
         problems.add("networkSubnet", inputs.networkSubnet, `a network with room for ${count} replicas from host .${FIRST_REPLICA_HOST} on (a larger network)`);
     }
 
-    const replicas = groups.map((group, index): ReplicaPlan => {
+    const slots = groups.map((group, index): ReplicaPlan => {
         const ip = subnet ? subnetAddress(subnet, FIRST_REPLICA_HOST + index) : "";
         return {
             name: `vllm${index}`,
@@ -94,7 +104,7 @@ export function planPlacement(inputs: PlacementInputs): { plan: FleetPlan; probl
             upstream: `${ip}:${VLLM_PORT}`,
         };
     });
-    return { plan: { replicas }, problems: problems.list };
+    return { placement: { slots, replicas: configured.length }, problems: problems.list };
 }
 
 interface ReplicaGroup {
@@ -103,59 +113,80 @@ interface ReplicaGroup {
     threadsBind?: string;
 }
 
-/** `gpus`: one replica per entry; an entry is one GPU ID or a comma-separated group for tensor parallelism. */
-function gpuGroups(inputs: PlacementInputs, problems: Problems): ReplicaGroup[] {
+/** `gpus` (and `rollout.spareGpus`): one slot per entry; an entry is one GPU ID or a comma-separated group. */
+function gpuGroups(inputs: PlacementInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
     const entries = inputs.gpus;
     if (entries === undefined || entries.length === 0) {
         problems.add("gpus", undefined, 'required on the gpu backend: a list with one entry per replica, each a GPU ID ("0") or a group ("0,1"), e.g. ["0", "1"]');
-        return [];
+        return { configured: [], spare: [] };
     }
-    const seen = new Map<string, number>();
-    return entries.map((entry, index) => {
-        const ids = entry.split(",").map((id) => id.trim());
-        for (const id of ids) {
-            if (!/^\d+$/.test(id)) {
-                problems.add("gpus", entries, `GPU IDs are whole numbers ("0", "1", ...): entry ${index} ("${entry}") has "${id}"`);
-            } else if (seen.has(id)) {
-                problems.add("gpus", entries, `each GPU may appear once: GPU ${id} is in entry ${seen.get(id)} and entry ${index}`);
-            } else {
-                seen.set(id, index);
+    if (inputs.spareReplicas > 0 || inputs.spareCpuThreadsBind !== undefined) {
+        problems.add("rollout.spareReplicas", inputs.spareReplicas, 'only for backend "cpu"; on the gpu backend list spare GPUs in rollout.spareGpus');
+    }
+    const seen = new Map<string, string>();
+    const parse = (key: string, list: string[], where: string) =>
+        list.map((entry, index) => {
+            const ids = entry.split(",").map((id) => id.trim());
+            for (const id of ids) {
+                if (!/^\d+$/.test(id)) {
+                    problems.add(key, list, `GPU IDs are whole numbers ("0", "1", ...): entry ${index} ("${entry}") has "${id}"`);
+                } else if (seen.has(id)) {
+                    problems.add(key, list, `each GPU may appear once: GPU ${id} is in ${seen.get(id)} and ${where} ${index}`);
+                } else {
+                    seen.set(id, `${where} ${index}`);
+                }
             }
-        }
-        return { gpuIds: ids };
-    });
+            return { gpuIds: ids };
+        });
+    const configured = parse("gpus", entries, "entry");
+    const spare = parse("rollout.spareGpus", inputs.spareGpus ?? [], "spare entry");
+    return { configured, spare };
 }
 
-/** `replicas` and `cpuThreadsBind`: one core range per replica, or "auto". */
-function cpuGroups(inputs: PlacementInputs, problems: Problems): ReplicaGroup[] {
+/** `replicas` and `cpuThreadsBind` (and their spares): one core range per slot, or "auto". */
+function cpuGroups(inputs: PlacementInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
     if (inputs.gpus !== undefined && inputs.gpus.length > 0) {
         problems.add("gpus", inputs.gpus, 'only for backend "gpu"; on the cpu backend set replicas (and optionally cpuThreadsBind)');
     }
-    const count = inputs.replicas;
+    if (inputs.spareGpus !== undefined && inputs.spareGpus.length > 0) {
+        problems.add("rollout.spareGpus", inputs.spareGpus, 'only for backend "gpu"; on the cpu backend set rollout.spareReplicas');
+    }
     const ranges = inputs.cpuThreadsBind;
     if (ranges === "auto") {
-        return Array.from({ length: count }, () => ({ gpuIds: [], threadsBind: "auto" }));
-    }
-    if (ranges.length !== count) {
-        problems.add("cpuThreadsBind", ranges, `one core range per replica: replicas is ${count}, cpuThreadsBind has ${ranges.length}`);
-    }
-    const owner = new Map<number, number>();
-    ranges.forEach((range, index) => {
-        const cores = parseCpuList(range);
-        if (cores === undefined) {
-            problems.add("cpuThreadsBind", ranges, `core ranges look like "0-3" or "0-3,8-11": entry ${index} is "${range}"`);
-            return;
+        if (inputs.spareCpuThreadsBind !== undefined) {
+            problems.add("rollout.spareCpuThreadsBind", inputs.spareCpuThreadsBind, 'only when cpuThreadsBind is a list of core ranges; with "auto", spare replicas bind automatically too');
         }
-        for (const core of cores) {
-            const other = owner.get(core);
-            if (other !== undefined && other !== index) {
-                problems.add("cpuThreadsBind", ranges, `ranges must not overlap: core ${core} is in entry ${other} ("${ranges[other]}") and entry ${index} ("${range}")`);
+        const auto = (n: number) => Array.from({ length: n }, () => ({ gpuIds: [], threadsBind: "auto" }));
+        return { configured: auto(inputs.replicas), spare: auto(inputs.spareReplicas) };
+    }
+    const spareRanges = inputs.spareCpuThreadsBind ?? [];
+    if (ranges.length !== inputs.replicas) {
+        problems.add("cpuThreadsBind", ranges, `one core range per replica: replicas is ${inputs.replicas}, cpuThreadsBind has ${ranges.length}`);
+    }
+    if (spareRanges.length !== inputs.spareReplicas) {
+        problems.add("rollout.spareCpuThreadsBind", inputs.spareCpuThreadsBind, `one core range per spare replica: rollout.spareReplicas is ${inputs.spareReplicas}, rollout.spareCpuThreadsBind has ${spareRanges.length}`);
+    }
+    const owner = new Map<number, string>();
+    const check = (key: string, list: string[], where: string) =>
+        list.forEach((range, index) => {
+            const cores = parseCpuList(range);
+            if (cores === undefined) {
+                problems.add(key, list, `core ranges look like "0-3" or "0-3,8-11": entry ${index} is "${range}"`);
                 return;
             }
-            owner.set(core, index);
-        }
-    });
-    return ranges.slice(0, count).map((range) => ({ gpuIds: [], cpuSet: range, threadsBind: range }));
+            for (const core of cores) {
+                const other = owner.get(core);
+                if (other !== undefined && other !== `${where} ${index} ("${range}")`) {
+                    problems.add(key, list, `ranges must not overlap: core ${core} is in ${other} and ${where} ${index} ("${range}")`);
+                    return;
+                }
+                owner.set(core, `${where} ${index} ("${range}")`);
+            }
+        });
+    check("cpuThreadsBind", ranges, "entry");
+    check("rollout.spareCpuThreadsBind", spareRanges, "spare entry");
+    const bound = (list: string[], n: number) => list.slice(0, n).map((range) => ({ gpuIds: [], cpuSet: range, threadsBind: range }));
+    return { configured: bound(ranges, inputs.replicas), spare: bound(spareRanges, inputs.spareReplicas) };
 }
 
 /** Parses a cpuset list (`"0-3,8"`) into its cores; undefined when malformed. */

@@ -157,6 +157,8 @@ export async function startNginx(confD: string, port: number, options: NginxOpti
 // ---------------------------------------------------------------------------------------------------
 // Configs under test
 
+let statusSockets = 0;
+
 /** The program's defaults, as `parseFleetConfig` applies them, on 127.0.0.1 ports. */
 export function oursConfig(upstreamPorts: number[], listenPort: number, overrides: Partial<BalancerConfig> = {}): BalancerConfig {
     return {
@@ -168,6 +170,8 @@ export function oursConfig(upstreamPorts: number[], listenPort: number, override
         connectTimeoutSeconds: parseDurationSeconds(DEFAULTS.connectTimeout)!,
         maxBodyBytes: parseSizeBytes(DEFAULTS.maxBodySize)!,
         listen: `127.0.0.1:${listenPort}`,
+        // nginx's counters on a socket of this balancer's own, as the container's unpublished port.
+        statusListen: `unix:${path.join(os.tmpdir(), `vllm-nginx-status-${process.pid}-${listenPort}-${++statusSockets}.sock`)}`,
         accessLog: "off",
         ...overrides,
     };

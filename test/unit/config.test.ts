@@ -109,7 +109,8 @@ describe("defaults", () => {
             network: { subnet: defaultSubnet("prod") },
             engines: { local: undefined },
         });
-        expect(s.plan.replicas.map((r) => r.hostPort)).toEqual([8081, 8082]);
+        expect(s.placement.slots.map((r) => r.hostPort)).toEqual([8081, 8082]);
+        expect(s.rollout).toEqual({ maxUnavailable: 1 });
         expect(s.replica.hfCacheDir).toMatch(/\/\.cache\/huggingface$/);
         expect(s.replica.hfCacheDir).not.toContain("~");
     });

@@ -11,13 +11,20 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
     const containers = () => ofType(resources, "docker:index/container:Container");
     const replicas = () => containers().filter((c) => c.inputs.labels.some((l: any) => l.value === "replica"));
 
-    it("creates the network, the cache volume, both images, two replicas, the balancer and its config", () => {
+    it("creates the network, the cache volume, both images, two replicas with their rotation and rollout steps, the balancer and its config", () => {
         const count = (type: string) => ofType(resources, type).length;
         expect(count("docker:index/network:Network")).toBe(1);
         expect(count("docker:index/volume:Volume")).toBe(1);
         expect(count("docker:index/remoteImage:RemoteImage")).toBe(2);
         expect(count("docker:index/container:Container")).toBe(3);
-        expect(count("command:local:Command")).toBe(1);
+        // The config install, one rotation member per replica, one rollout step per replica (maxUnavailable 1).
+        expect(ofType(resources, "command:local:Command").map((c) => c.name).sort()).toEqual([
+            "fleet-lb-config",
+            "fleet-rollout-0-step",
+            "fleet-rollout-1-step",
+            "fleet-vllm0-rotation",
+            "fleet-vllm1-rotation",
+        ]);
         expect(ofType(resources, "vllm-nginx:index:VllmFleet")).toHaveLength(1);
     });
 
@@ -33,7 +40,7 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
             expect(replica.inputs.envs).toContain("VLLM_CPU_KVCACHE_SPACE=2");
             expect(replica.inputs.envs).toContain("VLLM_CPU_OMP_THREADS_BIND=auto");
             expect(replica.inputs.envs.join(" ")).not.toContain("CUDA_DEVICE_ORDER");
-            expect(replica.inputs.capabilities).toEqual({ adds: ["SYS_NICE"] });
+            expect(replica.inputs.capabilities).toEqual({ adds: ["CAP_SYS_NICE"] });
             expect(replica.secretInputs, "no secret set, so the environment is plain").not.toContain("envs");
         }
         const pulled = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.inputs.build === undefined)!;
@@ -87,28 +94,43 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
         }
     });
 
-    it("waits for /health on deploy, restarts on crash and drains on stop", () => {
+    it("joins nginx's rotation once /health answers, restarts on crash, and is drained before it stops", () => {
         for (const replica of replicas()) {
             expect(replica.inputs.healthcheck.tests[1]).toContain("http://127.0.0.1:8000/health");
-            expect(replica.inputs.wait).toBe(true);
-            expect(replica.inputs.waitTimeout).toBe(1800);
+            // The rotation command waits for /health (and fails fast on a crash loop), not the container's deploy.
+            expect(replica.inputs.wait).toBe(false);
             expect(replica.inputs.restart).toBe("unless-stopped");
             expect(replica.inputs.destroyGraceSeconds).toBe(120);
+            expect(replica.inputs.labels).toEqual(expect.arrayContaining([{ label: "vllm-nginx.spec", value: expect.stringMatching(/^[0-9a-f]{16}$/) }]));
+        }
+        for (const name of ["vllm0", "vllm1"]) {
+            const member = ofType(resources, "command:local:Command").find((c) => c.name === `fleet-${name}-rotation`)!;
+            expect(member.inputs.create).toBe('sh -c "$ROLLOUT_SH" member.sh admit');
+            expect(member.inputs.delete).toBe('sh -c "$ROLLOUT_SH" member.sh retire');
+            expect(member.inputs.environment).toMatchObject({ NAME: name, CONTAINER: `dev-${name}`, STARTUP_TIMEOUT: "1800", GRACE: "120", LB_CONTAINER: "dev-nginx-lb" });
+            expect(member.inputs.environment.ADDRESS).toMatch(/^172\.29\.10\.1\d:8000$/);
+            expect(member.inputs.triggers).toEqual([`fleet-${name}-container-id`]);
+            expect(member.dependsOn).toEqual(expect.arrayContaining([`fleet-${name}-container`, "fleet-lb-config"]));
         }
     });
 
-    it("starts replica 1 only after replica 0 is healthy (warmFirstReplica)", () => {
+    it("starts replica 1 only after replica 0 serves (warmFirstReplica), each after its rollout step", () => {
         const [first, second] = replicas();
-        expect(first.dependsOn).not.toContain(second.name);
-        expect(second.dependsOn).toContain(first.name);
+        expect(first.dependsOn).toContain("fleet-rollout-0-step");
+        expect(first.dependsOn).not.toContain("fleet-vllm1-rotation");
+        expect(second.dependsOn).toEqual(expect.arrayContaining(["fleet-vllm0-rotation", "fleet-rollout-1-step"]));
+        const steps = ofType(resources, "command:local:Command").filter((c) => c.name.startsWith("fleet-rollout-"));
+        expect(steps.find((c) => c.name === "fleet-rollout-1-step")!.dependsOn).toContain("fleet-rollout-0-step");
     });
 
-    it("installs the nginx config only after every replica is up, and again for a new balancer container", () => {
-        const install = ofType(resources, "command:local:Command")[0];
-        expect(install.dependsOn).toEqual(expect.arrayContaining(["fleet-lb-container", ...replicas().map((r) => r.name)]));
-        expect(install.inputs.stdin).toContain("server 172.29.10.10:8000 max_fails=3 fail_timeout=30s;  # vllm0");
-        expect(install.inputs.stdin).toContain("server 172.29.10.11:8000 max_fails=3 fail_timeout=30s;  # vllm1");
-        expect(install.inputs.environment.CONTAINER).toBe("dev-nginx-lb");
+    it("installs the config template as soon as the balancer runs, and again for a new balancer container", () => {
+        const install = ofType(resources, "command:local:Command").find((c) => c.name === "fleet-lb-config")!;
+        expect(install.dependsOn).toContain("fleet-lb-container");
+        expect(install.dependsOn.filter((d) => d.includes("vllm")), "it does not wait for any replica").toEqual([]);
+        expect(install.inputs.stdin).toContain("server 172.29.10.10:8000 max_fails=3 fail_timeout=30s{{down:vllm0}};  # vllm0{{note:vllm0}}");
+        expect(install.inputs.stdin).toContain("# vllm-nginx:replica vllm1 172.29.10.11:8000");
+        expect(install.inputs.environment.LB_CONTAINER).toBe("dev-nginx-lb");
+        expect(install.inputs.environment.CONFIG_ID).toMatch(/^[0-9a-f]{12}$/);
         expect(install.inputs.triggers).toEqual(["fleet-lb-container-id"]);
     });
 

@@ -20,8 +20,13 @@ describe("one explicit Docker provider per host, and commands that talk to the s
         }
     });
 
-    it("points the balancer's config command at the provider's engine", () => {
-        const install = ofType(resources, "command:local:Command")[0];
-        expect(install.inputs.environment.DOCKER_HOST).toBe("ssh://ops@gpu-box.internal");
+    it("points every command at the provider's engine: the balancer's, and each replica's", () => {
+        const commands = ofType(resources, "command:local:Command");
+        expect(commands.length).toBeGreaterThanOrEqual(3);
+        for (const command of commands) {
+            expect(command.inputs.environment.LB_ENGINE, command.name).toBe("ssh://ops@gpu-box.internal");
+        }
+        const members = commands.filter((c) => c.name.endsWith("-rotation"));
+        expect(members.map((m) => m.inputs.environment.ENGINE)).toEqual(["ssh://ops@gpu-box.internal", "ssh://ops@gpu-box.internal"]);
     });
 });

@@ -46,7 +46,13 @@ export function stackConfig(stack: string, overrides: Record<string, unknown> = 
  * Sets up the mocks and config for `stack`, imports the program, and waits until every resource is
  * registered. Call once per test file: the Pulumi runtime is global to the process.
  */
-export async function runProgram(stack: string, overrides: Record<string, unknown> = {}, secretKeys: string[] = [], program: () => Promise<Record<string, unknown>> = () => import("../../index")) {
+export async function runProgram(
+    stack: string,
+    overrides: Record<string, unknown> = {},
+    secretKeys: string[] = [],
+    program: () => Promise<Record<string, unknown>> = async () => (await import("../../index")).default(),
+    previousOutputs: Record<string, unknown> = {},
+) {
     const resources: RecordedResource[] = [];
 
     pulumi.runtime.setAllConfig(stackConfig(stack, overrides), secretKeys);
@@ -69,6 +75,11 @@ export async function runProgram(stack: string, overrides: Record<string, unknow
                 if (args.type === "command:local:Command") {
                     computed.stdout = "installed";
                 }
+                if (args.type === "pulumi:pulumi:StackReference") {
+                    // The stack's own last deployment, as a stack reference to itself reads it.
+                    computed.outputs = previousOutputs;
+                    computed.secretOutputNames = [];
+                }
                 return { id: `${args.name}-id`, state: { ...args.inputs, ...computed } };
             },
             call(args) {
@@ -78,6 +89,7 @@ export async function runProgram(stack: string, overrides: Record<string, unknow
         "vllm-nginx",
         stack,
         false,
+        "organization",
     );
 
     // The mock monitor sees each registration's dependencies; the mocks API does not pass them on.
@@ -96,6 +108,12 @@ export async function runProgram(stack: string, overrides: Record<string, unknow
         };
         resources.push(record);
         return register(req, callback);
+    };
+    // Reads (a stack reference is one) go through their own call.
+    const read = monitor.readResource.bind(monitor);
+    monitor.readResource = (req: any, callback: any) => {
+        resources.push({ type: req.getType(), name: req.getName(), inputs: req.getProperties()?.toJavaScript() ?? {}, secretInputs: [], dependsOn: [] });
+        return read(req, callback);
     };
 
     const exported = await program();

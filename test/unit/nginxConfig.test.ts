@@ -13,6 +13,7 @@ const GUIDE_TOPOLOGY: BalancerConfig = {
     connectTimeoutSeconds: 5,
     maxBodyBytes: 100 * 1024 * 1024,
     listen: "80",
+    statusListen: "8081",
     stack: "gpu",
 };
 
@@ -76,7 +77,7 @@ describe("rendered nginx config", () => {
     it("serves an id that changes with the config, so a reload can be confirmed", () => {
         const { id } = rendered;
         expect(id).toMatch(/^[0-9a-f]{12}$/);
-        expect(text).toContain(`return 200 "ok ${id}\\n";`);
+        expect(text).toContain(`return 200 "ok ${id} in=vllm0,vllm1 out=\\n";`);
         expect(text.split("\n")[0]).toBe(`# vllm-nginx balancer for stack "gpu"; config ${id}.`);
         const changed = renderNginxConfig({ ...GUIDE_TOPOLOGY, upstreams: GUIDE_TOPOLOGY.upstreams.slice(0, 1) });
         expect(changed.id).not.toBe(id);
@@ -94,7 +95,9 @@ describe("rendered nginx config", () => {
         }).text;
         expect(states).toContain("server 172.29.20.10:8000 max_fails=3 fail_timeout=30s down;  # vllm0 (draining)");
         expect(states).toContain("server 172.29.20.11:8000 weight=2 max_fails=3 fail_timeout=30s;  # vllm1");
-        expect(states).toContain("server 172.29.20.12:8000 max_fails=3 fail_timeout=30s down;  # vllm2 (down)");
+        expect(states).toContain("server 172.29.20.12:8000 max_fails=3 fail_timeout=30s down;  # vllm2 (out of rotation)");
+        expect(states).toContain('return 200 "ok');
+        expect(states).toMatch(/ in=vllm1 out=vllm0,vllm2\\n";/);
     });
 
     it("refuses to render an empty upstream", () => {

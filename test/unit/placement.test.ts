@@ -4,13 +4,13 @@ import { parseFleetConfig } from "../../components/config";
 import { PlacementInputs, parseCpuList, planPlacement } from "../../components/planning/placement";
 import { dynamicRange } from "../../components/planning/subnet";
 
-const GPU: PlacementInputs = { backend: "gpu", gpus: ["0"], replicas: 1, cpuThreadsBind: "auto", lbPort: 8000, replicaPortBase: 8081, networkSubnet: "172.29.7.0/24" };
+const GPU: PlacementInputs = { backend: "gpu", gpus: ["0"], replicas: 1, cpuThreadsBind: "auto", spareReplicas: 0, lbPort: 8000, replicaPortBase: 8081, networkSubnet: "172.29.7.0/24" };
 const CPU: PlacementInputs = { ...GPU, backend: "cpu", gpus: undefined };
 
 /** The plan, or the problems as `key: allowed` lines. */
 function place(inputs: Partial<PlacementInputs>) {
-    const { plan, problems } = planPlacement({ ...GPU, ...inputs });
-    return { replicas: plan.replicas, problems: problems.map((p) => `${p.key}: ${p.allowed}`) };
+    const { placement, problems } = planPlacement({ ...GPU, ...inputs });
+    return { replicas: placement.slots, count: placement.replicas, problems: problems.map((p) => `${p.key}: ${p.allowed}`) };
 }
 
 describe("GPU and tensor-parallel assignment", () => {
@@ -23,7 +23,7 @@ describe("GPU and tensor-parallel assignment", () => {
     });
 
     it("accepts GPU ids written as numbers in YAML", () => {
-        expect(parseFleetConfig({ model: "m", gpus: [0, 1] }, "t").plan.replicas.map((r) => r.gpuIds)).toEqual([["0"], ["1"]]);
+        expect(parseFleetConfig({ model: "m", gpus: [0, 1] }, "t").placement.slots.map((r) => r.gpuIds)).toEqual([["0"], ["1"]]);
     });
 
     it("reports problems by the key that causes them, as a pure function of typed inputs", () => {

@@ -45,7 +45,7 @@ describe("the components' structure", () => {
 
     it("exports only the components and the config reader from its index", async () => {
         const exported = Object.keys(await import("../../components")).sort();
-        expect(exported).toEqual(["FleetConfigError", "FleetNetwork", "NginxBalancer", "NginxImage", "VllmFleet", "VllmImage", "VllmReplica", "parseFleetConfig", "readStackConfig"]);
+        expect(exported).toEqual(["FleetConfigError", "FleetNetwork", "NginxBalancer", "NginxImage", "VllmFleet", "VllmImage", "VllmReplica", "parseFleetConfig", "readPreviousDeployment", "readStackConfig"]);
     });
 
     it("gives every folder an index", () => {

@@ -1,0 +1,2 @@
+export { RolloutGate, type GateMember, type RolloutGateArgs } from "./gate";
+export type { RotationTarget } from "./target";

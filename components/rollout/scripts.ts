@@ -1,0 +1,23 @@
+/**
+ * The shell scripts of the rollout commands (`scripts/`), read once. They run where `pulumi up` runs and
+ * act through the docker CLI on the engines the providers manage; `rotation.sh` runs in the balancer.
+ */
+import * as fs from "fs";
+import * as path from "path";
+
+const read = (file: string) => fs.readFileSync(path.join(__dirname, "scripts", file), "utf8");
+
+/** The script that changes nginx's rotation inside the balancer's container. */
+export const ROTATION_SCRIPT = read("rotation.sh");
+
+export type RolloutScript = "install" | "gate" | "member";
+
+/** A rollout script with the functions it uses, for the `ROLLOUT_SH` environment variable. */
+export function rolloutScript(script: RolloutScript): string {
+    return `${read("common.sh")}\n${read(`${script}.sh`)}`;
+}
+
+/** The command line that runs the script in `ROLLOUT_SH`: short, so that an error shows what failed, not the script. */
+export function runRolloutScript(script: RolloutScript, ...args: string[]): string {
+    return ["sh", "-c", '"$ROLLOUT_SH"', `${script}.sh`, ...args].join(" ");
+}

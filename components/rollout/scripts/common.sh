@@ -1,0 +1,129 @@
+# Functions the rollout commands share. They run where `pulumi up` runs (POSIX sh), and reach each
+# Docker engine the way the provider does: DOCKER_HOST set to the engine's address, or the default.
+#
+# Environment: LB_ENGINE (the balancer's engine address, empty for the default), LB_CONTAINER,
+# ROTATION_SH (the script run inside the balancer's container).
+set -eu
+
+# on_engine ADDRESS docker-args...: docker against that engine ("" or "-": the default one).
+on_engine() {
+    engine=$1
+    shift
+    if [ -n "$engine" ] && [ "$engine" != "-" ]; then
+        DOCKER_HOST=$engine docker "$@"
+    else
+        docker "$@"
+    fi
+}
+
+lb() { on_engine "${LB_ENGINE:-}" "$@"; }
+
+# rotation OP [NAME]: changes nginx's rotation in the balancer's container (see rotation.sh).
+rotation() { lb exec -i "$LB_CONTAINER" sh -c "$ROTATION_SH" rotation.sh "$@"; }
+
+# fetch ADDRESS PATH: GET a replica's endpoint from inside the balancer's container, as nginx reaches it.
+fetch() { lb exec "$LB_CONTAINER" curl -fsS --noproxy '*' -m 3 "http://$1$2" 2>/dev/null; }
+
+# rotation_line: the balancer's own account of its rotation, "in=a,b out=c".
+rotation_line() { fetch 127.0.0.1 /nginx-health | sed -n 's/^ok [^ ]* \(in=[^ ]* out=[^ ]*\)$/\1/p'; }
+
+# in_rotation NAME: whether nginx serves NAME now.
+in_rotation() { rotation_line | grep -Eq "in=([^ ]*,)?$1(,[^ ]*)? "; }
+
+now() { date +%s; }
+
+# in_flight ADDRESS: requests running plus waiting, from the replica's /metrics (empty when it does not answer).
+in_flight() {
+    fetch "$1" /metrics | awk '/^vllm:num_requests_(running|waiting)[{ ]/ { n += $NF; seen = 1 } END { if (seen) printf "%d\n", n }'
+}
+
+# drain NAME ADDRESS GRACE: waits until the replica, out of rotation, has finished what it serves: no
+# running and no waiting request in two readings a second apart, or GRACE seconds have passed.
+drain() {
+    name=$1 address=$2 grace=$3
+    deadline=$(( $(now) + grace ))
+    zeros=0
+    while :; do
+        n=$(in_flight "$address" || true)
+        if [ -z "$n" ]; then
+            echo "$name: not answering /metrics, nothing left to drain"
+            return 0
+        fi
+        if [ "$n" -eq 0 ]; then
+            zeros=$((zeros + 1))
+            if [ "$zeros" -ge 2 ]; then
+                echo "$name: drained (no running or waiting request)"
+                return 0
+            fi
+        else
+            zeros=0
+        fi
+        if [ "$(now)" -ge "$deadline" ]; then
+            echo "$name: grace period of ${grace}s reached with $n request(s) still running or waiting; they end when it stops" >&2
+            return 0
+        fi
+        sleep 1
+    done
+}
+
+# state ENGINE CONTAINER: "status restarting restarts exit-code", or "missing".
+state() { on_engine "$1" inspect -f '{{.State.Status}} {{.State.Restarting}} {{.RestartCount}} {{.State.ExitCode}}' "$2" 2>/dev/null || echo missing; }
+
+# spec ENGINE CONTAINER: the spec label of the running container, empty when there is none.
+spec() { on_engine "$1" inspect -f '{{index .Config.Labels "vllm-nginx.spec"}}' "$2" 2>/dev/null || true; }
+
+# failed NAME CONTAINER ENGINE REASON: says why a replica did not come up, with the end of its log.
+failed() {
+    {
+        echo "replica $1 (container $2) did not become healthy: $4."
+        echo "Last 30 lines of its log:"
+        on_engine "$3" logs --tail 30 "$2" 2>&1 | sed 's/^/    /' || true
+        echo "nginx does not route to $1; replicas not yet replaced keep serving on their previous settings."
+        echo "Fix the settings and run \`pulumi up\` again to finish the rollout."
+    } >&2
+    exit 1
+}
+
+# wait_healthy NAME CONTAINER ENGINE ADDRESS TIMEOUT: until /health answers 200 through the balancer's
+# network; fails early when the container exits or restarts over and over (a bad flag, out of memory).
+wait_healthy() {
+    name=$1 container=$2 engine=$3 address=$4 timeout=$5
+    deadline=$(( $(now) + timeout ))
+    first=""
+    while :; do
+        if fetch "$address" /health >/dev/null; then
+            return 0
+        fi
+        read -r status restarting restarts code <<STATE
+$(state "$engine" "$container")
+STATE
+        case $status in
+        missing) failed "$name" "$container" "$engine" "its container does not exist" ;;
+        exited | dead)
+            [ "$restarting" = "true" ] || failed "$name" "$container" "$engine" "it exited with code $code" ;;
+        esac
+        [ -n "$first" ] || first=$restarts
+        if [ $((restarts - first)) -ge 2 ]; then
+            failed "$name" "$container" "$engine" "it keeps exiting (exit code $code, restarted $restarts times)"
+        fi
+        if [ "$(now)" -ge "$deadline" ]; then
+            failed "$name" "$container" "$engine" "/health did not answer within ${timeout}s (startupTimeout)"
+        fi
+        sleep 1
+    done
+}
+
+# settle NAME: until the balancer reports NAME in rotation (WANT=in) or out of it (WANT=out).
+settle() {
+    tries=0
+    while :; do
+        if [ "$2" = in ] && in_rotation "$1"; then return 0; fi
+        if [ "$2" = out ] && ! in_rotation "$1"; then return 0; fi
+        tries=$((tries + 1))
+        if [ "$tries" -ge 150 ]; then
+            echo "nginx in $LB_CONTAINER did not report $1 $2 of rotation within 30s" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}

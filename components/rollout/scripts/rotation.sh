@@ -1,0 +1,92 @@
+# Runs inside the balancer's container (POSIX sh): which replicas are in nginx's rotation, and the config
+# nginx serves, derived from the template the program rendered and that list.
+#
+#   rotation.sh install      template on stdin; on a fresh container, replicas that answer /health join
+#   rotation.sh admit NAME   NAME joins the rotation
+#   rotation.sh retire NAME  NAME leaves it (nginx sends it nothing new; what it serves finishes)
+#   rotation.sh show         prints "in=a,b out=c"
+#
+# Every change renders the live config, checks it with `nginx -t` (the previous one stays if it fails)
+# and reloads: new workers take the new config, old ones finish their requests. One change at a time.
+set -eu
+dir=${ROTATION_DIR:-/etc/nginx/vllm-nginx}
+live=${ROTATION_LIVE:-/etc/nginx/conf.d/vllm-nginx.conf}
+nginx_bin=${ROTATION_NGINX:-nginx}
+template=$dir/template.conf
+members=$dir/in
+mkdir -p "$dir"
+exec 9>"$dir/.lock"
+flock 9
+
+op=${1:?usage: rotation.sh install|admit|retire|show [NAME]}
+name=${2:-}
+
+# Replicas of the template, one "NAME ADDRESS" per line.
+replicas() { sed -n 's/^# vllm-nginx:replica \([^ ]*\) \([^ ]*\)$/\1 \2/p' "$1"; }
+
+healthy() { curl -fsS --noproxy '*' -m 2 -o /dev/null "http://$1/health" 2>/dev/null; }
+
+# Writes the live config for the current members and the template, then checks and reloads nginx.
+render() {
+    in_list="" out_list="" script=""
+    for entry in $(replicas "$template" | tr ' ' '='); do
+        replica=${entry%%=*}
+        if grep -qx "$replica" "$members"; then
+            in_list="$in_list${in_list:+,}$replica"
+            script="$script s/{{down:$replica}}//; s/{{note:$replica}}//;"
+        else
+            out_list="$out_list${out_list:+,}$replica"
+            script="$script s/{{down:$replica}}/ down/; s/{{note:$replica}}/ (out of rotation)/;"
+        fi
+    done
+    sed -e "$script s/{{in}}/$in_list/; s/{{out}}/$out_list/" "$template" >"$live.next"
+    [ -f "$live" ] && cp "$live" "$live.prev"
+    mv "$live.next" "$live"
+    if ! out=$("$nginx_bin" -t 2>&1); then
+        [ -f "$live.prev" ] && mv "$live.prev" "$live"
+        echo "nginx rejected the rendered config; the previous one stays:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    "$nginx_bin" -s reload 2>/dev/null || { echo "nginx -s reload failed" >&2; exit 1; }
+    echo "in=$in_list out=$out_list"
+}
+
+case $op in
+install)
+    cat >"$template.next"
+    if [ ! -f "$members" ]; then
+        # A new container: replicas already serving join at once; the others when their deploy admits them.
+        : >"$members.next"
+        replicas "$template.next" | while read -r replica address; do
+            if healthy "$address"; then echo "$replica" >>"$members.next"; fi
+        done
+        mv "$members.next" "$members"
+    fi
+    cp "$template" "$template.prev" 2>/dev/null || true
+    mv "$template.next" "$template"
+    if ! render; then
+        [ -f "$template.prev" ] && mv "$template.prev" "$template"
+        exit 1
+    fi
+    ;;
+admit)
+    [ -f "$template" ] || { echo "no config installed yet" >&2; exit 1; }
+    grep -qx "$name" "$members" || echo "$name" >>"$members"
+    render
+    ;;
+retire)
+    [ -f "$template" ] || { echo "no config installed yet"; exit 0; }
+    grep -vx "$name" "$members" >"$members.next" || true
+    mv "$members.next" "$members"
+    render
+    ;;
+show)
+    [ -f "$members" ] || { echo "in= out="; exit 0; }
+    echo "in=$(paste -sd, "$members") out="
+    ;;
+*)
+    echo "rotation.sh: unknown operation $op" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,97 @@
+/**
+ * The script that changes nginx's rotation inside the balancer's container, run here with sh on the
+ * template the renderer makes, with a stand-in for the nginx binary: what it writes must be what the
+ * renderer itself makes of the same rotation.
+ */
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as http from "http";
+import * as os from "os";
+import * as path from "path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { fillTemplate, renderTemplate, type BalancerConfig } from "../../components/nginx/render";
+import { REPO } from "./mockStack";
+
+const ROTATION = path.join(REPO, "components/rollout/scripts/rotation.sh");
+
+let healthy: http.Server;
+let healthyPort = 0;
+beforeAll(async () => {
+    healthy = http.createServer((_req, res) => res.end());
+    await new Promise<void>((resolve) => healthy.listen(0, "127.0.0.1", resolve));
+    healthyPort = (healthy.address() as { port: number }).port;
+});
+afterAll(() => healthy.close());
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+function config(addresses: string[]): BalancerConfig {
+    return {
+        upstreams: addresses.map((address, i) => ({ name: `vllm${i}`, address })),
+        method: "least_conn",
+        maxFails: 3,
+        failTimeoutSeconds: 30,
+        readTimeoutSeconds: 3600,
+        connectTimeoutSeconds: 5,
+        maxBodyBytes: 1024 * 1024,
+        listen: "80",
+        statusListen: "8081",
+    };
+}
+
+/** A balancer's files in a folder, and a fake nginx that records what it was asked to do. */
+function balancer(nginxFails = false) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-rotation-"));
+    dirs.push(dir);
+    const fake = path.join(dir, "nginx");
+    fs.writeFileSync(fake, `#!/bin/sh\necho "$*" >> "${dir}/calls"\n${nginxFails ? 'if [ "$1" = -t ]; then echo "emerg: bad config" >&2; exit 1; fi\n' : ""}exit 0\n`, { mode: 0o755 });
+    const env = { ...process.env, ROTATION_DIR: path.join(dir, "state"), ROTATION_LIVE: path.join(dir, "live.conf"), ROTATION_NGINX: fake };
+    return {
+        // Not execFileSync: the /health server of this test must answer while the script runs.
+        run: (args: string[], input?: string) =>
+            new Promise<string>((resolve, reject) => {
+                const child = execFile("sh", [ROTATION, ...args], { env, encoding: "utf8" }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout.trim())));
+                child.stdin!.end(input ?? "");
+            }),
+        live: () => fs.readFileSync(path.join(dir, "live.conf"), "utf8"),
+        calls: () => fs.readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n"),
+        dir,
+    };
+}
+
+describe("rotation.sh, the balancer's rotation", () => {
+    it("on a new container lets in the replicas that answer /health, and fills the template in as the renderer does", async () => {
+        const { template } = renderTemplate(config([`127.0.0.1:${healthyPort}`, "127.0.0.1:1"]));
+        const lb = balancer();
+        expect(await lb.run(["install"], template)).toBe("in=vllm0 out=vllm1");
+        expect(lb.live()).toBe(fillTemplate(template, { vllm0: "active", vllm1: "down" }));
+        expect(lb.calls()).toEqual(["-t", "-s reload"]);
+    });
+
+    it("admits and retires replicas with a reload each, and keeps who is in across a new template", async () => {
+        const { template } = renderTemplate(config(["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]));
+        const lb = balancer();
+        expect(await lb.run(["install"], template)).toBe("in= out=vllm0,vllm1,vllm2");
+        expect(await lb.run(["admit", "vllm1"])).toBe("in=vllm1 out=vllm0,vllm2");
+        expect(await lb.run(["admit", "vllm2"])).toBe("in=vllm1,vllm2 out=vllm0");
+        expect(await lb.run(["admit", "vllm2"])).toBe("in=vllm1,vllm2 out=vllm0");
+        expect(lb.live()).toBe(fillTemplate(template, { vllm0: "down", vllm1: "active", vllm2: "active" }));
+        expect(await lb.run(["retire", "vllm1"])).toBe("in=vllm2 out=vllm0,vllm1");
+        // A new template (a scale-down to two replicas): who is in stays in; the health line says so.
+        const { template: smaller, id } = renderTemplate(config(["127.0.0.1:1", "127.0.0.1:2"]));
+        expect(await lb.run(["install"], smaller)).toBe("in= out=vllm0,vllm1");
+        expect(lb.live()).toContain(`return 200 "ok ${id} in= out=vllm0,vllm1\\n";`);
+        expect(lb.calls().filter((c) => c === "-s reload")).toHaveLength(6);
+    });
+
+    it("keeps the previous config when nginx rejects the new one", async () => {
+        const { template } = renderTemplate(config(["127.0.0.1:1"]));
+        const lb = balancer();
+        await lb.run(["install"], template);
+        fs.writeFileSync(path.join(lb.dir, "nginx"), "#!/bin/sh\nif [ \"$1\" = -t ]; then echo 'emerg: bad config' >&2; exit 1; fi\n", { mode: 0o755 });
+        const before = lb.live();
+        await expect(lb.run(["admit", "vllm0"])).rejects.toThrow(/nginx rejected the rendered config; the previous one stays/);
+        expect(lb.live()).toBe(before);
+    });
+});
