@@ -22,7 +22,7 @@ describe("stand-in: start-up", () => {
     it("keeps its port closed while the model loads, then answers /health 200 with an empty body (pain point 3: production-stack#619, llm-d#300)", async () => {
         const port = await freePort();
         const t0 = performance.now();
-        const s = await standIn({ port, args: ["--load-seconds", "1.5"], waitReady: false });
+        await standIn({ port, args: ["--load-seconds", "1.5"], waitReady: false });
         await sleep(300);
         expect(await portOpen(port)).toBe(false); // refused: not listening at all, no "warming" answer
         await sleep(500);
