@@ -268,6 +268,30 @@ describe("stand-in scheduler: time", () => {
         expect(affine).toBeLessThan(0.75 * alternating);
     });
 
+    it("makes a burst of uncached prompts wait in the queue (vllm:num_requests_waiting, request_queue_time) where cached ones are admitted at once", async () => {
+        const args = ["--prefill-overhead-ms", "20", "--prefill-ms-per-token", "0.2", "--itl-ms", "10"];
+        /** Six 3,000-token prompts at once; what waited, seen from the metrics. */
+        const burst = async (s: StandIn, prompts: string[]) => {
+            const handles = prompts.map((prompt) => stream(`${s.url}/v1/completions`, { prompt, max_tokens: 1, stream: true }, { agent: false }));
+            await sleep(300);
+            const waitingDuring = metricValue(await scrape(s), "vllm:num_requests_waiting");
+            await Promise.all(handles.map((h) => h.result));
+            return { waitingDuring, queueSeconds: metricValue(await scrape(s), "vllm:request_queue_time_seconds_sum") };
+        };
+        // Cache-blind: six different prefixes, 18,000 uncached tokens against a budget of 8,192 a step.
+        const blind = await burst(await standIn(args), [0, 1, 2, 3, 4, 5].map((i) => text(`cold${i}`, 3000)));
+        // Cache-aware: one prefix already cached here, 8 uncached tokens each.
+        const aware = await standIn(args);
+        const prefix = text("warm", 2992);
+        await ttft(aware, prefix);
+        const warmQueue = metricValue(await scrape(aware), "vllm:request_queue_time_seconds_sum");
+        const cached = await burst(aware, [0, 1, 2, 3, 4, 5].map((i) => prefix + text(`suffix${i}`, 8)));
+        expect(blind.waitingDuring).toBeGreaterThan(0);
+        expect(cached.waitingDuring).toBe(0);
+        expect(blind.queueSeconds).toBeGreaterThan(1.0);
+        expect(cached.queueSeconds - warmQueue).toBeLessThan(0.3 * blind.queueSeconds);
+    });
+
     it("multiplies every simulated duration by --time-scale", async () => {
         const normal = await standIn(MEASURABLE);
         const fast = await standIn([...MEASURABLE, "--time-scale", "0.2"]);
