@@ -10,7 +10,7 @@
  */
 import { createHash } from "crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import { StandIn, gaps, metricValue, percentile, request, scrape, sleep, startStandIn, stopAll, stream, tokenEvents } from "../support";
+import { StandIn, gaps, metricValue, percentile, request, scrape, sleep, startStandIn, stopAll, stream, tokenEvents, waitFor } from "../support";
 
 const BLOCK = 16;
 
@@ -51,6 +51,11 @@ async function ttft(s: StandIn, prompt: string, maxTokens = 1): Promise<number> 
 
 async function kvCache(s: StandIn): Promise<{ free_blocks: number; usable_blocks: number; cached_blocks: number; evictions: number }> {
     return (await request(`${s.url}/standin/kv-cache`)).json;
+}
+
+/** Waits until the stand-in reports `value` for a gauge (requests arrive late on a busy machine). */
+async function gauge(s: StandIn, name: string, value: number): Promise<void> {
+    await waitFor(`${name} to be ${value}`, 3000, async () => metricValue(await scrape(s), name) === value, 10);
 }
 
 /** Fast engine: no simulated time, per-request hit counts in the usage block. */
@@ -155,13 +160,13 @@ describe("stand-in prefix cache: a finite pool with vLLM's LRU eviction", () => 
     });
 
     it("never evicts the blocks of a running request: a request that does not fit waits, below --max-num-seqs", async () => {
-        const s = await standIn([...SMALL_POOL, "--time-scale", "1", "--itl-ms", "10", "--prefill-overhead-ms", "5", "--prefill-ms-per-token", "0"]);
-        // 81 + 40 tokens: up to 8 blocks while it runs.
+        const s = await standIn([...SMALL_POOL, "--time-scale", "1", "--itl-ms", "40", "--prefill-overhead-ms", "5", "--prefill-ms-per-token", "0"]);
+        // 81 + 40 tokens: up to 8 blocks while it runs, for about 1.6 s.
         const long = stream(`${s.url}/v1/completions`, { prompt: text("r1", 81), max_tokens: 40, stream: true }, { agent: false });
         await long.firstEvent;
         // 113 tokens: 8 blocks. Together 14 or more blocks of 12: it waits for the first to finish.
         const blocked = stream(`${s.url}/v1/completions`, { prompt: text("r2", 113), max_tokens: 2, stream: true }, { agent: false });
-        await sleep(100);
+        await gauge(s, "vllm:num_requests_waiting", 1);
         const m = await scrape(s);
         expect(metricValue(m, "vllm:num_requests_running")).toBe(1);
         expect(metricValue(m, "vllm:num_requests_waiting")).toBe(1);
@@ -218,11 +223,11 @@ describe("stand-in scheduler: time", () => {
         await decode.firstEvent;
         await sleep(100);
         const a = stream(`${s.url}/v1/completions`, { prompt: text("qa", 500), max_tokens: 1, stream: true }, { agent: false });
-        await sleep(100);
+        await gauge(s, "vllm:num_requests_running", 2); // A's prefill step has begun
         const b = stream(`${s.url}/v1/completions`, { prompt: text("qb", 500), max_tokens: 1, stream: true }, { agent: false });
         const [ra, rb, rd] = await Promise.all([a.result, b.result, decode.result]);
         const ttftA = tokenEvents(ra)[0]!.at - ra.sentAt; // ~540 ms: one step
-        const ttftB = tokenEvents(rb)[0]!.at - rb.sentAt; // ~440 ms of A's step left, then its own ~540 ms
+        const ttftB = tokenEvents(rb)[0]!.at - rb.sentAt; // the rest of A's step, then its own ~540 ms
         expect(ttftA).toBeGreaterThan(400);
         expect(ttftB).toBeGreaterThan(1.4 * ttftA);
         const decodeGaps = gaps(tokenEvents(rd));
@@ -234,7 +239,7 @@ describe("stand-in scheduler: time", () => {
         /** Sends A and B while a third prefill runs, so that both wait for the same next step. */
         const firstTokens = async (s: StandIn): Promise<[number, number]> => {
             const busy = stream(`${s.url}/v1/completions`, { prompt: text("busy", 300), max_tokens: 1, stream: true }, { agent: false });
-            await sleep(100);
+            await gauge(s, "vllm:num_requests_running", 1); // its 320 ms step has begun
             const a = stream(`${s.url}/v1/completions`, { prompt: text("ba", 500), max_tokens: 1, stream: true }, { agent: false });
             const b = stream(`${s.url}/v1/completions`, { prompt: text("bb", 500), max_tokens: 1, stream: true }, { agent: false });
             const [ra, rb] = await Promise.all([a.result, b.result, busy.result]);
