@@ -99,8 +99,11 @@ describe("keep-alive connections to the replicas", () => {
 });
 
 describe("long prompts", () => {
+    // A replica whose KV cache holds a 2M-token request, and whose simulated prefill takes no time.
+    const HUGE_CONTEXT = ["--max-model-len", "2000000", "--kv-cache-tokens", "2100000", "--time-scale", "0"];
+
     it("passes a 5 MB prompt through to the replica intact", async () => {
-        const rs = await standIns(1, ["--max-model-len", "2000000"]);
+        const rs = await standIns(1, HUGE_CONTEXT);
         const port = await freePort();
         const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
         const prompt = "a".repeat(5 * 1024 * 1024);
@@ -112,7 +115,7 @@ describe("long prompts", () => {
     });
 
     it("refuses a body over maxBodyBytes with 413 before it reaches a replica", async () => {
-        const rs = await standIns(1, ["--max-model-len", "2000000"]);
+        const rs = await standIns(1, HUGE_CONTEXT);
         const port = await freePort();
         const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { maxBodyBytes: 1024 * 1024 }), port);
         const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "a".repeat(2 * 1024 * 1024), max_tokens: 1 }, headers: { "x-request-id": "too-big" } });

@@ -109,8 +109,6 @@ describe("streaming through the balancer (pain point 1: litellm#6458, FastChat#2
 
 describe("client disconnects (pain point 6: litellm#13774, vllm#54947)", () => {
     it("aborts the generation on the replica within a second of the client closing the connection", async () => {
-        const before = await Promise.all(replicas.map(scrape));
-        const aborted0 = before.map((m) => metricValue(m, "vllm:request_success_total", { finished_reason: "abort" }));
         const h = stream(`${ours!.url}/v1/completions`, { ...body, max_tokens: 2000 }, { agent: false });
         await h.firstEvent;
         await sleep(3 * ITL_MS);
@@ -120,11 +118,11 @@ describe("client disconnects (pain point 6: litellm#13774, vllm#54947)", () => {
         const r = await result;
         expect(r.done).toBe(false);
         const replica = replicas.find((x) => x.replicaId === r.replica)!;
-        const index = replicas.indexOf(replica);
         let tookMs = Infinity;
         while (performance.now() - t0 < 2000) {
-            const m = await scrape(replica);
-            if (metricValue(m, "vllm:request_success_total", { finished_reason: "abort" }) === aborted0[index]! + 1 && metricValue(m, "vllm:num_requests_running") === 0) {
+            // vLLM v0.11 does not count a client abort in request_success_total{finished_reason="abort"}:
+            // the sign of the abort is that the 2,000-token generation no longer runs.
+            if (metricValue(await scrape(replica), "vllm:num_requests_running") === 0) {
                 tookMs = performance.now() - t0;
                 break;
             }

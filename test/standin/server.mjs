@@ -1,16 +1,24 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * A dependency-free stand-in for `vllm serve`: the same command line, endpoints, wire formats,
- * metrics names and lifecycle (port closed while loading, drain on SIGTERM), with a fake "model" that
- * emits one word per token at a configurable pace. Runs on Node 18 and 20. See README.md beside this
- * file for every flag, endpoint and where it differs from vLLM.
+ * A dependency-free stand-in for `vllm serve` (vLLM v0.11): the same command line, endpoints, wire
+ * formats, metric names and lifecycle (port closed while loading, in-flight requests aborted on SIGTERM,
+ * exit after engine death), with a fake "model" that emits one word per token. Its engine models what
+ * a balancer can observe of vLLM's: one scheduler per replica stepping through prefills and decodes with
+ * a token budget, and a finite prefix cache of 16-token blocks with vLLM's LRU eviction. Runs on Node
+ * 18 and 20. README.md beside this file lists every flag, endpoint and where it differs from vLLM.
  */
 import http from "node:http";
 import os from "node:os";
 import crypto from "node:crypto";
 
 const STANDIN_VERSION = "0.0.0+standin";
+
+/** vLLM's EngineDeadError message (vllm/v1/engine/exceptions.py, v0.11). */
+const ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue. See stack trace (above) for the root cause.";
+
+/** vLLM's API-server watchdog period: an errored engine is noticed within this long (vllm/entrypoints/launcher.py, v0.11). */
+const WATCHDOG_MS = 5000;
 
 /** vLLM flags that take no value; any other unknown flag takes the next argument as its value. */
 const BOOLEAN_FLAGS = new Set([
@@ -27,13 +35,15 @@ const BOOLEAN_FLAGS = new Set([
     "--disable-fastapi-docs",
     "--enable-server-load-tracking",
     "--enable-force-include-usage",
-    "--enable-prompt-tokens-details",
     "--return-tokens-as-token-ids",
     "--skip-tokenizer-init",
     "--allow-credentials",
     "--use-v2-block-manager",
     "--multi-step-stream-outputs",
 ]);
+
+/** `--block-size` values vLLM accepts (vllm/config/cache.py). */
+const BLOCK_SIZES = [1, 8, 16, 32, 64, 128];
 
 /**
  * @typedef {object} Options
@@ -42,16 +52,24 @@ const BOOLEAN_FLAGS = new Set([
  * @property {number} port
  * @property {string[]} servedModelNames
  * @property {string[]} apiKeys
- * @property {number} shutdownTimeoutSeconds
+ * @property {number} shutdownTimeoutSeconds 0: abort in-flight requests on SIGTERM (vLLM's default)
  * @property {number} maxModelLen
- * @property {number} loadSeconds
- * @property {number} itlMs
  * @property {number} maxNumSeqs
- * @property {number} batchSlowdown
- * @property {string} replicaId
- * @property {number} kvCacheTokens
+ * @property {number} maxNumBatchedTokens token budget of one scheduler step
+ * @property {boolean} enablePrefixCaching
+ * @property {number} blockSize tokens per KV-cache block
+ * @property {number | undefined} numGpuBlocksOverride
+ * @property {number} kvCacheTokens pool size in tokens when no block count is given
+ * @property {boolean} promptTokensDetails usage.prompt_tokens_details.cached_tokens
  * @property {boolean} accessLog
  * @property {boolean} requestIdHeaders
+ * @property {number} loadSeconds stand-in only
+ * @property {number} itlMs stand-in only: decode step of one sequence
+ * @property {number} batchSlowdown stand-in only
+ * @property {number} prefillOverheadMs stand-in only: fixed cost of a step that prefills
+ * @property {number} prefillMsPerToken stand-in only: cost of each uncached prompt token
+ * @property {number} timeScale stand-in only: multiplies every simulated duration
+ * @property {string} replicaId stand-in only
  * @property {string[]} ignored
  */
 
@@ -76,16 +94,27 @@ function parseArgs(argv, env) {
         port: 8000,
         servedModelNames: [],
         apiKeys: [],
-        shutdownTimeoutSeconds: 30,
+        shutdownTimeoutSeconds: 0,
         maxModelLen: 8192,
-        loadSeconds: 0,
-        itlMs: 20,
-        maxNumSeqs: 256,
-        batchSlowdown: 0.02,
-        replicaId: os.hostname(),
+        // vLLM v0.11's defaults for `vllm serve` on a GPU with at least 70 GiB that is not an A100 (H100,
+        // MI300x): vllm/engine/arg_utils.py, _set_default_args.
+        maxNumSeqs: 1024,
+        maxNumBatchedTokens: 8192,
+        enablePrefixCaching: true,
+        blockSize: 16,
+        numGpuBlocksOverride: undefined,
         kvCacheTokens: 262144,
+        promptTokensDetails: false,
         accessLog: true,
         requestIdHeaders: false,
+        loadSeconds: 0,
+        // An 8B model on an H100 (llm-d-inference-sim's 8b-h100 profile, see README.md).
+        itlMs: 12,
+        batchSlowdown: 0.02,
+        prefillOverheadMs: 30,
+        prefillMsPerToken: 0.25,
+        timeScale: 1,
+        replicaId: os.hostname(),
         ignored: [],
     };
     /** @type {string[]} */
@@ -124,6 +153,20 @@ function parseArgs(argv, env) {
         }
         return value;
     };
+    /** @param {string} flag @param {string} text @param {number} min */
+    const integer = (flag, text, min) => {
+        const value = number(flag, text, min);
+        if (!Number.isInteger(value)) {
+            usageError(`argument ${flag}: invalid int value: '${text}'`);
+        }
+        return value;
+    };
+    /** @param {string} flag @param {string | undefined} inline */
+    const noValue = (flag, inline) => {
+        if (inline !== undefined) {
+            usageError(`argument ${flag}: ignored explicit argument '${inline}'`);
+        }
+    };
     for (; i < argv.length; i += 1) {
         const arg = /** @type {string} */ (argv[i]);
         if (!arg.startsWith("--")) {
@@ -141,7 +184,7 @@ function parseArgs(argv, env) {
                 o.host = takeValue(flag, inline);
                 break;
             case "--port":
-                o.port = number(flag, takeValue(flag, inline), 0);
+                o.port = integer(flag, takeValue(flag, inline), 0);
                 break;
             case "--served-model-name":
                 o.servedModelNames = takeMany(flag, inline);
@@ -156,12 +199,41 @@ function parseArgs(argv, env) {
                 o.maxModelLen = parseModelLen(flag, takeValue(flag, inline));
                 break;
             case "--max-num-seqs":
-                o.maxNumSeqs = Math.floor(number(flag, takeValue(flag, inline), 1));
+                o.maxNumSeqs = integer(flag, takeValue(flag, inline), 1);
+                break;
+            case "--max-num-batched-tokens":
+                o.maxNumBatchedTokens = integer(flag, takeValue(flag, inline), 1);
+                break;
+            case "--enable-prefix-caching":
+                noValue(flag, inline);
+                o.enablePrefixCaching = true;
+                break;
+            case "--no-enable-prefix-caching":
+                noValue(flag, inline);
+                o.enablePrefixCaching = false;
+                break;
+            case "--block-size": {
+                const text = takeValue(flag, inline);
+                const value = Number(text);
+                if (!BLOCK_SIZES.includes(value)) {
+                    usageError(`argument ${flag}: invalid choice: '${text}' (choose from ${BLOCK_SIZES.join(", ")})`);
+                }
+                o.blockSize = value;
+                break;
+            }
+            case "--num-gpu-blocks-override":
+                o.numGpuBlocksOverride = integer(flag, takeValue(flag, inline), 2);
+                break;
+            case "--enable-prompt-tokens-details":
+                noValue(flag, inline);
+                o.promptTokensDetails = true;
                 break;
             case "--disable-uvicorn-access-log":
+                noValue(flag, inline);
                 o.accessLog = false;
                 break;
             case "--enable-request-id-headers":
+                noValue(flag, inline);
                 o.requestIdHeaders = true;
                 break;
             // Stand-in only.
@@ -174,11 +246,20 @@ function parseArgs(argv, env) {
             case "--batch-slowdown":
                 o.batchSlowdown = number(flag, takeValue(flag, inline), 0);
                 break;
+            case "--prefill-overhead-ms":
+                o.prefillOverheadMs = number(flag, takeValue(flag, inline), 0);
+                break;
+            case "--prefill-ms-per-token":
+                o.prefillMsPerToken = number(flag, takeValue(flag, inline), 0);
+                break;
+            case "--time-scale":
+                o.timeScale = number(flag, takeValue(flag, inline), 0);
+                break;
             case "--replica-id":
                 o.replicaId = takeValue(flag, inline);
                 break;
             case "--kv-cache-tokens":
-                o.kvCacheTokens = number(flag, takeValue(flag, inline), 1);
+                o.kvCacheTokens = integer(flag, takeValue(flag, inline), 1);
                 break;
             default: {
                 // Any other vLLM flag: accepted and ignored, with its value if it has one.
@@ -224,6 +305,14 @@ function parseModelLen(flag, text) {
     return Number(m[1]) * unit;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Tokens. The stand-in's tokenizer cuts text into 4-character pieces (one token each, about the 4
+// characters per token of real tokenizers), after rendering chat messages with a fixed ChatML template;
+// a completions prompt given as token ids is taken as is. The fake model's output tokens are words.
+// ---------------------------------------------------------------------------------------------------
+
+const CHARS_PER_TOKEN = 4;
+
 /** Words the fake model emits, one per token. */
 const WORDS = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "keeps", "running", "through", "fields", "of", "tokens."];
 
@@ -233,151 +322,788 @@ function tokenText(index) {
 }
 
 /**
- * Prompt tokens, estimated as ceil(characters / 4) (the usual ~4 characters per token), at least 1.
- * A list of token ids counts one token per id.
- * @param {unknown} prompt
- * @returns {number}
+ * A prompt as the engine sees it.
+ * @typedef {{kind: "text", text: string, length: number} | {kind: "ids", ids: number[], length: number}} Prompt
  */
-function countPromptTokens(prompt) {
-    if (typeof prompt === "string") {
-        return Math.max(1, Math.ceil(prompt.length / 4));
-    }
-    if (Array.isArray(prompt) && prompt.every((t) => typeof t === "number")) {
-        return Math.max(1, prompt.length);
-    }
-    return -1;
+
+/** @param {string} text @returns {Prompt} */
+function textPrompt(text) {
+    return { kind: "text", text, length: Math.max(1, Math.ceil(text.length / CHARS_PER_TOKEN)) };
 }
 
 /**
- * Chat prompt tokens: ceil(characters / 4) of every text part, plus 4 per message for the chat template.
- * @param {unknown} messages
- * @returns {number}
+ * A completions `prompt`: one string, or one list of token ids.
+ * @param {unknown} prompt
+ * @returns {Prompt | undefined}
  */
-function countChatTokens(messages) {
-    if (!Array.isArray(messages) || messages.length === 0) {
-        return -1;
+function completionPrompt(prompt) {
+    if (typeof prompt === "string") {
+        return textPrompt(prompt);
     }
-    let chars = 0;
+    if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((t) => Number.isInteger(t) && t >= 0)) {
+        return { kind: "ids", ids: prompt, length: prompt.length };
+    }
+    return undefined;
+}
+
+/**
+ * Chat messages rendered with a ChatML template (`<|im_start|>{role}\n{content}<|im_end|>\n` per message,
+ * then the generation prompt `<|im_start|>assistant\n`), as Qwen's chat templates render them.
+ * @param {unknown} messages
+ * @returns {string | undefined}
+ */
+function renderChat(messages) {
+    if (!Array.isArray(messages) || messages.length === 0) {
+        return undefined;
+    }
+    let out = "";
     for (const m of messages) {
         if (typeof m !== "object" || m === null) {
-            return -1;
+            return undefined;
         }
-        const content = /** @type {{content?: unknown}} */ (m).content;
+        const { role, content } = /** @type {{role?: unknown, content?: unknown}} */ (m);
+        let text = "";
         if (typeof content === "string") {
-            chars += content.length;
+            text = content;
         } else if (Array.isArray(content)) {
-            for (const part of content) {
-                if (part && typeof part === "object" && typeof part.text === "string") {
-                    chars += part.text.length;
-                }
+            text = content
+                .filter((part) => part && typeof part === "object" && typeof part.text === "string")
+                .map((part) => /** @type {string} */ (part.text))
+                .join("\n");
+        } else if (content !== undefined && content !== null) {
+            return undefined;
+        }
+        out += `<|im_start|>${typeof role === "string" ? role : "user"}\n${text}<|im_end|>\n`;
+    }
+    return `${out}<|im_start|>assistant\n`;
+}
+
+/** @param {Prompt} prompt @param {number} t */
+function promptTokenKey(prompt, t) {
+    // Token ids are a namespace of their own: they never match text pieces.
+    return prompt.kind === "text" ? prompt.text.slice(t * CHARS_PER_TOKEN, (t + 1) * CHARS_PER_TOKEN) : `\u0001${prompt.ids[t]}`;
+}
+
+/**
+ * A block's key chains its parent's: hash(parent hash, the block's tokens), so a block matches only if
+ * every token before it matches too (vLLM's design doc, docs/design/prefix_caching.md).
+ * @param {string} parent
+ * @param {string[]} tokens
+ */
+function chainHash(parent, tokens) {
+    return crypto.createHash("sha256").update(parent).update("\u0000").update(tokens.join("\u0000")).digest("base64");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The KV cache: a pool of blocks with reference counts, a free queue that is vLLM's LRU (freed blocks go
+// to the tail, a finished request's in reverse order; allocation takes the head and drops its hash), and
+// a map from block hash to the blocks that hold it (vllm/v1/core/block_pool.py, v0.11).
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * @typedef {object} Block
+ * @property {number} id
+ * @property {number} ref running requests holding it
+ * @property {string | null} hash set once the block is full and cached
+ * @property {Block | null} prev free-queue links
+ * @property {Block | null} next
+ */
+
+class BlockPool {
+    /** @param {number} numBlocks */
+    constructor(numBlocks) {
+        this.numBlocks = numBlocks;
+        /** @type {Block} */
+        this.head = { id: -1, ref: 0, hash: null, prev: null, next: null };
+        /** @type {Block} */
+        this.tail = { id: -2, ref: 0, hash: null, prev: this.head, next: null };
+        this.head.next = this.tail;
+        this.numFree = 0;
+        /** @type {Map<string, Map<number, Block>>} */
+        this.cached = new Map();
+        this.evictions = 0;
+        for (let id = 0; id < numBlocks; id += 1) {
+            this.append({ id, ref: 0, hash: null, prev: null, next: null });
+        }
+        // vLLM sets block 0 aside as its "null block"; it is never allocated, so numBlocks - 1 are usable.
+        this.popFree();
+    }
+
+    get usableBlocks() {
+        return this.numBlocks - 1;
+    }
+
+    /** @param {Block} b */
+    append(b) {
+        const last = /** @type {Block} */ (this.tail.prev);
+        b.prev = last;
+        b.next = this.tail;
+        last.next = b;
+        this.tail.prev = b;
+        this.numFree += 1;
+    }
+
+    /** @param {Block} b */
+    unlink(b) {
+        /** @type {Block} */ (b.prev).next = b.next;
+        /** @type {Block} */ (b.next).prev = b.prev;
+        b.prev = null;
+        b.next = null;
+        this.numFree -= 1;
+    }
+
+    /** The least recently freed block; a cached one loses its hash (eviction). */
+    popFree() {
+        const b = /** @type {Block} */ (this.head.next);
+        if (b === this.tail) {
+            throw new Error("no free KV-cache block");
+        }
+        this.unlink(b);
+        if (b.hash !== null) {
+            this.uncache(b);
+            this.evictions += 1;
+        }
+        return b;
+    }
+
+    /** @param {Block} b */
+    uncache(b) {
+        const holders = this.cached.get(/** @type {string} */ (b.hash));
+        holders?.delete(b.id);
+        if (holders && holders.size === 0) {
+            this.cached.delete(/** @type {string} */ (b.hash));
+        }
+        b.hash = null;
+    }
+
+    /** @param {Block} b @param {string} hash */
+    cache(b, hash) {
+        b.hash = hash;
+        const holders = this.cached.get(hash) ?? new Map();
+        holders.set(b.id, b);
+        this.cached.set(hash, holders);
+    }
+
+    /** @param {string} hash @returns {Block | undefined} */
+    lookup(hash) {
+        return this.cached.get(hash)?.values().next().value;
+    }
+
+    /** A request takes a reference to these blocks (a cache hit pulls free ones out of the queue). @param {Block[]} blocks */
+    touch(blocks) {
+        for (const b of blocks) {
+            if (b.ref === 0) {
+                this.unlink(b);
+            }
+            b.ref += 1;
+        }
+    }
+
+    /** Releases blocks in the given order: those no longer held join the free queue's tail. @param {Block[]} blocks */
+    free(blocks) {
+        for (const b of blocks) {
+            b.ref -= 1;
+        }
+        for (const b of blocks) {
+            if (b.ref === 0) {
+                this.append(b);
             }
         }
     }
-    return Math.ceil(chars / 4) + 4 * messages.length;
+
+    /** vLLM's `get_usage`: the share of usable blocks not in the free queue. */
+    usage() {
+        return this.usableBlocks > 0 ? 1 - this.numFree / this.usableBlocks : 0;
+    }
 }
 
-/** vLLM's time-to-first-token buckets. */
+// ---------------------------------------------------------------------------------------------------
+// Metrics, rendered as prometheus_client renders vLLM's registry (text format 0.0.4).
+// ---------------------------------------------------------------------------------------------------
+
+/** vLLM v0.11's buckets (vllm/v1/metrics/loggers.py). */
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+const ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+const ITERATION_TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+/** prometheus-fastapi-instrumentator's default buckets (metrics.default). */
+const HTTP_HIGHR_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60];
+const HTTP_LOWR_BUCKETS = [0.1, 0.5, 1];
+
+/** vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, ... up to `max`. @param {number} max */
+function buckets125(max) {
+    /** @type {number[]} */
+    const out = [];
+    for (let exponent = 0; ; exponent += 1) {
+        for (const m of [1, 2, 5]) {
+            const value = m * 10 ** exponent;
+            if (value > max) {
+                return out;
+            }
+            out.push(value);
+        }
+    }
+}
+
+/** prometheus_client's floatToGoString. @param {number} v */
+function goFloat(v) {
+    if (v === Infinity) {
+        return "+Inf";
+    }
+    if (v === -Infinity) {
+        return "-Inf";
+    }
+    if (Number.isNaN(v)) {
+        return "NaN";
+    }
+    const s = (Number.isInteger(v) && Math.abs(v) < 1e16 ? `${v}.0` : String(v)).replace(/e([+-])(\d)$/, "e$10$2");
+    const dot = s.indexOf(".");
+    if (v > 0 && dot > 6 && !s.includes("e")) {
+        const mantissa = `${s[0]}.${s.slice(1, dot)}${s.slice(dot + 1)}`.replace(/[0.]+$/, "");
+        return `${mantissa}e+0${dot - 1}`;
+    }
+    return s;
+}
+
+class Histogram {
+    /** @param {number[]} buckets */
+    constructor(buckets) {
+        this.buckets = buckets;
+        this.counts = buckets.map(() => 0);
+        this.count = 0;
+        this.sum = 0;
+    }
+
+    /** @param {number} v */
+    observe(v) {
+        this.count += 1;
+        this.sum += v;
+        this.buckets.forEach((le, k) => {
+            if (v <= le) {
+                this.counts[k] += 1;
+            }
+        });
+    }
+}
+
+/**
+ * Prometheus text exposition.
+ */
+class Exposition {
+    constructor() {
+        /** @type {string[]} */
+        this.lines = [];
+    }
+
+    /** Labels sorted by name, as prometheus_client writes them. @param {Record<string, string>} labels */
+    static labels(labels) {
+        const keys = Object.keys(labels).sort();
+        return keys.length === 0 ? "" : `{${keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')}"`).join(",")}}`;
+    }
+
+    /** @param {string} name @param {"gauge" | "counter" | "histogram" | "summary"} type @param {string} help */
+    family(name, type, help) {
+        this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    }
+
+    /** @param {string} name @param {Record<string, string>} labels @param {number} value */
+    sample(name, labels, value) {
+        this.lines.push(`${name}${Exposition.labels(labels)} ${goFloat(value)}`);
+    }
+
+    /** One family with one sample. @param {string} name @param {"gauge" | "counter"} type @param {string} help @param {Record<string, string>} labels @param {number} value */
+    single(name, type, help, labels, value) {
+        this.family(name, type, help);
+        this.sample(name, labels, value);
+    }
+
+    /** @param {string} name @param {string} help @param {Array<[Record<string, string>, Histogram]>} series */
+    histogram(name, help, series) {
+        this.family(name, "histogram", help);
+        for (const [labels, h] of series) {
+            h.buckets.forEach((le, k) => this.sample(`${name}_bucket`, { ...labels, le: goFloat(le) }, h.counts[k] ?? 0));
+            this.sample(`${name}_bucket`, { ...labels, le: "+Inf" }, h.count);
+            this.sample(`${name}_count`, labels, h.count);
+            this.sample(`${name}_sum`, labels, h.sum);
+        }
+    }
+
+    /** @param {string} name @param {string} help @param {Array<[Record<string, string>, {count: number, sum: number}]>} series */
+    summary(name, help, series) {
+        this.family(name, "summary", help);
+        for (const [labels, s] of series) {
+            this.sample(`${name}_count`, labels, s.count);
+            this.sample(`${name}_sum`, labels, s.sum);
+        }
+    }
+
+    text() {
+        return `${this.lines.join("\n")}\n`;
+    }
+}
+
+/** The engine's own counters and histograms (vLLM's PrometheusStatLogger, v0.11). */
+class EngineMetrics {
+    /** @param {number} maxModelLen */
+    constructor(maxModelLen) {
+        this.promptTokens = 0;
+        this.generationTokens = 0;
+        this.prefixCacheQueries = 0;
+        this.prefixCacheHits = 0;
+        this.preemptions = 0;
+        /** Every FinishReason of v0.11 exists from the start, at 0. @type {Record<string, number>} */
+        this.finished = { stop: 0, length: 0, abort: 0 };
+        const lengths = buckets125(maxModelLen);
+        this.requestPromptTokens = new Histogram(lengths);
+        this.requestGenerationTokens = new Histogram(lengths);
+        this.iterationTokens = new Histogram(ITERATION_TOKEN_BUCKETS);
+        this.maxGenerationTokens = new Histogram(lengths);
+        this.paramsN = new Histogram([1, 2, 5, 10, 20]);
+        this.paramsMaxTokens = new Histogram(lengths);
+        this.ttft = new Histogram(TTFT_BUCKETS);
+        this.itl = new Histogram(ITL_BUCKETS);
+        this.e2e = new Histogram(REQUEST_LATENCY_BUCKETS);
+        this.queueTime = new Histogram(REQUEST_LATENCY_BUCKETS);
+        this.inferenceTime = new Histogram(REQUEST_LATENCY_BUCKETS);
+        this.prefillTime = new Histogram(REQUEST_LATENCY_BUCKETS);
+        this.decodeTime = new Histogram(REQUEST_LATENCY_BUCKETS);
+    }
+}
+
+/** What prometheus-fastapi-instrumentator records for each HTTP request, as vLLM sets it up (api_server.py, mount_metrics). */
+class HttpMetrics {
+    constructor() {
+        /** @type {Map<string, {labels: Record<string, string>, n: number}>} */
+        this.requests = new Map();
+        /** @type {Map<string, {labels: Record<string, string>, h: Histogram}>} */
+        this.duration = new Map();
+        this.durationHighr = new Histogram(HTTP_HIGHR_BUCKETS);
+        /** @type {Map<string, {count: number, sum: number}>} */
+        this.requestSize = new Map();
+        /** @type {Map<string, {count: number, sum: number}>} */
+        this.responseSize = new Map();
+    }
+
+    /**
+     * @param {string} handler route template, or "none"
+     * @param {string} method
+     * @param {number} status
+     * @param {number} seconds
+     * @param {number} requestBytes Content-Length of the request
+     * @param {number} responseBytes Content-Length of the response (0 when streamed)
+     */
+    record(handler, method, status, seconds, requestBytes, responseBytes) {
+        const statusGroup = `${Math.floor(status / 100)}xx`;
+        const key = `${method} ${statusGroup} ${handler}`;
+        const entry = this.requests.get(key) ?? { labels: { handler, method, status: statusGroup }, n: 0 };
+        entry.n += 1;
+        this.requests.set(key, entry);
+        const dkey = `${method} ${handler}`;
+        const d = this.duration.get(dkey) ?? { labels: { handler, method }, h: new Histogram(HTTP_LOWR_BUCKETS) };
+        d.h.observe(seconds);
+        this.duration.set(dkey, d);
+        this.durationHighr.observe(seconds);
+        for (const [map, bytes] of /** @type {Array<[Map<string, {count: number, sum: number}>, number]>} */ ([
+            [this.requestSize, requestBytes],
+            [this.responseSize, responseBytes],
+        ])) {
+            const s = map.get(handler) ?? { count: 0, sum: 0 };
+            s.count += 1;
+            s.sum += bytes;
+            map.set(handler, s);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The engine: one scheduler per replica. Each step schedules the running requests first (one decode
+// token each, or the next chunk of a prefill), then admits waiting requests in arrival order while the
+// step's token budget, the seat limit and the KV cache allow, looking their prompts up in the prefix
+// cache (vllm/v1/core/sched/scheduler.py, v0.11). A step takes
+//   (prefill tokens > 0 ? overhead + prefill tokens x per-token cost : 0)
+//   + (decodes > 0 ? itl x (1 + batch_slowdown x (decodes - 1)) : 0),
+// times the time scale, so prefills queue behind each other and hold up every decode in their step.
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * @typedef {"length" | "abort" | "error" | "shutdown"} EndReason
+ * length: finished; abort: the client went away; error: the engine died; shutdown: SIGTERM.
+ */
 
 /**
  * @typedef {object} Sequence
  * @property {string} id
- * @property {number} promptTokens
+ * @property {Prompt} prompt
  * @property {number} maxTokens
- * @property {number} generated
- * @property {number} arrival ms (performance.now)
- * @property {number} stallMs
- * @property {number | undefined} itlMs per-request token gap (stand-in header x-standin-itl-ms)
+ * @property {number} generated output tokens so far
+ * @property {number} numComputed tokens whose KV is computed
+ * @property {Block[]} blocks
+ * @property {string[]} blockHashes hashes of the full blocks of prompt + output so far
+ * @property {number} numCachedBlocks leading blocks registered in the cache
+ * @property {number} cachedTokens prefix-cache hit at admission
+ * @property {number} numPreemptions
  * @property {"waiting" | "running" | "done"} state
- * @property {NodeJS.Timeout | undefined} timer
+ * @property {number} stallMs stand-in header x-standin-stall-ms: held before its prefill
+ * @property {number | undefined} stallUntil
+ * @property {number | undefined} soloItlMs stand-in header x-standin-itl-ms: decodes on its own timer
+ * @property {NodeJS.Timeout | undefined} timer stall or solo-decode timer
+ * @property {number} arrival ms (performance.now)
+ * @property {number | undefined} scheduledAt
+ * @property {number | undefined} firstTokenAt
+ * @property {number | undefined} lastTokenAt
  * @property {(index: number, last: boolean) => void} onToken
- * @property {(reason: string) => void} onEnd called once: "length", or "abort"
+ * @property {(reason: EndReason) => void} onEnd called once
  */
 
-/**
- * The fake engine: up to `maxNumSeqs` sequences run at once, the rest wait in FIFO order. Each running
- * sequence emits one token every `itl * (1 + batchSlowdown * (running - 1))` ms, so tokens slow down
- * as the batch grows, as they do on a GPU.
- */
+/** @template T @param {T[]} list @param {T} item */
+function remove(list, item) {
+    const at = list.indexOf(item);
+    if (at >= 0) {
+        list.splice(at, 1);
+    }
+}
+
+/** @param {Sequence} s */
+function numTokens(s) {
+    return s.prompt.length + s.generated;
+}
+
 class Engine {
-    /** @param {Options} options */
-    constructor(options) {
+    /** @param {Options} options @param {number} numGpuBlocks */
+    constructor(options, numGpuBlocks) {
         this.options = options;
-        /** @type {Set<Sequence>} */
-        this.running = new Set();
+        this.blockSize = options.blockSize;
+        this.pool = new BlockPool(numGpuBlocks);
+        /** Admission order; preemption takes the last. @type {Sequence[]} */
+        this.running = [];
         /** @type {Sequence[]} */
         this.waiting = [];
         this.dead = false;
-        /** @type {Record<string, number>} */
-        this.finished = { stop: 0, length: 0, abort: 0 };
-        this.promptTokens = 0;
-        this.generationTokens = 0;
-        this.ttftCounts = TTFT_BUCKETS.map(() => 0);
-        this.ttftCount = 0;
-        this.ttftSum = 0;
+        this.metrics = new EngineMetrics(options.maxModelLen);
+        this.stepping = false;
+        this.kickPending = false;
+        /** @type {NodeJS.Timeout | undefined} */
+        this.stepTimer = undefined;
+        /** @type {(() => void) | undefined} called whenever the engine has nothing left to do */
+        this.onIdle = undefined;
     }
 
-    /** @param {Sequence} seq */
-    tokenGapMs(seq) {
-        return (seq.itlMs ?? this.options.itlMs) * (1 + this.options.batchSlowdown * Math.max(0, this.running.size - 1));
+    /** @param {number} ms */
+    scaled(ms) {
+        return ms * this.options.timeScale;
     }
 
-    kvCacheUsage() {
-        let tokens = 0;
-        for (const s of this.running) {
-            tokens += s.promptTokens + s.generated;
-        }
-        return Math.min(1, tokens / this.options.kvCacheTokens);
+    get size() {
+        return this.running.length + this.waiting.length;
     }
 
     /** @param {Sequence} seq */
     submit(seq) {
-        if (this.running.size < this.options.maxNumSeqs) {
-            this.start(seq);
-        } else {
-            this.waiting.push(seq);
-        }
+        seq.state = "waiting";
+        this.waiting.push(seq);
+        this.kick();
     }
 
-    /** @param {Sequence} seq */
-    start(seq) {
-        seq.state = "running";
-        this.running.add(seq);
-        seq.timer = setTimeout(() => this.step(seq), seq.stallMs + this.tokenGapMs(seq));
-    }
-
-    /** @param {Sequence} seq */
-    step(seq) {
-        if (seq.state !== "running") {
+    /** Runs a step soon, unless one is under way (requests arriving together share the step). */
+    kick() {
+        if (this.dead || this.stepping || this.kickPending) {
             return;
         }
-        if (seq.generated === 0) {
-            this.promptTokens += seq.promptTokens;
-            const ttft = (performance.now() - seq.arrival) / 1000;
-            this.ttftCount += 1;
-            this.ttftSum += ttft;
-            TTFT_BUCKETS.forEach((le, k) => {
-                if (ttft <= le) {
-                    this.ttftCounts[k] += 1;
-                }
-            });
+        this.kickPending = true;
+        setImmediate(() => {
+            this.kickPending = false;
+            this.step();
+        });
+    }
+
+    step() {
+        if (this.dead || this.stepping) {
+            return;
         }
+        const plan = this.schedule();
+        if (plan.length === 0) {
+            if (this.size === 0) {
+                this.onIdle?.();
+            }
+            return;
+        }
+        let prefillTokens = 0;
+        let decodes = 0;
+        for (const [seq, n] of plan) {
+            if (seq.generated > 0 && n === 1 && numTokens(seq) - seq.numComputed === 1) {
+                decodes += 1;
+            } else {
+                prefillTokens += n;
+            }
+        }
+        const o = this.options;
+        const ms =
+            (prefillTokens > 0 ? o.prefillOverheadMs + prefillTokens * o.prefillMsPerToken : 0) + (decodes > 0 ? o.itlMs * (1 + o.batchSlowdown * (decodes - 1)) : 0);
+        this.stepping = true;
+        const done = () => {
+            this.stepTimer = undefined;
+            this.stepping = false;
+            this.finishStep(plan);
+            this.step();
+        };
+        const duration = this.scaled(ms);
+        if (duration <= 0) {
+            setImmediate(done);
+        } else {
+            this.stepTimer = setTimeout(done, duration);
+        }
+    }
+
+    /** @returns {Array<[Sequence, number]>} what this step computes: requests and their new tokens */
+    schedule() {
+        const now = performance.now();
+        /** @type {Array<[Sequence, number]>} */
+        const plan = [];
+        let budget = this.options.maxNumBatchedTokens;
+        let preempted = false;
+        for (let i = 0; i < this.running.length && budget > 0; ) {
+            const seq = /** @type {Sequence} */ (this.running[i]);
+            if ((seq.stallUntil !== undefined && seq.stallUntil > now) || (seq.soloItlMs !== undefined && seq.generated > 0)) {
+                i += 1;
+                continue;
+            }
+            if (seq.stallUntil !== undefined) {
+                // Its stall is over: it is looked up and allocated like a request admitted now.
+                const admitted = this.admit(seq, budget);
+                if (admitted === 0) {
+                    i += 1;
+                    continue;
+                }
+                seq.stallUntil = undefined;
+                plan.push([seq, admitted]);
+                budget -= admitted;
+                i += 1;
+                continue;
+            }
+            const n = Math.min(numTokens(seq) - seq.numComputed, budget);
+            let scheduled = true;
+            while (!this.allocate(seq, n, [])) {
+                // vLLM's FCFS preemption: the last admitted request gives its blocks back and waits again.
+                const victim = /** @type {Sequence} */ (this.running[this.running.length - 1]);
+                this.preempt(victim);
+                preempted = true;
+                if (victim === seq) {
+                    scheduled = false;
+                    break;
+                }
+            }
+            if (!scheduled) {
+                break;
+            }
+            plan.push([seq, n]);
+            budget -= n;
+            i += 1;
+        }
+        while (!preempted && this.waiting.length > 0 && budget > 0 && this.running.length < this.options.maxNumSeqs) {
+            const seq = /** @type {Sequence} */ (this.waiting[0]);
+            if (seq.stallMs > 0 && seq.numPreemptions === 0 && seq.scheduledAt === undefined) {
+                // Stand-in only: it takes its seat now and starts its prefill after the stall.
+                this.waiting.shift();
+                this.running.push(seq);
+                seq.state = "running";
+                seq.scheduledAt = now;
+                seq.stallUntil = now + seq.stallMs;
+                seq.timer = setTimeout(() => this.kick(), seq.stallMs);
+                continue;
+            }
+            const admitted = this.admit(seq, budget);
+            if (admitted === 0) {
+                break;
+            }
+            this.waiting.shift();
+            this.running.push(seq);
+            seq.state = "running";
+            plan.push([seq, admitted]);
+            budget -= admitted;
+        }
+        return plan;
+    }
+
+    /**
+     * Looks a request's prompt up in the prefix cache and allocates its first chunk. Returns the tokens
+     * scheduled, or 0 when the KV cache cannot hold them (it stays where it is).
+     * @param {Sequence} seq
+     * @param {number} budget
+     */
+    admit(seq, budget) {
+        /** @type {Block[]} */
+        let hit = [];
+        if (this.options.enablePrefixCaching) {
+            this.updateBlockHashes(seq);
+            // The last token is always recomputed (its logits are needed), and hits are whole blocks.
+            const maxBlocks = Math.floor((numTokens(seq) - 1) / this.blockSize);
+            for (let i = 0; i < maxBlocks; i += 1) {
+                const b = this.pool.lookup(/** @type {string} */ (seq.blockHashes[i]));
+                if (!b) {
+                    break;
+                }
+                hit.push(b);
+            }
+        }
+        const cached = hit.length * this.blockSize;
+        const n = Math.min(numTokens(seq) - cached, budget);
+        if (!this.allocate(seq, n, hit)) {
+            return 0;
+        }
+        seq.numComputed = cached;
+        if (seq.numPreemptions === 0) {
+            // Counted once per request, when it is scheduled; a preempted request's second lookup is not.
+            seq.cachedTokens = cached;
+            seq.scheduledAt = seq.scheduledAt ?? performance.now();
+            if (this.options.enablePrefixCaching) {
+                this.metrics.prefixCacheQueries += numTokens(seq);
+                this.metrics.prefixCacheHits += cached;
+            }
+        }
+        return n;
+    }
+
+    /**
+     * vLLM's allocate_slots: takes the hit blocks, then new blocks from the free queue's head for `n` more
+     * tokens, and registers the blocks that become full in the cache. False when there are not enough.
+     * @param {Sequence} seq
+     * @param {number} n
+     * @param {Block[]} hit
+     */
+    allocate(seq, n, hit) {
+        const computed = seq.numComputed + hit.length * this.blockSize;
+        const required = Math.ceil((computed + n) / this.blockSize);
+        const fresh = Math.max(0, required - seq.blocks.length - hit.length);
+        const hitFree = hit.filter((b) => b.ref === 0).length;
+        if (fresh > this.pool.numFree - hitFree) {
+            return false;
+        }
+        this.pool.touch(hit);
+        seq.blocks.push(...hit);
+        if (hit.length > 0) {
+            seq.numCachedBlocks = seq.blocks.length; // hits come only at admission, into an empty list
+        }
+        for (let k = 0; k < fresh; k += 1) {
+            const b = this.pool.popFree();
+            b.ref = 1;
+            seq.blocks.push(b);
+        }
+        if (this.options.enablePrefixCaching) {
+            const full = Math.floor(Math.min(computed + n, numTokens(seq)) / this.blockSize);
+            this.updateBlockHashes(seq);
+            for (let i = seq.numCachedBlocks; i < full; i += 1) {
+                const b = /** @type {Block} */ (seq.blocks[i]);
+                if (b.hash === null) {
+                    this.pool.cache(b, /** @type {string} */ (seq.blockHashes[i]));
+                }
+            }
+            seq.numCachedBlocks = Math.max(seq.numCachedBlocks, full);
+        }
+        return true;
+    }
+
+    /** Hashes of every full block of the request's tokens so far. @param {Sequence} seq */
+    updateBlockHashes(seq) {
+        const bs = this.blockSize;
+        while ((seq.blockHashes.length + 1) * bs <= numTokens(seq)) {
+            const i = seq.blockHashes.length;
+            /** @type {string[]} */
+            const tokens = [];
+            for (let t = i * bs; t < (i + 1) * bs; t += 1) {
+                tokens.push(t < seq.prompt.length ? promptTokenKey(seq.prompt, t) : tokenText(t - seq.prompt.length));
+            }
+            seq.blockHashes.push(chainHash(i === 0 ? "" : /** @type {string} */ (seq.blockHashes[i - 1]), tokens));
+        }
+    }
+
+    /** @param {Sequence} seq */
+    releaseBlocks(seq) {
+        // A finished request's blocks join the free queue last block first: its tail is evicted first.
+        this.pool.free([...seq.blocks].reverse());
+        seq.blocks = [];
+        seq.numCachedBlocks = 0;
+    }
+
+    /** @param {Sequence} seq */
+    preempt(seq) {
+        if (seq.timer) {
+            clearTimeout(seq.timer);
+            seq.timer = undefined;
+        }
+        remove(this.running, seq);
+        this.releaseBlocks(seq);
+        seq.numComputed = 0;
+        seq.stallUntil = undefined;
+        seq.numPreemptions += 1;
+        seq.state = "waiting";
+        this.waiting.unshift(seq);
+        this.metrics.preemptions += 1;
+    }
+
+    /** @param {Array<[Sequence, number]>} plan */
+    finishStep(plan) {
+        let iterationTokens = 0;
+        for (const [seq, n] of plan) {
+            if (seq.state !== "running") {
+                continue; // aborted during the step
+            }
+            seq.numComputed += n;
+            if (seq.numComputed < numTokens(seq)) {
+                continue; // a chunk of a longer prefill
+            }
+            iterationTokens += 1 + (seq.generated === 0 ? seq.prompt.length : 0);
+            this.emit(seq);
+        }
+        if (iterationTokens > 0) {
+            this.metrics.iterationTokens.observe(iterationTokens);
+        }
+    }
+
+    /** The sampled token goes out. @param {Sequence} seq */
+    emit(seq) {
+        const now = performance.now();
+        const m = this.metrics;
         const index = seq.generated;
         seq.generated += 1;
-        this.generationTokens += 1;
+        m.generationTokens += 1;
+        if (index === 0) {
+            seq.firstTokenAt = now;
+            m.promptTokens += seq.prompt.length;
+            m.ttft.observe((now - seq.arrival) / 1000);
+        } else {
+            m.itl.observe((now - /** @type {number} */ (seq.lastTokenAt)) / 1000);
+        }
+        seq.lastTokenAt = now;
         const last = seq.generated >= seq.maxTokens;
         seq.onToken(index, last);
         if (last) {
             this.end(seq, "length");
-        } else if (seq.state === "running") {
-            seq.timer = setTimeout(() => this.step(seq), this.tokenGapMs(seq));
+        } else if (seq.soloItlMs !== undefined && seq.state === "running") {
+            this.soloDecode(seq);
         }
     }
 
+    /** Stand-in only: a request with its own token gap decodes on its own timer, outside the steps. @param {Sequence} seq */
+    soloDecode(seq) {
+        seq.timer = setTimeout(() => {
+            seq.timer = undefined;
+            if (seq.state !== "running" || this.dead) {
+                return;
+            }
+            if (!this.allocate(seq, 1, [])) {
+                this.soloDecode(seq); // no block free yet: try again after another gap
+                return;
+            }
+            seq.numComputed += 1;
+            this.emit(seq);
+        }, /** @type {number} */ (seq.soloItlMs));
+    }
+
     /**
-     * Ends a sequence (finished or aborted), frees its seat and starts the next waiting one.
+     * Ends a request: finished, or aborted for any reason. Only finished ones are counted in
+     * request_success and the request histograms: vLLM v0.11 records no stats for aborted requests.
      * @param {Sequence} seq
-     * @param {string} reason
+     * @param {EndReason} reason
      */
     end(seq, reason) {
         if (seq.state === "done") {
@@ -385,63 +1111,134 @@ class Engine {
         }
         if (seq.timer) {
             clearTimeout(seq.timer);
+            seq.timer = undefined;
         }
-        if (seq.state === "waiting") {
-            this.waiting = this.waiting.filter((s) => s !== seq);
-        }
-        this.running.delete(seq);
+        remove(seq.state === "waiting" ? this.waiting : this.running, seq);
+        this.releaseBlocks(seq);
         seq.state = "done";
-        this.finished[reason] = (this.finished[reason] ?? 0) + 1;
-        while (this.running.size < this.options.maxNumSeqs && this.waiting.length > 0) {
-            this.start(/** @type {Sequence} */ (this.waiting.shift()));
+        if (reason === "length") {
+            const m = this.metrics;
+            const now = performance.now();
+            const scheduledAt = seq.scheduledAt ?? seq.arrival;
+            const firstTokenAt = seq.firstTokenAt ?? now;
+            m.finished.length = (m.finished.length ?? 0) + 1;
+            m.e2e.observe((now - seq.arrival) / 1000);
+            m.queueTime.observe((scheduledAt - seq.arrival) / 1000);
+            m.prefillTime.observe((firstTokenAt - scheduledAt) / 1000);
+            m.decodeTime.observe((now - firstTokenAt) / 1000);
+            m.inferenceTime.observe((now - scheduledAt) / 1000);
+            m.requestPromptTokens.observe(seq.prompt.length);
+            m.requestGenerationTokens.observe(seq.generated);
+            m.maxGenerationTokens.observe(seq.maxTokens);
+            m.paramsN.observe(1);
+            m.paramsMaxTokens.observe(seq.maxTokens);
         }
         seq.onEnd(reason);
+        this.kick();
+        if (this.size === 0 && !this.stepping) {
+            this.onIdle?.();
+        }
     }
 
-    abortAll() {
+    /** Ends every request for `reason`. @param {EndReason} reason */
+    endAll(reason) {
         for (const seq of [...this.waiting, ...this.running]) {
-            this.end(seq, "abort");
+            this.end(seq, reason);
         }
+    }
+
+    /** The engine core dies: every request fails, nothing runs any more. */
+    kill() {
+        this.endAll("error");
+        this.dead = true;
+        if (this.stepTimer) {
+            clearTimeout(this.stepTimer);
+            this.stepTimer = undefined;
+        }
+        this.stepping = false;
     }
 }
 
 /**
- * Prometheus text exposition, as vLLM's prometheus_client renders it (floats as `1.0`).
+ * Prometheus text of the engine and HTTP metrics, with vLLM v0.11's names, types, help texts, labels and
+ * buckets; labels are sorted by name, as prometheus_client writes them.
  * @param {Engine} engine
+ * @param {HttpMetrics} httpMetrics
  * @param {string} modelName
+ * @param {Options} options
  */
-function renderMetrics(engine, modelName) {
-    const base = `model_name="${modelName.replace(/["\\]/g, "\\$&")}",engine="0"`;
-    /** @param {number} v */
-    const f = (v) => (Number.isInteger(v) ? `${v}.0` : String(v));
-    /** @type {string[]} */
-    const out = [];
-    /** @param {string} name @param {string} type @param {string} help @param {Array<[string, number]>} samples */
-    const metric = (name, type, help, samples) => {
-        out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-        for (const [suffixAndLabels, value] of samples) {
-            out.push(`${suffixAndLabels} ${f(value)}`);
-        }
-    };
-    metric("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", [[`vllm:num_requests_running{${base}}`, engine.running.size]]);
-    metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", [[`vllm:num_requests_waiting{${base}}`, engine.waiting.length]]);
-    metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", [[`vllm:kv_cache_usage_perc{${base}}`, engine.kvCacheUsage()]]);
-    metric("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", [[`vllm:prompt_tokens_total{${base}}`, engine.promptTokens]]);
-    metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", [[`vllm:generation_tokens_total{${base}}`, engine.generationTokens]]);
-    metric(
-        "vllm:request_success_total",
-        "counter",
-        "Count of successfully processed requests.",
-        Object.entries(engine.finished).map(([reason, n]) => [`vllm:request_success_total{${base},finished_reason="${reason}"}`, n]),
+function renderMetrics(engine, httpMetrics, modelName, options) {
+    const m = engine.metrics;
+    const base = { model_name: modelName, engine: "0" };
+    const x = new Exposition();
+    x.single("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", base, engine.running.length);
+    x.single("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", base, engine.waiting.length);
+    x.single("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", base, engine.pool.usage());
+    x.single("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", base, m.prefixCacheQueries);
+    x.single("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", base, m.prefixCacheHits);
+    x.single("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", base, m.preemptions);
+    x.single("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", base, m.promptTokens);
+    x.single("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", base, m.generationTokens);
+    x.family("vllm:request_success_total", "counter", "Count of successfully processed requests.");
+    for (const [reason, n] of Object.entries(m.finished)) {
+        x.sample("vllm:request_success_total", { ...base, finished_reason: reason }, n);
+    }
+    x.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", [[base, m.requestPromptTokens]]);
+    x.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", [[base, m.requestGenerationTokens]]);
+    x.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", [[base, m.iterationTokens]]);
+    x.histogram("vllm:request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", [[base, m.maxGenerationTokens]]);
+    x.histogram("vllm:request_params_n", "Histogram of the n request parameter.", [[base, m.paramsN]]);
+    x.histogram("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", [[base, m.paramsMaxTokens]]);
+    x.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", [[base, m.ttft]]);
+    // v0.11 observes every inter-token gap in both: time_per_output_token_seconds is the deprecated name.
+    x.histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.", [[base, m.itl]]);
+    x.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", [[base, m.itl]]);
+    x.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", [[base, m.e2e]]);
+    x.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", [[base, m.queueTime]]);
+    x.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", [[base, m.inferenceTime]]);
+    x.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", [[base, m.prefillTime]]);
+    x.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", [[base, m.decodeTime]]);
+    x.single(
+        "vllm:cache_config_info",
+        "gauge",
+        "Information of the LLMEngine CacheConfig",
+        {
+            block_size: String(options.blockSize),
+            cache_dtype: "auto",
+            enable_prefix_caching: options.enablePrefixCaching ? "True" : "False",
+            engine: "0",
+            num_gpu_blocks: String(engine.pool.numBlocks),
+            num_gpu_blocks_override: options.numGpuBlocksOverride === undefined ? "None" : String(options.numGpuBlocksOverride),
+            prefix_caching_hash_algo: "sha256",
+        },
+        1,
     );
-    /** @type {Array<[string, number]>} */
-    const ttft = TTFT_BUCKETS.map((le, k) => [`vllm:time_to_first_token_seconds_bucket{${base},le="${f(le)}"}`, engine.ttftCounts[k]]);
-    ttft.push([`vllm:time_to_first_token_seconds_bucket{${base},le="+Inf"}`, engine.ttftCount]);
-    ttft.push([`vllm:time_to_first_token_seconds_count{${base}}`, engine.ttftCount]);
-    ttft.push([`vllm:time_to_first_token_seconds_sum{${base}}`, engine.ttftSum]);
-    metric("vllm:time_to_first_token_seconds", "histogram", "Histogram of time to first token in seconds.", ttft);
-    return `${out.join("\n")}\n`;
+    x.family("http_requests_total", "counter", "Total number of requests by method, status and handler.");
+    for (const { labels, n } of httpMetrics.requests.values()) {
+        x.sample("http_requests_total", labels, n);
+    }
+    x.summary(
+        "http_request_size_bytes",
+        "Content length of incoming requests by handler. Only value of header is respected. Otherwise ignored. No percentile calculated. ",
+        [...httpMetrics.requestSize].map(([handler, s]) => [{ handler }, s]),
+    );
+    x.summary(
+        "http_response_size_bytes",
+        "Content length of outgoing responses by handler. Only value of header is respected. Otherwise ignored. No percentile calculated. ",
+        [...httpMetrics.responseSize].map(([handler, s]) => [{ handler }, s]),
+    );
+    x.histogram("http_request_duration_highr_seconds", "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ", [[{}, httpMetrics.durationHighr]]);
+    x.histogram(
+        "http_request_duration_seconds",
+        "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
+        [...httpMetrics.duration.values()].map(({ labels, h }) => [labels, h]),
+    );
+    return x.text();
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The HTTP server.
+// ---------------------------------------------------------------------------------------------------
 
 /** Largest request body the stand-in reads (vLLM/uvicorn set none; this only guards memory). */
 const MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -449,30 +1246,102 @@ const MAX_BODY_BYTES = 256 * 1024 * 1024;
 /** How many recent requests `GET /standin/requests` remembers. */
 const REQUEST_LOG_SIZE = 10000;
 
+/** Routes vLLM's instrumentator leaves out of http_* metrics (api_server.py, mount_metrics, v0.11). */
+const UNINSTRUMENTED = new Set(["/metrics", "/health", "/load", "/ping", "/version", "/server_info"]);
+
+/** The stand-in's routes, as vLLM logs its own at startup. */
+const ROUTES = [
+    ["/health", "GET"],
+    ["/ping", "GET"],
+    ["/ping", "POST"],
+    ["/version", "GET"],
+    ["/metrics", "GET"],
+    ["/v1/models", "GET"],
+    ["/v1/chat/completions", "POST"],
+    ["/v1/completions", "POST"],
+];
+
+/** `MM-DD HH:MM:SS`, vLLM's log time stamp. */
+function stamp() {
+    const d = new Date();
+    const p = (/** @type {number} */ n) => String(n).padStart(2, "0");
+    return `${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
 /**
  * Starts the stand-in: waits `loadSeconds` with the port closed, then listens.
  * @param {Options} options
- * @param {(line: string) => void} log
+ * @param {(line: string) => void} write
  */
-async function main(options, log) {
+async function main(options, write) {
     const servedNames = options.servedModelNames.length > 0 ? options.servedModelNames : [options.model];
     const modelName = /** @type {string} */ (servedNames[0]);
-    const engine = new Engine(options);
+    const numGpuBlocks = options.numGpuBlocksOverride ?? Math.floor(options.kvCacheTokens / options.blockSize);
+    const keepAliveOnEngineDeath = Boolean(process.env.VLLM_KEEP_ALIVE_ON_ENGINE_DEATH);
+    // vLLM prefixes every line with its process (vllm/utils decorate_logs, v0.11); uvicorn's lines too.
+    const prefix = `(APIServer pid=${process.pid}) `;
+    const enginePrefix = `(EngineCore_DP0 pid=${process.pid}) `;
+    /** vLLM's own log format. @param {string} level @param {string} where @param {string} message */
+    const log = (level, where, message) => write(`${prefix}${level} ${stamp()} [${where}] ${message}`);
+    /** @param {string} level @param {string} where @param {string} message */
+    const engineLog = (level, where, message) => write(`${enginePrefix}${level} ${stamp()} [${where}] ${message}`);
+    /** uvicorn's format. @param {string} message */
+    const uvicorn = (message) => write(`${prefix}INFO:     ${message}`);
+
+    log("INFO", "api_server.py", `vLLM API server version ${STANDIN_VERSION}`);
+    log(
+        "INFO",
+        "utils.py",
+        `non-default args: ${JSON.stringify({
+            model: options.model,
+            host: options.host,
+            port: options.port,
+            served_model_name: servedNames,
+            max_model_len: options.maxModelLen,
+            max_num_seqs: options.maxNumSeqs,
+            max_num_batched_tokens: options.maxNumBatchedTokens,
+            enable_prefix_caching: options.enablePrefixCaching,
+            block_size: options.blockSize,
+            num_gpu_blocks: numGpuBlocks,
+            shutdown_timeout: options.shutdownTimeoutSeconds,
+        })}`,
+    );
+    log(
+        "INFO",
+        "standin",
+        `vLLM stand-in (not vLLM), replica ${options.replicaId}: itl_ms=${options.itlMs}, batch_slowdown=${options.batchSlowdown}, prefill=${options.prefillOverheadMs} ms + ${options.prefillMsPerToken} ms/token, time_scale=${options.timeScale}`,
+    );
+    if (options.ignored.length > 0) {
+        log("INFO", "standin", `ignoring vLLM args the stand-in does not model: ${options.ignored.join(" ")}`);
+    }
+    const usableTokens = (numGpuBlocks - 1) * options.blockSize;
+    if (options.maxModelLen > usableTokens) {
+        // vLLM refuses to start when one request of max_model_len cannot fit in the KV cache.
+        engineLog("ERROR", "core.py", "EngineCore failed to start.");
+        write(
+            `ValueError: To serve at least one request with the models's max seq len (${options.maxModelLen}), the KV cache must hold ${options.maxModelLen} tokens, but it holds ${usableTokens} (${numGpuBlocks} blocks of ${options.blockSize} tokens, one kept aside). Raise --num-gpu-blocks-override or --kv-cache-tokens, or lower --max-model-len.`,
+        );
+        process.exit(1);
+    }
+
+    const engine = new Engine(options, numGpuBlocks);
+    const httpMetrics = new HttpMetrics();
     const createdAt = Math.floor(Date.now() / 1000);
     /** @type {Array<{id: string, path: string, at: number}>} */
     const requestLog = [];
     /** @type {Set<import("node:net").Socket>} */
     const sockets = new Set();
-    let inFlight = 0;
-    let draining = false;
-    /** @type {(() => void) | undefined} */
-    let onIdle;
-
-    log(`INFO:     vLLM stand-in ${STANDIN_VERSION} (pid ${process.pid}), replica ${options.replicaId}`);
-    log(`INFO:     non-default args: model='${options.model}', served_model_name=${JSON.stringify(servedNames)}, max_model_len=${options.maxModelLen}, max_num_seqs=${options.maxNumSeqs}, itl_ms=${options.itlMs}, batch_slowdown=${options.batchSlowdown}`);
-    if (options.ignored.length > 0) {
-        log(`INFO:     ignoring vLLM args the stand-in does not model: ${options.ignored.join(" ")}`);
-    }
+    /** "running"; "draining" after SIGTERM with --shutdown-timeout > 0; "stopping" once it exits. */
+    let lifecycle = /** @type {"running" | "draining" | "stopping"} */ ("running");
+    let signalName = "";
+    /** API requests (/v1/*) that arrived after the signal: a balancer that stopped routing here first sends none. */
+    let apiRequestsAfterSignal = 0;
+    /** Generation requests that arrived while draining, accepted and aborted at once. */
+    let atSignalAbortedNew = 0;
+    /** What became of the generation requests in flight at the signal. */
+    const atSignal = { total: 0, finished: 0, aborted: 0 };
+    /** @type {Set<Sequence>} */
+    const inFlightAtSignal = new Set();
 
     /** @param {http.ServerResponse} res @param {number} status @param {unknown} body */
     const sendJson = (res, status, body) => {
@@ -480,15 +1349,14 @@ async function main(options, log) {
         res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
         res.end(text);
     };
-    /** vLLM's OpenAI-style error body. @param {http.ServerResponse} res @param {number} status @param {string} type @param {string} message */
+    /** vLLM's OpenAI-style error body (ErrorResponse with ErrorInfo). @param {http.ServerResponse} res @param {number} status @param {string} type @param {string} message */
     const sendError = (res, status, type, message) => sendJson(res, status, { error: { message, type, param: null, code: status } });
+    /** The SSE event vLLM sends when a stream fails after its headers went out (create_streaming_error_response), then [DONE]. @param {string} message */
+    const streamError = (message) => `data: ${JSON.stringify({ error: { message, type: "BadRequestError", param: null, code: 400 } })}\n\ndata: [DONE]\n\n`;
+    const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8" };
 
     /** @param {http.IncomingMessage} req @param {http.ServerResponse} res */
     const handle = async (req, res) => {
-        res.setHeader("x-replica-id", options.replicaId);
-        if (draining) {
-            res.setHeader("connection", "close");
-        }
         const url = new URL(req.url ?? "/", "http://standin");
         const path = url.pathname;
         const method = req.method ?? "GET";
@@ -504,16 +1372,14 @@ async function main(options, log) {
             return sendJson(res, 200, { version: STANDIN_VERSION });
         }
         if (path === "/metrics" && method === "GET") {
-            const text = renderMetrics(engine, modelName);
+            const text = renderMetrics(engine, httpMetrics, modelName, options);
             res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) });
             return res.end(text);
         }
         // Stand-in only: test hooks, outside /v1 so no API key is needed.
         if (path === "/standin/kill-engine" && method === "POST") {
-            engine.dead = true;
-            engine.abortAll();
-            log("ERROR:    stand-in engine killed on request: /health now answers 503");
-            return sendJson(res, 200, { dead: true });
+            killEngine();
+            return sendJson(res, 200, { dead: true, exits: !keepAliveOnEngineDeath });
         }
         if (path === "/standin/requests" && method === "GET") {
             return sendJson(res, 200, { replica: options.replicaId, requests: requestLog });
@@ -521,15 +1387,19 @@ async function main(options, log) {
         if (path === "/standin/connections" && method === "GET") {
             return sendJson(res, 200, { open: sockets.size, closed_by_client: closedConnections.client, closed_by_server: closedConnections.server });
         }
+        if (path === "/standin/kv-cache" && method === "GET") {
+            return sendJson(res, 200, {
+                block_size: options.blockSize,
+                num_gpu_blocks: engine.pool.numBlocks,
+                usable_blocks: engine.pool.usableBlocks,
+                free_blocks: engine.pool.numFree,
+                cached_blocks: engine.pool.cached.size,
+                evictions: engine.pool.evictions,
+                enable_prefix_caching: options.enablePrefixCaching,
+            });
+        }
 
         if (path.startsWith("/v1")) {
-            if (options.apiKeys.length > 0 && method !== "OPTIONS") {
-                const auth = req.headers.authorization ?? "";
-                if (!options.apiKeys.some((key) => auth === `Bearer ${key}`)) {
-                    // vLLM's AuthenticationMiddleware answers exactly this body.
-                    return sendJson(res, 401, { error: "Unauthorized" });
-                }
-            }
             if (path === "/v1/models" && method === "GET") {
                 return sendJson(res, 200, {
                     object: "list",
@@ -611,21 +1481,30 @@ async function main(options, log) {
             return sendError(res, 400, "BadRequestError", "Input should be a valid dictionary");
         }
         if (engine.dead) {
-            return sendError(res, 500, "EngineDeadError", "EngineCore encountered an issue. See stack trace (above) for the root cause.");
+            // serving_completion/serving_chat raise the engine's dead error before anything else; the route
+            // turns it into an HTTPException(500), which vLLM's handler renders in the OpenAI shape.
+            return sendError(res, 500, "Internal Server Error", ENGINE_DEAD_MESSAGE);
         }
         const requested = body.model === undefined || body.model === null ? modelName : body.model;
         if (!servedNames.includes(requested)) {
             return sendError(res, 404, "NotFoundError", `The model \`${requested}\` does not exist.`);
         }
-        const promptTokens = chat ? countChatTokens(body.messages) : countPromptTokens(body.prompt);
-        if (promptTokens < 0) {
-            return sendError(res, 400, "BadRequestError", chat ? "messages: a non-empty list of messages is required" : "prompt: a string or a list of token ids is required (the stand-in serves one prompt per request)");
+        const rendered = chat ? renderChat(body.messages) : undefined;
+        const prompt = chat ? (rendered === undefined ? undefined : textPrompt(rendered)) : completionPrompt(body.prompt);
+        if (prompt === undefined) {
+            return sendError(
+                res,
+                400,
+                "BadRequestError",
+                chat ? "messages: a non-empty list of messages is required" : "prompt: a string or a non-empty list of token ids is required (the stand-in serves one prompt per request)",
+            );
         }
         const maxTokensField = chat ? (body.max_completion_tokens ?? body.max_tokens) : body.max_tokens;
         const maxTokens = maxTokensField === undefined || maxTokensField === null ? 16 : maxTokensField;
         if (!Number.isInteger(maxTokens) || maxTokens < 1) {
             return sendError(res, 400, "BadRequestError", `max_tokens must be at least 1, got ${maxTokensField}.`);
         }
+        const promptTokens = prompt.length;
         if (promptTokens + maxTokens > options.maxModelLen) {
             return sendError(
                 res,
@@ -639,18 +1518,62 @@ async function main(options, log) {
         const stallHeader = Number(req.headers["x-standin-stall-ms"] ?? 0);
         const stallMs = Number.isFinite(stallHeader) && stallHeader > 0 ? stallHeader : 0;
         const itlHeader = req.headers["x-standin-itl-ms"] === undefined ? NaN : Number(req.headers["x-standin-itl-ms"]);
-        const itlMs = Number.isFinite(itlHeader) && itlHeader >= 0 ? itlHeader : undefined;
-        const id = `${chat ? "chatcmpl" : "cmpl"}-${crypto.randomUUID().replace(/-/g, "")}`;
+        const soloItlMs = Number.isFinite(itlHeader) && itlHeader >= 0 ? itlHeader : undefined;
+        // vLLM's request id is the X-Request-Id header when the client sends one (_base_request_id).
+        const headerId = typeof req.headers["x-request-id"] === "string" && req.headers["x-request-id"] !== "" ? req.headers["x-request-id"] : undefined;
+        const id = `${chat ? "chatcmpl" : "cmpl"}-${headerId ?? crypto.randomUUID().replace(/-/g, "")}`;
         const created = Math.floor(Date.now() / 1000);
-        const requestId = typeof req.headers["x-request-id"] === "string" ? req.headers["x-request-id"] : id;
-        requestLog.push({ id: requestId, path: req.url ?? "", at: Date.now() });
+        requestLog.push({ id: headerId ?? id, path: req.url ?? "", at: Date.now() });
         if (requestLog.length > REQUEST_LOG_SIZE) {
             requestLog.shift();
         }
-        if (options.requestIdHeaders) {
-            res.setHeader("x-request-id", requestId);
+        const object = chat ? "chat.completion.chunk" : "text_completion";
+
+        if (lifecycle !== "running") {
+            // Draining (--shutdown-timeout > 0): the port still listens and the request is accepted, but the
+            // engine no longer takes new work, so it is aborted at once.
+            atSignalAbortedNew += 1;
+            const message = "The server is shutting down: the request was aborted.";
+            if (stream) {
+                res.writeHead(200, SSE_HEADERS);
+                return res.end(streamError(message));
+            }
+            return sendError(res, 500, "Internal Server Error", message);
         }
 
+        /** @type {Sequence} */
+        const seq = {
+            id,
+            prompt,
+            maxTokens,
+            generated: 0,
+            numComputed: 0,
+            blocks: [],
+            blockHashes: [],
+            numCachedBlocks: 0,
+            cachedTokens: 0,
+            numPreemptions: 0,
+            state: "waiting",
+            stallMs,
+            stallUntil: undefined,
+            soloItlMs,
+            timer: undefined,
+            arrival: received,
+            scheduledAt: undefined,
+            firstTokenAt: undefined,
+            lastTokenAt: undefined,
+            onToken: () => {},
+            onEnd: () => {},
+        };
+        /** @param {number} completion */
+        const usage = (completion) => ({
+            prompt_tokens: promptTokens,
+            total_tokens: promptTokens + completion,
+            completion_tokens: completion,
+            prompt_tokens_details: options.promptTokensDetails ? { cached_tokens: seq.cachedTokens } : null,
+        });
+        // vLLM answers with the first served name, whichever name the client used (OpenAIServingModels.model_name).
+        const model = modelName;
         /** @param {number} index @param {boolean} last */
         const streamChunk = (index, last) => {
             const finish = last ? "length" : null;
@@ -659,80 +1582,84 @@ async function main(options, log) {
             const events = [];
             if (chat) {
                 if (index === 0) {
-                    events.push(JSON.stringify({ id, object: "chat.completion.chunk", created, model: requested, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] }));
+                    events.push(JSON.stringify({ id, object, created, model, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] }));
                 }
-                events.push(JSON.stringify({ id, object: "chat.completion.chunk", created, model: requested, choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: finish, ...(last ? { stop_reason: null } : {}) }] }));
+                events.push(JSON.stringify({ id, object, created, model, choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: finish, ...(last ? { stop_reason: null } : {}) }] }));
             } else {
-                events.push(JSON.stringify({ id, object: "text_completion", created, model: requested, choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null }] }));
+                events.push(JSON.stringify({ id, object, created, model, choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null }] }));
             }
             if (last && includeUsage) {
-                events.push(JSON.stringify({ id, object: chat ? "chat.completion.chunk" : "text_completion", created, model: requested, choices: [], usage: usage(index + 1) }));
+                events.push(JSON.stringify({ id, object, created, model, choices: [], usage: usage(index + 1) }));
             }
             return events.map((e) => `data: ${e}\n\n`).join("") + (last ? "data: [DONE]\n\n" : "");
         };
-        /** @param {number} completion */
-        const usage = (completion) => ({ prompt_tokens: promptTokens, total_tokens: promptTokens + completion, completion_tokens: completion, prompt_tokens_details: null });
 
         let text = "";
-        /** @type {Sequence} */
-        const seq = {
-            id,
-            promptTokens,
-            maxTokens,
-            generated: 0,
-            arrival: received,
-            stallMs,
-            itlMs,
-            state: "waiting",
-            timer: undefined,
-            onToken: (index, last) => {
-                if (res.destroyed || res.writableEnded) {
-                    return;
+        seq.onToken = (index, last) => {
+            if (res.destroyed || res.writableEnded) {
+                return;
+            }
+            if (stream) {
+                if (!res.headersSent) {
+                    res.writeHead(200, SSE_HEADERS);
                 }
+                res.write(streamChunk(index, last));
+                if (last) {
+                    res.end();
+                }
+                return;
+            }
+            text += tokenText(index);
+            if (last) {
+                sendJson(
+                    res,
+                    200,
+                    chat
+                        ? {
+                              id,
+                              object: "chat.completion",
+                              created,
+                              model,
+                              choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null }, logprobs: null, finish_reason: "length", stop_reason: null }],
+                              usage: usage(maxTokens),
+                              prompt_logprobs: null,
+                          }
+                        : {
+                              id,
+                              object: "text_completion",
+                              created,
+                              model,
+                              choices: [{ index: 0, text, logprobs: null, finish_reason: "length", stop_reason: null, prompt_logprobs: null }],
+                              usage: usage(maxTokens),
+                          },
+                );
+            }
+        };
+        seq.onEnd = (reason) => {
+            if (inFlightAtSignal.delete(seq)) {
+                atSignal[reason === "length" ? "finished" : "aborted"] += 1;
+            }
+            if (res.destroyed || res.writableEnded) {
+                return;
+            }
+            if (reason === "error") {
+                // The engine died under this request: a stream ends with vLLM's error event and [DONE]; a
+                // plain request gets the 500 of its route's HTTPException.
                 if (stream) {
                     if (!res.headersSent) {
-                        res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
+                        res.writeHead(200, SSE_HEADERS);
                     }
-                    res.write(streamChunk(index, last));
-                    if (last) {
-                        res.end();
-                    }
+                    res.end(streamError(ENGINE_DEAD_MESSAGE));
+                } else if (!res.headersSent) {
+                    sendError(res, 500, "Internal Server Error", ENGINE_DEAD_MESSAGE);
                 } else {
-                    text += tokenText(index);
-                    if (last) {
-                        sendJson(
-                            res,
-                            200,
-                            chat
-                                ? {
-                                      id,
-                                      object: "chat.completion",
-                                      created,
-                                      model: requested,
-                                      choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null }, logprobs: null, finish_reason: "length", stop_reason: null }],
-                                      usage: usage(maxTokens),
-                                      prompt_logprobs: null,
-                                  }
-                                : {
-                                      id,
-                                      object: "text_completion",
-                                      created,
-                                      model: requested,
-                                      choices: [{ index: 0, text, logprobs: null, finish_reason: "length", stop_reason: null, prompt_logprobs: null }],
-                                      usage: usage(maxTokens),
-                                  },
-                        );
-                    }
-                }
-            },
-            onEnd: (reason) => {
-                if (reason === "abort" && !res.destroyed) {
-                    // The engine went away (kill-engine, or the drain deadline): cut the response.
                     res.destroy();
                 }
-            },
+            } else if (reason === "shutdown") {
+                // The server goes away under it: the connection is cut.
+                res.destroy();
+            }
         };
-        res.on("error", () => {});
         res.on("close", () => {
             if (seq.state !== "done") {
                 // The client (or the proxy in front) closed the connection: abort at once, like vLLM.
@@ -742,34 +1669,70 @@ async function main(options, log) {
         if (stream && stallMs === 0) {
             // Like vLLM (Starlette's StreamingResponse): status and headers go out at once, before the
             // request is scheduled; tokens follow as they are generated.
-            res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
+            res.writeHead(200, SSE_HEADERS);
             res.flushHeaders();
         }
         engine.submit(seq);
     };
-
-    /** Requests that arrived after SIGTERM (on a kept-alive connection): a balancer that stopped routing here first sends none. */
-    let receivedWhileDraining = 0;
-    const server = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
-        inFlight += 1;
-        if (draining) {
-            receivedWhileDraining += 1;
+    const killEngine = () => {
+        if (engine.dead) {
+            return;
         }
-        res.on("close", () => {
-            inFlight -= 1;
+        log("ERROR", "standin", "engine killed on request (POST /standin/kill-engine)");
+        engineLog("ERROR", "core.py", "EngineCore encountered a fatal error.");
+        engine.kill();
+        log("ERROR", "async_llm.py", "AsyncLLM output_handler failed.");
+        write(`${prefix}vllm.v1.engine.exceptions.EngineDeadError: ${ENGINE_DEAD_MESSAGE}`);
+        if (!keepAliveOnEngineDeath) {
+            log("INFO", "standin", `the API server exits at its next watchdog check (every ${WATCHDOG_MS / 1000} s); set VLLM_KEEP_ALIVE_ON_ENGINE_DEATH to keep it up`);
+        }
+    };
+
+    /** Closed connections by who closed them: the client (FIN first) or this server (e.g. keep-alive expiry). */
+    const closedConnections = { client: 0, server: 0 };
+    const server = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
+        const started = performance.now();
+        const path = new URL(req.url ?? "/", "http://standin").pathname;
+        if (lifecycle !== "running" && path.startsWith("/v1")) {
+            apiRequestsAfterSignal += 1;
+        }
+        // uvicorn's default server header; the replica id is the stand-in's own.
+        res.setHeader("server", "uvicorn");
+        res.setHeader("x-replica-id", options.replicaId);
+        if (options.requestIdHeaders) {
+            // vLLM's XRequestIdMiddleware: the client's X-Request-Id, else a fresh uuid4 hex.
+            const given = req.headers["x-request-id"];
+            res.setHeader("x-request-id", typeof given === "string" && given !== "" ? given : crypto.randomUUID().replace(/-/g, ""));
+        }
+        // uvicorn sends no Keep-Alive header; Node adds one unless the response names its connection.
+        const connection = String(req.headers.connection ?? "").toLowerCase();
+        const closes = connection.includes("close") || (req.httpVersion === "1.0" && !connection.includes("keep-alive"));
+        res.setHeader("connection", closes ? "close" : "keep-alive");
+        // uvicorn logs the access line when the response starts.
+        const writeHead = res.writeHead;
+        /** @type {any} */ (res).writeHead = (/** @type {any[]} */ ...args) => {
+            const out = writeHead.apply(res, /** @type {any} */ (args));
             if (options.accessLog) {
                 const remote = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
-                log(`INFO:     ${remote} - "${req.method} ${req.url} HTTP/${req.httpVersion}" ${res.statusCode} ${http.STATUS_CODES[res.statusCode] ?? ""}`);
+                uvicorn(`${remote} - "${req.method} ${req.url} HTTP/${req.httpVersion}" ${res.statusCode} ${http.STATUS_CODES[res.statusCode] ?? ""}`);
             }
-            if (draining) {
-                setImmediate(() => server.closeIdleConnections?.());
-                if (inFlight === 0 && onIdle) {
-                    onIdle();
-                }
+            return out;
+        };
+        res.on("close", () => {
+            // The instrumentator sits inside the API-key middleware, so 401s are not counted; the stand-in's
+            // own hooks are not vLLM routes.
+            if (!UNINSTRUMENTED.has(path) && !path.startsWith("/standin/") && res.statusCode !== 401 && res.headersSent) {
+                const handler = ["/v1/models", "/v1/completions", "/v1/chat/completions"].includes(path) ? path : "none";
+                const responseBytes = Number(res.getHeader("content-length") ?? 0);
+                httpMetrics.record(handler, req.method ?? "GET", res.statusCode, (performance.now() - started) / 1000, Number(req.headers["content-length"] ?? 0) || 0, responseBytes || 0);
             }
         });
+        if (path.startsWith("/v1") && options.apiKeys.length > 0 && req.method !== "OPTIONS" && !authorized(req.headers.authorization)) {
+            // vLLM's AuthenticationMiddleware answers exactly this body.
+            return sendJson(res, 401, { error: "Unauthorized" });
+        }
         handle(req, res).catch((err) => {
-            log(`ERROR:    ${err instanceof Error ? err.stack : String(err)}`);
+            log("ERROR", "standin", err instanceof Error ? String(err.stack) : String(err));
             if (!res.headersSent) {
                 sendError(res, 500, "InternalServerError", String(err));
             } else {
@@ -777,12 +1740,20 @@ async function main(options, log) {
             }
         });
     });
+    /** vLLM's AuthenticationMiddleware: the scheme is case-insensitive, the key is everything after the first space. @param {string | undefined} header */
+    const authorized = (header) => {
+        if (!header) {
+            return false;
+        }
+        const space = header.indexOf(" ");
+        const scheme = space < 0 ? header : header.slice(0, space);
+        const key = space < 0 ? "" : header.slice(space + 1);
+        return scheme.toLowerCase() === "bearer" && options.apiKeys.includes(key);
+    };
     // uvicorn (vLLM's HTTP server) closes idle connections after VLLM_HTTP_TIMEOUT_KEEP_ALIVE seconds
     // (default 5). Node closes them 1 s after keepAliveTimeout (its built-in buffer), hence the - 1000.
     const keepAliveMs = 1000 * (Number(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE) > 0 ? Number(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE) : 5);
     server.keepAliveTimeout = keepAliveMs > 1000 ? keepAliveMs - 1000 : keepAliveMs;
-    /** Closed connections by who closed them: the client (FIN first) or this server (e.g. keep-alive expiry). */
-    const closedConnections = { client: 0, server: 0 };
     server.on("connection", (socket) => {
         sockets.add(socket);
         let peerEnded = false;
@@ -793,49 +1764,84 @@ async function main(options, log) {
         });
     });
 
+    /**
+     * uvicorn's shutdown, then exit 0: the listener closes, whatever is still running is cut. vLLM exits 0
+     * after a signal and after engine death alike (vllm#48966).
+     * @param {string} why
+     */
+    const exit = (why) => {
+        if (lifecycle === "stopping") {
+            return;
+        }
+        lifecycle = "stopping";
+        log("INFO", "launcher.py", "Shutting down FastAPI HTTP server.");
+        server.close();
+        engine.endAll("shutdown");
+        for (const socket of sockets) {
+            socket.destroy();
+        }
+        uvicorn("Shutting down");
+        uvicorn("Waiting for application shutdown.");
+        uvicorn(`Application shutdown complete.${why}`);
+        uvicorn(`Finished server process [${process.pid}]`);
+        process.exit(0);
+    };
+
     let listening = false;
     /** @param {string} signal */
     const shutdown = (signal) => {
-        if (draining) {
+        if (signalName !== "" || lifecycle === "stopping") {
             return;
         }
-        draining = true;
-        log(`INFO:     ${signal} received: shutting down (grace ${options.shutdownTimeoutSeconds}s for ${inFlight} in-flight request(s))`);
+        signalName = signal;
+        for (const seq of [...engine.running, ...engine.waiting]) {
+            inFlightAtSignal.add(seq);
+        }
+        atSignal.total = inFlightAtSignal.size;
+        const grace = options.shutdownTimeoutSeconds;
+        log(
+            "INFO",
+            "standin",
+            `${signal} received: shutting down (grace ${grace}s for ${atSignal.total} in-flight request(s): ${grace > 0 ? "draining; new requests are accepted and aborted" : "aborting them"})`,
+        );
         if (!listening) {
-            log("INFO:     Finished server process (still loading)");
+            uvicorn("Finished server process (still loading)");
             process.exit(0);
         }
-        const exit = () => {
-            log(`INFO:     Application shutdown complete. ${receivedWhileDraining} request(s) arrived after ${signal}.`);
-            log(`INFO:     Finished server process [${process.pid}]`);
-            process.exit(0);
-        };
-        server.close(); // stop accepting connections: the port closes now
-        server.closeIdleConnections?.();
-        onIdle = exit;
-        if (inFlight === 0) {
-            exit();
+        const report = () =>
+            ` ${apiRequestsAfterSignal} request(s) arrived after ${signal} (${atSignalAbortedNew} generation request(s) accepted and aborted); of the ${atSignal.total} in flight at ${signal}, ${atSignal.finished} finished and ${atSignal.aborted + inFlightAtSignal.size} were aborted.`;
+        if (grace <= 0) {
+            // vLLM v0.11 (and --shutdown-timeout 0 since v0.18): no drain, in-flight requests are aborted.
+            exit(report());
+            return;
+        }
+        // --shutdown-timeout N (vLLM v0.18+): the engine drains for up to N s while the port keeps listening.
+        lifecycle = "draining";
+        engine.onIdle = () => exit(report());
+        if (engine.size === 0) {
+            exit(report());
             return;
         }
         setTimeout(() => {
-            log(`WARNING:  shutdown timeout reached: aborting ${engine.running.size + engine.waiting.length} request(s)`);
-            engine.abortAll();
-            for (const socket of sockets) {
-                socket.destroy();
-            }
-            exit();
-        }, options.shutdownTimeoutSeconds * 1000).unref();
+            log("WARNING", "standin", `shutdown timeout reached: aborting ${engine.size} request(s)`);
+            exit(report());
+        }, grace * 1000).unref();
     };
     process.on("SIGTERM", () => shutdown("SIGTERM"));
     process.on("SIGINT", () => shutdown("SIGINT"));
 
-    if (options.loadSeconds > 0) {
-        log(`INFO:     Loading model weights (stand-in: ${options.loadSeconds}s, port ${options.port} stays closed)`);
-        await new Promise((resolve) => setTimeout(resolve, options.loadSeconds * 1000));
+    const loadMs = options.loadSeconds * 1000 * options.timeScale;
+    if (loadMs > 0) {
+        log("INFO", "standin", `loading model weights (stand-in: ${(loadMs / 1000).toFixed(2)} s, port ${options.port} stays closed)`);
+        await new Promise((resolve) => setTimeout(resolve, loadMs));
     }
-    if (draining) {
+    if (signalName !== "") {
         return;
     }
+    const cacheTokens = numGpuBlocks * options.blockSize;
+    engineLog("INFO", "kv_cache_utils.py", `GPU KV cache size: ${cacheTokens.toLocaleString("en-US")} tokens`);
+    engineLog("INFO", "kv_cache_utils.py", `Maximum concurrency for ${options.maxModelLen.toLocaleString("en-US")} tokens per request: ${(cacheTokens / options.maxModelLen).toFixed(2)}x`);
+    log("INFO", "loggers.py", `Engine 000: vllm cache_config_info with initialization after num_gpu_blocks is: ${numGpuBlocks}`);
     await new Promise((resolve, reject) => {
         server.once("error", reject);
         server.listen(options.port, options.host, () => resolve(undefined));
@@ -844,10 +1850,21 @@ async function main(options, log) {
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : options.port;
     // vLLM's own lines; it never prints uvicorn's "Uvicorn running on" (it hands uvicorn a bound socket).
-    log(`INFO:     Starting vLLM API server 0 on http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`);
-    log(`INFO:     Started server process [${process.pid}]`);
-    log("INFO:     Waiting for application startup.");
-    log("INFO:     Application startup complete.");
+    log("INFO", "api_server.py", `Starting vLLM API server 0 on http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`);
+    log("INFO", "launcher.py", "Available routes are:");
+    for (const [route, method] of ROUTES) {
+        log("INFO", "launcher.py", `Route: ${route}, Methods: ${method}`);
+    }
+    uvicorn(`Started server process [${process.pid}]`);
+    uvicorn("Waiting for application startup.");
+    uvicorn("Application startup complete.");
+    // vLLM's watchdog: an errored engine makes the API server exit at its next check, unless
+    // VLLM_KEEP_ALIVE_ON_ENGINE_DEATH is set (launcher.py, terminate_if_errored).
+    setInterval(() => {
+        if (engine.dead && !keepAliveOnEngineDeath) {
+            exit(" (the engine is dead)");
+        }
+    }, WATCHDOG_MS).unref();
 }
 
 const options = parseArgs(process.argv.slice(2), process.env);

@@ -23,7 +23,7 @@ export interface StandIn {
     output(): string;
     /** Resolves when the process has exited. */
     exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-    /** SIGTERM (vLLM's drain), then SIGKILL after `graceMs`. */
+    /** SIGTERM (vLLM v0.11 aborts in-flight requests; with --shutdown-timeout N it drains), then SIGKILL after `graceMs`. */
     stop(graceMs?: number): Promise<void>;
     /** SIGKILL: the replica dies at once, mid-stream. */
     kill(): Promise<void>;
