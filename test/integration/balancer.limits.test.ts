@@ -132,7 +132,7 @@ describe("the balancer without replicas (pain point 10)", () => {
         const lb = await nginx(rendered.text, port); // nothing listens on either upstream port
         const health = await request(`${lb.url}${BALANCER_HEALTH_PATH}`);
         expect(health.status).toBe(200);
-        expect(health.text).toBe(`ok ${rendered.id}\n`);
+        expect(health.text).toBe(`ok ${rendered.id} in=vllm0,vllm1 out=\n`);
         const t0 = performance.now();
         const down = await request(`${lb.url}/v1/models`);
         expect(down.status).toBe(502);
@@ -145,12 +145,16 @@ describe("the balancer without replicas (pain point 10)", () => {
         expect((await request(`${lb.url}${BALANCER_HEALTH_PATH}`)).status).toBe(200);
     });
 
-    it("serves nginx's connection counters on the status path to 127.0.0.1", async () => {
+    it("serves nginx's connection counters on its internal listener only, not on the public port", async () => {
         const port = await freePort();
-        const lb = await nginx(renderOurs([await freePort()], port), port);
-        const status = await request(`${lb.url}${BALANCER_STATUS_PATH}`);
+        const statusPort = await freePort();
+        const lb = await nginx(renderOurs([await freePort()], port, { statusListen: `127.0.0.1:${statusPort}` }), port);
+        const status = await request(`http://127.0.0.1:${statusPort}${BALANCER_STATUS_PATH}`);
         expect(status.status).toBe(200);
         expect(status.text).toMatch(/^Active connections: \d+/);
+        // On the public port the path is just another request for the replicas (here: none is up).
+        expect((await request(`${lb.url}${BALANCER_STATUS_PATH}`)).text).not.toMatch(/Active connections/);
+        expect((await request(`http://127.0.0.1:${statusPort}/v1/models`)).status).toBe(404);
     });
 });
 

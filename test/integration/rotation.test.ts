@@ -1,0 +1,84 @@
+/**
+ * Taking a replica out of rotation and back, with the script the balancer's container runs
+ * (`components/rollout/scripts/rotation.sh`) driving the real nginx: a replica that leaves gets no new
+ * request while the streams it serves finish; one that joins gets requests again; nothing is cut.
+ */
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { describe, expect, it } from "vitest";
+import { renderTemplate } from "../../components/nginx/render";
+import { REPO } from "../unit/mockStack";
+import { freePort, oursConfig, renderOurs, request, requireNginx, sleep, stream, tokenEvents, waitFor, type Nginx } from "../support";
+import { useTestFleet } from "./testFleet";
+
+const ROTATION = path.join(REPO, "components/rollout/scripts/rotation.sh");
+const { standIns, nginx } = useTestFleet();
+
+/** Runs rotation.sh against `lb`: its state in lb's prefix, nginx called with lb's prefix and config. */
+function rotation(lb: Nginx, args: string[], input = ""): Promise<string> {
+    const wrapper = path.join(lb.dir, "nginx-wrapper");
+    if (!fs.existsSync(wrapper)) {
+        fs.writeFileSync(wrapper, `#!/bin/sh\nexec ${requireNginx()} -p ${lb.dir}/ -c ${lb.dir}/nginx.conf -e ${lb.dir}/startup-error.log "$@"\n`, { mode: 0o755 });
+    }
+    const env = { ...process.env, ROTATION_DIR: path.join(lb.dir, "rotation"), ROTATION_LIVE: path.join(lb.dir, "conf.d", "vllm-nginx.conf"), ROTATION_NGINX: wrapper };
+    return new Promise((resolve, reject) => {
+        const child = execFile("sh", [ROTATION, ...args], { env, encoding: "utf8" }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout.trim())));
+        child.stdin!.end(input);
+    });
+}
+
+async function healthLine(lb: Nginx): Promise<string> {
+    return (await request(`${lb.url}/nginx-health`, { agent: false })).text.trim();
+}
+
+describe("rotation with the real nginx (pain point 4: GIE#549, kserve#5496)", () => {
+    it("retires a replica: its streams finish, new requests go elsewhere; admits it again: it serves", async () => {
+        const rs = await standIns(2, ["--itl-ms", "40"]);
+        const port = await freePort();
+        const config = oursConfig(rs.map((r) => r.port), port);
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
+        const { template, id } = renderTemplate(config);
+        // A new container's first install: both replicas answer /health, so both join.
+        expect(await rotation(lb, ["install"], template)).toBe("in=vllm0,vllm1 out=");
+        await waitFor("the installed config", 5000, async () => (await healthLine(lb)) === `ok ${id} in=vllm0,vllm1 out=`);
+
+        const streams = [0, 1, 2, 3].map((i) => stream(`${lb.url}/v1/completions`, { model: "m", prompt: `p${i}`, max_tokens: 40, stream: true }, { agent: false }));
+        await Promise.all(streams.map((s) => s.firstEvent));
+        expect(await rotation(lb, ["retire", "vllm1"])).toBe("in=vllm0 out=vllm1");
+        await waitFor("nginx to report vllm1 out", 5000, async () => (await healthLine(lb)).endsWith("in=vllm0 out=vllm1"));
+        const during: string[] = [];
+        for (let i = 0; i < 6; i += 1) {
+            during.push(String((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "new", max_tokens: 1 } })).headers["x-replica-id"]));
+        }
+        expect(during).toEqual(["r0", "r0", "r0", "r0", "r0", "r0"]);
+        const finished = await Promise.all(streams.map((s) => s.result));
+        expect(finished.map((r) => r.replica).sort()).toEqual(["r0", "r0", "r1", "r1"]);
+        for (const r of finished) {
+            expect(r.done, "the retired replica's streams finish: a reload cuts nothing").toBe(true);
+            expect(tokenEvents(r)).toHaveLength(40);
+        }
+
+        expect(await rotation(lb, ["admit", "vllm1"])).toBe("in=vllm0,vllm1 out=");
+        await waitFor("nginx to report vllm1 in", 5000, async () => (await healthLine(lb)).endsWith("in=vllm0,vllm1 out="));
+        const after = new Set<string>();
+        for (let i = 0; i < 10 && after.size < 2; i += 1) {
+            after.add(String((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "again", max_tokens: 1 } })).headers["x-replica-id"]));
+        }
+        expect([...after].sort()).toEqual(["r0", "r1"]);
+    });
+
+    it("leaves a replica that does not answer /health out of a new balancer's rotation, and nginx never tries it", async () => {
+        const [r0] = await standIns(1, ["--itl-ms", "1"]);
+        const port = await freePort();
+        const dead = await freePort();
+        const lb = await nginx(renderOurs([r0!.port], port), port);
+        const { template } = renderTemplate(oursConfig([r0!.port, dead], port));
+        expect(await rotation(lb, ["install"], template)).toBe("in=vllm0 out=vllm1");
+        await sleep(200);
+        for (let i = 0; i < 5; i += 1) {
+            expect((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "x", max_tokens: 1 } })).status).toBe(200);
+        }
+        expect(lb.errorLog()).not.toContain(`127.0.0.1:${dead}`);
+    });
+});
