@@ -1,4 +1,5 @@
-// ESLint for the program (index.ts, components/, scripts/): ESLint's and typescript-eslint's recommended
+// ESLint for the program (index.ts, components/, scripts/) and the policy pack (policy/, linted by the
+// policy tier once its packages are installed): ESLint's and typescript-eslint's recommended
 // rules with type information, and Pulumi's rules against an Output inside a template literal (which
 // renders as a warning text instead of its value: use pulumi.interpolate).
 import js from "@eslint/js";
@@ -7,8 +8,9 @@ import { defineConfig } from "eslint/config";
 import tseslint from "typescript-eslint";
 
 export default defineConfig(
+    { ignores: ["**/node_modules/"] },
     {
-        files: ["index.ts", "components/**/*.ts", "scripts/**/*.ts"],
+        files: ["index.ts", "components/**/*.ts", "scripts/**/*.ts", "policy/**/*.ts"],
         extends: [js.configs.recommended, tseslint.configs.recommendedTypeChecked],
         languageOptions: {
             parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },

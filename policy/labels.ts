@@ -1,4 +1,10 @@
-import { UnknownValueError } from "@pulumi/policy";
+import * as policySdk from "@pulumi/policy";
+
+/**
+ * What the policy SDK throws when a policy reads a value that is unknown during a preview. Its package
+ * exports it but its type declarations leave it out.
+ */
+const { UnknownValueError } = policySdk as unknown as { UnknownValueError: new (...args: never[]) => Error };
 
 /** The Docker labels the program puts on its containers; the rules read the fleet's shape from them. */
 export const LABEL = {
@@ -26,7 +32,7 @@ export const REMOTE_IMAGE_TYPE = "docker:index/remoteImage:RemoteImage";
 export const LOCAL_HOST = "local";
 
 /** Properties of a resource as the policy SDK hands them over (unknown values throw when read). */
-export type Props = Record<string, any>;
+export type Props = Record<string, unknown>;
 
 /**
  * Reads a value that may be unknown during a preview (an image ID that a build has not produced yet),
@@ -106,7 +112,7 @@ export function gpusOf(props: Props, labels: Map<string, string>): Set<string> {
             ids.add("all");
         }
     }
-    const flag = props.gpus;
+    const flag: unknown = props.gpus;
     if (typeof flag === "string" && flag !== "") {
         if (flag === "all") {
             ids.add("all");

@@ -1,5 +1,5 @@
 import type { PolicyResource, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy } from "@pulumi/policy";
-import { unknownCheckingProxy } from "@pulumi/policy";
+import * as policySdk from "@pulumi/policy";
 import { CONTAINER_TYPE, REMOTE_IMAGE_TYPE } from "../labels";
 
 /** A value the engine does not know yet during a preview (an image ID before its build). */
@@ -11,6 +11,9 @@ export interface SyntheticResource {
     props: Record<string, unknown>;
     providerHost?: string;
 }
+
+/** The proxy the policy server wraps properties in: reading an unknown value throws. Untyped in the SDK. */
+const { unknownCheckingProxy } = policySdk as unknown as { unknownCheckingProxy: <T extends object>(props: T) => T };
 
 const urn = (r: SyntheticResource) => `urn:pulumi:test::vllm-nginx::${r.type}::${r.name}`;
 
@@ -92,7 +95,7 @@ function policyResource(r: SyntheticResource): PolicyResource {
         propertyDependencies: {},
         isType: () => false,
         asType: () => undefined,
-    } as unknown as PolicyResource;
+    };
 }
 
 export interface Violation {
