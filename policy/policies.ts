@@ -1,0 +1,212 @@
+import type { PolicyResource, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy } from "@pulumi/policy";
+import { imageBuildArgs, movingReason } from "./images";
+import { CONTAINER_TYPE, LABEL, LOCAL_HOST, REMOTE_IMAGE_TYPE, describePort, gpusOf, isLoopback, known, labelsOf, portsOf } from "./labels";
+import { DEFAULT_ASSUMPTIONS, StartupAssumptions, estimateFirstStart, formatDuration, formatParameters, parseSeconds } from "./startup";
+
+/** The containers of a stack that carry a role label, with the labels read once. */
+function fleetContainers(resources: PolicyResource[], role: string): { resource: PolicyResource; labels: Map<string, string> }[] {
+    return resources
+        .filter((r) => r.type === CONTAINER_TYPE)
+        .map((resource) => ({ resource, labels: labelsOf(resource.props) }))
+        .filter((c) => c.labels.get(LABEL.role) === role);
+}
+
+function clientKeyCount(labels: Map<string, string>): number {
+    const count = Number(labels.get(LABEL.clientKeys) ?? "0");
+    return Number.isFinite(count) ? count : 0;
+}
+
+function replicaName(resource: PolicyResource | ResourceValidationArgs, labels: Map<string, string>): string {
+    return labels.get(LABEL.replica) ?? resource.name;
+}
+
+/**
+ * Replica ports on an address other hosts reach, while nginx checks no client key: anyone on the
+ * network then uses the model, around the balancer and its limits.
+ */
+export const noOpenReplicaPorts: StackValidationPolicy = {
+    name: "no-open-replica-ports",
+    description: "Replica ports are published on the loopback only, unless client keys guard the balancer.",
+    enforcementLevel: "mandatory",
+    remediationSteps:
+        "Publish replica ports on 127.0.0.1 (vllm-nginx:replicaPortBind, the default), or give the balancer client keys.",
+    validateStack: (args: StackValidationArgs, reportViolation: ReportViolation) => {
+        const balancers = fleetContainers(args.resources, "balancer");
+        const keys = Math.max(0, ...balancers.map((b) => clientKeyCount(b.labels)));
+        if (keys > 0) {
+            return;
+        }
+        const why = balancers.length === 0 ? "there is no balancer to check client keys" : "the balancer checks no client key";
+        for (const { resource, labels } of fleetContainers(args.resources, "replica")) {
+            const open = portsOf(resource.props).filter((port) => !isLoopback(port.ip));
+            if (open.length > 0) {
+                reportViolation(
+                    `replica ${replicaName(resource, labels)} publishes ${open.map(describePort).join(", ")} beyond the loopback while ${why}: ` +
+                        "anyone who reaches this host uses the model without a key, around the balancer. " +
+                        "Publish replica ports on 127.0.0.1 (vllm-nginx:replicaPortBind) or give the balancer client keys.",
+                    resource.urn,
+                );
+            }
+        }
+    },
+};
+
+/**
+ * The balancer on an address other hosts reach, without TLS: prompts and completions, and client keys
+ * when there are any, cross the network in clear text. Advisory while the balancer has no client keys;
+ * meant to become mandatory once it has (see policy/README.md).
+ */
+export const publicBalancerNeedsTls: ResourceValidationPolicy = {
+    name: "public-balancer-needs-tls",
+    description: "A balancer published beyond the loopback terminates TLS.",
+    enforcementLevel: "advisory",
+    remediationSteps: "Publish the balancer on 127.0.0.1 (vllm-nginx:lbBind) behind your own TLS proxy, or turn on TLS.",
+    validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
+        if (args.type !== CONTAINER_TYPE) {
+            return;
+        }
+        const labels = labelsOf(args.props);
+        if (labels.get(LABEL.role) !== "balancer" || labels.get(LABEL.tls) === "on") {
+            return;
+        }
+        const open = portsOf(args.props).filter((port) => !isLoopback(port.ip));
+        if (open.length === 0) {
+            return;
+        }
+        const keys = clientKeyCount(labels);
+        const secrets = keys > 0 ? `prompts, completions and the ${keys} client key${keys === 1 ? "" : "s"}` : "prompts and completions";
+        reportViolation(
+            `the balancer publishes ${open.map(describePort).join(", ")} beyond the loopback without TLS (${LABEL.tls}=${labels.get(LABEL.tls) ?? "unset"}): ` +
+                `${secrets} cross the network in clear text. Publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy, or turn on TLS.`,
+        );
+    },
+};
+
+/**
+ * Images named by a moving tag (or none, which is `latest`): two deploys of one commit can then run
+ * different code, and a replica replaced on one host differs from its peers.
+ */
+export const noMovingImageTags: ResourceValidationPolicy = {
+    name: "no-moving-image-tags",
+    description: "Images are referenced by a version tag or a digest, not by `latest` or no tag.",
+    enforcementLevel: "advisory",
+    remediationSteps: "Name a version tag (vllm/vllm-openai:v0.11.0, nginx:1.28.0) or a digest (@sha256:...).",
+    validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
+        const report = (what: string, reference: string) => {
+            const reason = movingReason(reference);
+            if (reason) {
+                reportViolation(`${what} \`${reference}\` ${reason}: the image can change between two deploys of the same commit. Name a version tag or a digest.`);
+            }
+        };
+        if (args.type === REMOTE_IMAGE_TYPE) {
+            const build = args.props.build as { buildArgs?: Record<string, unknown> } | undefined;
+            if (build) {
+                // A built image's name is the tag it is given here, not a reference to something pulled.
+                for (const [arg, reference] of imageBuildArgs(build.buildArgs)) {
+                    report(`build arg ${arg}`, reference);
+                }
+            } else if (typeof args.props.name === "string") {
+                report("image", args.props.name);
+            }
+        } else if (args.type === CONTAINER_TYPE) {
+            // The program hands containers an image ID; a hand-written one may name an image directly.
+            const image = known(() => args.props.image as unknown);
+            if (typeof image === "string" && image !== "" && !image.startsWith("sha256:")) {
+                report("container image", image);
+            }
+        }
+    },
+};
+
+/**
+ * One GPU given to two replicas on one host: both load the model into its memory, and the second fails
+ * or starves the first. The program refuses such config; this keeps hand-edited programs honest.
+ */
+export const oneReplicaPerGpu: StackValidationPolicy = {
+    name: "one-replica-per-gpu",
+    description: "A GPU of a host is assigned to one replica at most.",
+    enforcementLevel: "mandatory",
+    remediationSteps: "List each GPU id once in vllm-nginx:gpus (per host).",
+    validateStack: (args: StackValidationArgs, reportViolation: ReportViolation) => {
+        // host -> gpu id -> containers using it
+        const byHost = new Map<string, Map<string, { resource: PolicyResource; name: string }[]>>();
+        for (const resource of args.resources.filter((r) => r.type === CONTAINER_TYPE)) {
+            const labels = labelsOf(resource.props);
+            const gpus = gpusOf(resource.props, labels);
+            if (gpus.size === 0) {
+                continue;
+            }
+            const host = labels.get(LABEL.host) ?? providerHost(resource) ?? LOCAL_HOST;
+            const perGpu = byHost.get(host) ?? new Map<string, { resource: PolicyResource; name: string }[]>();
+            byHost.set(host, perGpu);
+            for (const gpu of gpus) {
+                perGpu.set(gpu, [...(perGpu.get(gpu) ?? []), { resource, name: replicaName(resource, labels) }]);
+            }
+        }
+        for (const [host, perGpu] of byHost) {
+            const everyGpu = perGpu.get("all") ?? [];
+            for (const [gpu, users] of perGpu) {
+                const sharing = gpu === "all" ? users : [...users, ...everyGpu.filter((e) => !users.includes(e))];
+                if (sharing.length < 2) {
+                    continue;
+                }
+                const names = sharing.map((u) => u.name).join(", ");
+                const which = gpu === "all" ? "every GPU" : `GPU ${gpu}`;
+                for (const user of sharing) {
+                    reportViolation(`${which} of host ${host} is assigned to ${sharing.length} replicas (${names}); each GPU may serve one replica.`, user.resource.urn);
+                }
+            }
+        }
+    },
+};
+
+/** The `host` of the docker provider that manages a container, when it is not the default one. */
+function providerHost(resource: PolicyResource): string | undefined {
+    const host = known(() => resource.provider?.props?.host as unknown);
+    return typeof host === "string" && host !== "" ? host : undefined;
+}
+
+/**
+ * A startup timeout shorter than a first start of the model on a host whose cache lacks it: the deploy
+ * then fails while the weights are still downloading.
+ */
+export const startupTimeoutFitsModel: ResourceValidationPolicy = {
+    name: "startup-timeout-fits-model",
+    description: "A replica's startup timeout leaves time to download and load its model on a host with an empty cache.",
+    enforcementLevel: "advisory",
+    remediationSteps: "Raise vllm-nginx:startupTimeout, or fill the Hugging Face cache (hfCacheDir) before the deploy.",
+    configSchema: {
+        properties: {
+            downloadMBps: { type: "number", default: DEFAULT_ASSUMPTIONS.downloadMBps, description: "Download rate of model weights, in MB/s." },
+            loadSeconds: { type: "number", default: DEFAULT_ASSUMPTIONS.loadSeconds, description: "Seconds from downloaded weights to a healthy server." },
+        },
+    },
+    validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
+        if (args.type !== CONTAINER_TYPE) {
+            return;
+        }
+        const labels = labelsOf(args.props);
+        const model = labels.get(LABEL.model);
+        if (labels.get(LABEL.role) !== "replica" || model === undefined) {
+            return;
+        }
+        const timeout = parseSeconds(labels.get(LABEL.startupTimeout) ?? (args.props.waitTimeout as number | undefined));
+        const config = args.getConfig<Partial<StartupAssumptions>>();
+        const assumptions: StartupAssumptions = {
+            downloadMBps: config.downloadMBps ?? DEFAULT_ASSUMPTIONS.downloadMBps,
+            loadSeconds: config.loadSeconds ?? DEFAULT_ASSUMPTIONS.loadSeconds,
+        };
+        const estimate = estimateFirstStart(model, assumptions);
+        if (timeout === undefined || estimate === undefined || timeout >= estimate.totalSeconds) {
+            return;
+        }
+        reportViolation(
+            `replica ${replicaName(args, labels)} waits ${formatDuration(timeout)} for ${model} to start, but a first start on a host without it in the cache takes about ` +
+                `${formatDuration(estimate.totalSeconds)}: ${formatParameters(estimate.parameters)} parameters x 2 bytes = ${(estimate.bytes / 1e9).toFixed(1)} GB, ` +
+                `${formatDuration(estimate.downloadSeconds)} to download at ${assumptions.downloadMBps} MB/s, plus ${formatDuration(estimate.loadSeconds)} to load. ` +
+                `Raise vllm-nginx:startupTimeout to ${formatDuration(estimate.totalSeconds)} or more, or fill the Hugging Face cache first.`,
+        );
+    },
+};
+
+export const policies = [noOpenReplicaPorts, publicBalancerNeedsTls, noMovingImageTags, oneReplicaPerGpu, startupTimeoutFitsModel];
