@@ -87,10 +87,10 @@ export class VllmFleet extends pulumi.ComponentResource {
         const plan = planRollout({ slots: s.placement.slots.map((slot) => slot.name), replicas: s.placement.replicas, maxUnavailable, spec, previous: args.previous });
         const message = describeRollout(plan, s.placement.replicas, maxUnavailable, s.replica.stopGraceSeconds);
         if (message) {
-            pulumi.log.info(message, this);
+            void pulumi.log.info(message, this);
         }
         if (plan.outage) {
-            pulumi.log.warn(
+            void pulumi.log.warn(
                 `this change replaces every replica in rotation (${plan.batches.flat().join(", ")}) with no spare capacity: the fleet serves nothing from the moment ` +
                     "they leave rotation until their replacements pass /health (minutes on GPUs). For a change without an outage, run more replicas " +
                     "than rollout.maxUnavailable, or keep spare capacity (rollout.spareGpus, or rollout.spareReplicas on the cpu backend).",

@@ -22,7 +22,8 @@ export function renderConfigReference(config: Record<string, ConfigDeclaration>)
     const rows = Object.entries(config).map(([fullKey, decl]) => {
         const key = fullKey.replace(/^vllm-nginx:/, "");
         const type = decl.secret ? "secret string" : decl.type === "array" ? `list of ${decl.items?.type ?? "values"}` : (decl.type ?? "string or list");
-        const def = decl.default === undefined ? "required" : isUnset(decl.default) ? "unset" : `\`${String(decl.default)}\``;
+        const shown = typeof decl.default === "string" ? decl.default : JSON.stringify(decl.default);
+        const def = decl.default === undefined ? "required" : isUnset(decl.default) ? "unset" : `\`${shown}\``;
         return `| \`${key}\` | ${type} | ${def} | ${(decl.description ?? "").replace(/\|/g, "\\|")} |`;
     });
     return [REFERENCE_BEGIN, "| key | type | default | meaning |", "|---|---|---|---|", ...rows, REFERENCE_END].join("\n");

@@ -200,8 +200,8 @@ function readVllmBuild(read: ConfigReader): VllmBuildSpec | undefined {
     }
     return {
         context: spec.context,
-        dockerfile: (spec.dockerfile as string | undefined) ?? DEFAULTS.vllmBuildDockerfile,
-        target: (spec.target as string | undefined) ?? DEFAULTS.vllmBuildTarget,
+        dockerfile: spec.dockerfile ?? DEFAULTS.vllmBuildDockerfile,
+        target: spec.target ?? DEFAULTS.vllmBuildTarget,
         args: Object.fromEntries(Object.entries((spec.args as Record<string, unknown> | undefined) ?? {}).map(([k, v]) => [k, String(v)])),
     };
 }

@@ -11,7 +11,9 @@ import { contextDigest } from "../docker/build";
 export function fleetSpec(settings: FleetSettings, secretsDigest = ""): string {
     const build = settings.images.vllmBuild;
     const image = build ? { build: { ...build, context: contextDigest(path.resolve(build.context), build.dockerfile) } } : { pull: settings.images.vllmImage };
-    const { warmFirstReplica: _order, ...replica } = settings.replica;
+    // The order replicas first start in does not change what they run.
+    const replica: Partial<FleetSettings["replica"]> = { ...settings.replica };
+    delete replica.warmFirstReplica;
     return createHash("sha256")
         .update(JSON.stringify({ serve: settings.serve, replica, image, proxy: settings.proxy, secrets: secretsDigest }))
         .digest("hex")
