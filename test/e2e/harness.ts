@@ -5,8 +5,10 @@
  */
 import { execFile, execFileSync, spawn } from "child_process";
 import * as fs from "fs";
+import * as yaml from "js-yaml";
 import * as os from "os";
 import * as path from "path";
+import { request } from "../support";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 export const STACK = "e2e";
@@ -90,6 +92,18 @@ export class E2eStack {
         return this.pulumi(["config", "set", `vllm-nginx:${key}`, value, ...(secret ? ["--secret"] : [])]);
     }
 
+    /** Changes plain config values in the stack's config file (lists and objects as they are written in YAML). */
+    editConfig(change: (config: Record<string, unknown>) => void): void {
+        const file = yaml.load(fs.readFileSync(this.configFile, "utf8")) as { config: Record<string, unknown> };
+        const plain: Record<string, unknown> = {};
+        for (const [key, value] of Object.entries(file.config)) {
+            plain[key.replace(/^vllm-nginx:/, "")] = value;
+        }
+        change(plain);
+        file.config = Object.fromEntries(Object.entries(plain).map(([key, value]) => [key.includes(":") ? key : `vllm-nginx:${key}`, value]));
+        fs.writeFileSync(this.configFile, yaml.dump(file, { lineWidth: -1 }));
+    }
+
     /** `pulumi up`, timed. */
     async up(extra: string[] = []): Promise<{ seconds: number; output: string }> {
         const started = Date.now();
@@ -158,4 +172,57 @@ export function followLogs(container: string): { done: Promise<string> } {
     child.stdout.on("data", (d) => (text += d));
     child.stderr.on("data", (d) => (text += d));
     return { done: new Promise((resolve) => child.on("close", () => resolve(text))) };
+}
+
+/** `{in, out}` replica names from the balancer's health line, `ok <id> in=a,b out=c`; undefined when it does not answer. */
+export async function rotation(port: number): Promise<{ id: string; in: string[]; out: string[] } | undefined> {
+    try {
+        const text = (await request(`http://127.0.0.1:${port}/nginx-health`, { agent: false, timeoutMs: 1000 })).text.trim();
+        const match = /^ok (\S+) in=(\S*) out=(\S*)$/.exec(text);
+        if (!match) {
+            return undefined;
+        }
+        const list = (s: string) => (s === "" ? [] : s.split(","));
+        return { id: match[1]!, in: list(match[2]!), out: list(match[3]!) };
+    } catch {
+        return undefined;
+    }
+}
+
+/** Samples the balancer's rotation every `intervalMs` until stopped: the fewest replicas in rotation, and each change. */
+export class RotationSampler {
+    private timer?: NodeJS.Timeout;
+    private readonly started = Date.now();
+    fewest = Number.POSITIVE_INFINITY;
+    samples = 0;
+    unanswered = 0;
+    readonly changes: string[] = [];
+    private last = "";
+
+    constructor(private readonly port: number, private readonly intervalMs = 200) {}
+
+    start(): this {
+        this.timer = setInterval(() => void this.sample(), this.intervalMs);
+        return this;
+    }
+
+    private async sample(): Promise<void> {
+        const now = await rotation(this.port);
+        this.samples += 1;
+        if (now === undefined) {
+            this.unanswered += 1;
+            return;
+        }
+        this.fewest = Math.min(this.fewest, now.in.length);
+        const line = `in=${now.in.join(",")} out=${now.out.join(",")}`;
+        if (line !== this.last) {
+            this.changes.push(`${((Date.now() - this.started) / 1000).toFixed(1)}s ${line}`);
+            this.last = line;
+        }
+    }
+
+    stop(): this {
+        clearInterval(this.timer);
+        return this;
+    }
 }

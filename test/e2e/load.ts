@@ -12,6 +12,8 @@ export interface LoadCounts {
     failed: number;
     /** Began streaming and ended without `[DONE]`. */
     cut: number;
+    /** Ended with an error event before `[DONE]` (vLLM's way to end a stream whose engine failed). */
+    errored: number;
     byReplica: Record<string, number>;
     errors: string[];
 }
@@ -78,7 +80,11 @@ export class SteadyLoad {
         const c = this.counts;
         const replica = result.replica ?? "?";
         const got = chunks(result);
-        if (result.status === 200 && result.done && result.complete) {
+        const errorEvent = result.events.some((e) => e.data.startsWith('{"error"'));
+        if (result.status === 200 && result.done && errorEvent) {
+            c.errored++;
+            c.errors.push(`error event from ${replica}`);
+        } else if (result.status === 200 && result.done && result.complete) {
             c.completed++;
             c.byReplica[replica] = (c.byReplica[replica] ?? 0) + 1;
         } else if (result.status === 200 && got > 0) {
@@ -92,5 +98,5 @@ export class SteadyLoad {
 }
 
 function emptyCounts(): LoadCounts {
-    return { sent: 0, completed: 0, failed: 0, cut: 0, byReplica: {}, errors: [] };
+    return { sent: 0, completed: 0, failed: 0, cut: 0, errored: 0, byReplica: {}, errors: [] };
 }
