@@ -31,6 +31,8 @@ export interface PrometheusConfigArgs {
     intervalSeconds?: number;
     /** Rule files, relative to the config file. Defaults to `["rules/*.yml"]`. */
     ruleFiles?: string[];
+    /** `host:port` Prometheus scrapes itself at. Defaults to `127.0.0.1:9090`, its port in the container. */
+    selfAddress?: string;
 }
 
 /** Job names, which the rules and the dashboard select on. */
@@ -84,7 +86,7 @@ export function renderPrometheusConfig(args: PrometheusConfigArgs): string {
                 : []),
             {
                 job_name: JOBS.prometheus,
-                static_configs: [{ targets: [`127.0.0.1:${PROMETHEUS_PORT}`] }],
+                static_configs: [{ targets: [args.selfAddress ?? `127.0.0.1:${PROMETHEUS_PORT}`] }],
             },
         ],
     });
