@@ -2,6 +2,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { RestartPolicy } from "../config";
 import { renderDashboard } from "./dashboard";
+import { dockerDuration } from "./dockerDuration";
 import { GRAFANA_FILES, renderDashboardProvider, renderGrafanaDatasource } from "./grafanaProvisioning";
 import { DEFAULT_INTERVAL_SECONDS, PROMETHEUS_PORT } from "./prometheusConfig";
 import { PROMETHEUS_ALIAS } from "./prometheusServer";
@@ -86,7 +87,7 @@ export class GrafanaServer extends pulumi.ComponentResource {
                     timeout: "3s",
                     retries: 3,
                     // Database migrations on first start.
-                    startPeriod: "120s",
+                    startPeriod: dockerDuration(120),
                 },
                 wait: true,
                 waitTimeout: 180,

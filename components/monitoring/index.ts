@@ -1,5 +1,6 @@
 export * from "./configBundle";
 export * from "./dashboard";
+export * from "./dockerDuration";
 export * from "./fleetMonitoring";
 export * from "./grafanaProvisioning";
 export * from "./grafanaServer";

@@ -3,6 +3,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { RestartPolicy } from "../config";
 import { UNBUNDLE_FUNCTION, renderBundle } from "./configBundle";
+import { dockerDuration } from "./dockerDuration";
 import { PROMETHEUS_PORT, contentId } from "./prometheusConfig";
 
 /** Prometheus's config folder in both images; the rendered config and rules are installed here. */
@@ -145,7 +146,7 @@ export class PrometheusServer extends pulumi.ComponentResource {
                     timeout: "3s",
                     retries: 3,
                     // Replaying the write-ahead log of a large volume takes a while.
-                    startPeriod: "120s",
+                    startPeriod: dockerDuration(120),
                 },
                 wait: true,
                 waitTimeout: 180,

@@ -99,7 +99,14 @@ describe("FleetMonitoring", () => {
                 "--web.listen-address=:9090",
                 "--web.enable-lifecycle",
             ]);
-            expect(prometheus.inputs.healthcheck.tests).toEqual(["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:9090/-/ready"]);
+            expect(prometheus.inputs.healthcheck).toEqual({
+                tests: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:9090/-/ready"],
+                interval: "5s",
+                timeout: "3s",
+                retries: 3,
+                // In the form Docker reports back, so that a second `up` sees no change.
+                startPeriod: "2m0s",
+            });
             expect(prometheus.inputs.wait).toBe(true);
         });
 
