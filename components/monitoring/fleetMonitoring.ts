@@ -21,6 +21,11 @@ export interface FleetMonitoringArgs {
     balancerHost?: string;
     /** URL of the balancer's stub_status, as the exporter reaches it. Defaults to `http://nginx-lb:8081/nginx-status`. */
     balancerStatusUrl?: string;
+    /**
+     * The replicas' resources (their containers): the Prometheus config that scrapes them is installed
+     * once they are up, so a deploy does not report replicas down while they load. Defaults to none.
+     */
+    replicaDependencies?: pulumi.Input<pulumi.Resource>[];
     /** Resources the exporter starts after (the balancer and its config command). Defaults to none. */
     balancerDependencies?: pulumi.Input<pulumi.Resource>[];
     /** Proxy build args for images built from Debian's packages. Defaults to none. */
@@ -89,6 +94,7 @@ export class FleetMonitoring extends pulumi.ComponentResource {
                     retention: s.retention,
                     dockerHost: args.dockerHost,
                     restartPolicy: args.restartPolicy,
+                    configDependencies: args.replicaDependencies,
                 },
                 { parent: this },
             );

@@ -102,6 +102,11 @@ export interface PrometheusServerArgs {
     dockerHost?: string;
     /** Docker restart policy. Defaults to `unless-stopped`. */
     restartPolicy?: RestartPolicy;
+    /**
+     * Resources the config is installed after (the replicas, healthy once created), so that a replica
+     * still loading its model is not scraped, and not reported down, before it first answers. Defaults to none.
+     */
+    configDependencies?: pulumi.Input<pulumi.Resource>[];
 }
 
 /**
@@ -178,7 +183,7 @@ export class PrometheusServer extends pulumi.ComponentResource {
                 // A new container starts from the image's bootstrap config: install the bundle again.
                 triggers: [this.container.id],
             },
-            { parent: this, dependsOn: [this.container] },
+            { parent: this, dependsOn: [this.container, ...(args.configDependencies ?? [])] },
         );
         this.configId = pulumi.all([bundleId, this.installConfig.stdout]).apply(([id]) => id);
         this.url = pulumi.output(`http://${bind === "0.0.0.0" ? "127.0.0.1" : bind}:${port}`);

@@ -14,6 +14,9 @@ interface Recorded {
     inputs: Record<string, any>;
 }
 
+/** Each resource's dependencies by name, as the engine sees them (the mocks API does not pass them on). */
+const dependencies = new Map<string, string[]>();
+
 const resources: Recorded[] = [];
 
 function settings(value: unknown): MonitoringSettings {
@@ -60,6 +63,12 @@ describe("FleetMonitoring", () => {
             "dev",
             false,
         );
+        const monitor = pulumi.runtime.getMonitor() as any;
+        const register = monitor.registerResource.bind(monitor);
+        monitor.registerResource = (req: any, callback: any) => {
+            dependencies.set(req.getName(), req.getDependenciesList().map((urn: string) => urn.split("::").pop()));
+            return register(req, callback);
+        };
         // Imported after the mocks, as the program would be.
         const { FleetMonitoring } = await import("../../components/monitoring/fleetMonitoring");
         const make = (prefix: string, value: unknown) =>
@@ -68,6 +77,16 @@ describe("FleetMonitoring", () => {
         stacks.gra = make("gra", { grafana: true, bind: "0.0.0.0", prometheusPort: 19090, grafanaPort: 13000 });
         stacks.ci = make("ci", { buildBaseImage: "vllm-nginx/debian:bookworm" });
         stacks.off = make("off", false);
+        const docker = await import("@pulumi/docker");
+        const replica = new docker.Container("dep-vllm0", { name: "dep-vllm0", image: "standin" });
+        stacks.dep = new FleetMonitoring("dep-monitoring", {
+            prefix: "dep",
+            settings: settings(undefined),
+            networkName: "dep-vllm-nginx",
+            replicas: REPLICAS,
+            replicaDependencies: [replica],
+            balancerDependencies: [replica],
+        });
         for (const stack of Object.values(stacks)) {
             await Promise.all([resolve(stack.prometheusUrl), resolve(stack.grafanaUrl), resolve(stack.prometheusConfigId)]);
         }
@@ -136,6 +155,14 @@ describe("FleetMonitoring", () => {
             expect(await resolve(stacks.dev.prometheusUrl)).toBe("http://127.0.0.1:9090");
             expect(await resolve(stacks.dev.grafanaUrl)).toBeUndefined();
             expect(await resolve(stacks.dev.prometheusConfigId)).toMatch(/^[0-9a-f]{12}$/);
+        });
+    });
+
+    describe("with the fleet's resources", () => {
+        it("installs the config once the replicas are up, and starts the exporter after the balancer", () => {
+            expect(dependencies.get("dep-monitoring-prometheus-config")).toEqual(expect.arrayContaining(["dep-monitoring-prometheus-container", "dep-vllm0"]));
+            expect(dependencies.get("dep-monitoring-exporter-container")).toContain("dep-vllm0");
+            expect(dependencies.get("dev-monitoring-prometheus-config")).toEqual(["dev-monitoring-prometheus-container"]);
         });
     });
 
