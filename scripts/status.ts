@@ -146,8 +146,12 @@ async function main(): Promise<number> {
     try {
         report = await collect(args);
     } catch (error) {
-        const e = error as { stderr?: string; message: string };
-        console.error(`status of stack ${args.stack}: ${e.stderr?.trim() || e.message}`);
+        const e = error as { stderr?: string; message: string; code?: string };
+        const why =
+            e.code === "ENOENT"
+                ? "the Pulumi CLI was not found: install it (https://www.pulumi.com/docs/install/), build it with .ci/pulumi-toolchain, or pass --outputs FILE"
+                : e.stderr?.trim() || e.message;
+        console.error(`status of stack ${args.stack}: ${why}`);
         return 2;
     }
     process.stdout.write(args.json ? reportJson(report) : formatReport(report));
