@@ -205,8 +205,8 @@ describe("the Prometheus image on Docker, configured by the install script", () 
 
     it("keeps its samples on the volume when the container is replaced", async () => {
         const expr = 'count_over_time(up{job="vllm",replica="vllm0"}[1h])';
-        const [before] = await api.query(expr);
-        expect(before.value).toBeGreaterThan(3);
+        // A few scrapes' worth of history to look for afterwards.
+        const [before] = await api.waitForValues(`${expr} >= 4`, 30_000);
         // As Pulumi replaces a container: stop (SIGTERM, the head block is written), remove, create.
         docker(["stop", "-t", "30", prometheus]);
         docker(["rm", prometheus]);
