@@ -1,0 +1,161 @@
+/**
+ * `scripts/status <stack> [--json] [--outputs FILE]`: each replica of a deployed stack, in rotation or
+ * not, its health and load, and the balancer's config id. Reads the stack's outputs with the Pulumi
+ * CLI, asks Prometheus when the stack has one (`prometheusUrl`), and each replica's `/metrics` when it
+ * has none or Prometheus does not answer. Exit code: 0 all well, 1 something is down or out of
+ * rotation, 2 the command could not run.
+ */
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as http from "http";
+import {
+    ReplicaLoad,
+    STATUS_QUERIES,
+    StatusReport,
+    buildReport,
+    formatReport,
+    loadFromMetrics,
+    loadsFromPrometheus,
+    parseStackOutputs,
+    reportHealthy,
+    reportJson,
+} from "./statusReport";
+
+const USAGE = "usage: scripts/status <stack> [--json] [--outputs FILE]\n  --json          print the report as JSON\n  --outputs FILE  read the stack's outputs from FILE (as `pulumi stack output --json` prints them)";
+
+interface Args {
+    stack: string;
+    json: boolean;
+    outputsFile?: string;
+}
+
+function parseArgs(argv: string[]): Args {
+    let stack: string | undefined;
+    let json = false;
+    let outputsFile: string | undefined;
+    for (let i = 0; i < argv.length; i++) {
+        const arg = argv[i];
+        if (arg === "--json") {
+            json = true;
+        } else if (arg === "--outputs") {
+            outputsFile = argv[++i];
+        } else if (arg === "-h" || arg === "--help") {
+            console.log(USAGE);
+            process.exit(0);
+        } else if (!arg.startsWith("-") && stack === undefined) {
+            stack = arg;
+        } else {
+            throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
+        }
+    }
+    if (stack === undefined || (argv.includes("--outputs") && !outputsFile)) {
+        throw new UsageError(stack === undefined ? "no stack given" : "--outputs needs a file");
+    }
+    return { stack, json, outputsFile };
+}
+
+class UsageError extends Error {}
+
+/** A GET on the loopback or the stack's hosts, with a short timeout; never through a proxy. */
+function get(url: string, timeoutMs = 3000): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+        const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+            let text = "";
+            res.setEncoding("utf8").on("data", (d: string) => (text += d));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        req.on("timeout", () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
+        req.on("error", reject);
+    });
+}
+
+function readOutputs(args: Args): unknown {
+    const text = args.outputsFile
+        ? fs.readFileSync(args.outputsFile, "utf8")
+        : execFileSync("pulumi", ["stack", "output", "--json", "--stack", args.stack, "--non-interactive"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    return JSON.parse(text);
+}
+
+async function prometheusLoads(url: string): Promise<Map<string, ReplicaLoad>> {
+    const answers: Partial<Record<keyof ReplicaLoad, Array<{ replica?: string; value: number }>>> = {};
+    await Promise.all(
+        (Object.entries(STATUS_QUERIES) as Array<[keyof ReplicaLoad, string]>).map(async ([field, query]) => {
+            const r = await get(`${url}/api/v1/query?query=${encodeURIComponent(query)}`);
+            const body = JSON.parse(r.text) as { status: string; data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+            if (r.status !== 200 || body.status !== "success" || !body.data) {
+                throw new Error(`Prometheus answered ${r.status} to ${query}`);
+            }
+            answers[field] = body.data.result.map((s) => ({ replica: s.metric.replica, value: Number(s.value[1]) }));
+        }),
+    );
+    return loadsFromPrometheus(answers);
+}
+
+async function metricsLoads(replicas: Array<{ name: string; url: string }>): Promise<Map<string, ReplicaLoad>> {
+    const loads = new Map<string, ReplicaLoad>();
+    await Promise.all(
+        replicas.map(async (r) => {
+            const answer = await get(`${r.url}/metrics`).catch(() => undefined);
+            if (answer?.status === 200) {
+                loads.set(r.name, loadFromMetrics(answer.text));
+            }
+        }),
+    );
+    return loads;
+}
+
+async function collect(args: Args): Promise<StatusReport> {
+    const outputs = parseStackOutputs(readOutputs(args));
+    const [balancer, ...health] = await Promise.all([
+        get(`${outputs.endpoint}/nginx-health`).catch(() => undefined),
+        ...outputs.replicas.map((r) => get(`${r.url}/health`).catch(() => undefined)),
+    ]);
+    let loads: Map<string, ReplicaLoad>;
+    let source: StatusReport["source"];
+    if (outputs.prometheusUrl) {
+        try {
+            loads = await prometheusLoads(outputs.prometheusUrl);
+            source = { kind: "prometheus", url: outputs.prometheusUrl, ttftWindow: "1m" };
+        } catch (error) {
+            loads = await metricsLoads(outputs.replicas);
+            source = { kind: "metrics", ttftWindow: "since start", reason: `Prometheus at ${outputs.prometheusUrl} did not answer: ${(error as Error).message}` };
+        }
+    } else {
+        loads = await metricsLoads(outputs.replicas);
+        source = { kind: "metrics", ttftWindow: "since start", reason: "the stack has no Prometheus" };
+    }
+    return buildReport({
+        stack: args.stack,
+        outputs,
+        balancerHealth: balancer?.status === 200 ? balancer.text : undefined,
+        healthCodes: Object.fromEntries(outputs.replicas.map((r, i) => [r.name, health[i]?.status])),
+        loads,
+        source,
+    });
+}
+
+async function main(): Promise<number> {
+    let args: Args;
+    try {
+        args = parseArgs(process.argv.slice(2));
+    } catch (error) {
+        console.error(`${(error as Error).message}\n${USAGE}`);
+        return 2;
+    }
+    let report: StatusReport;
+    try {
+        report = await collect(args);
+    } catch (error) {
+        const e = error as { stderr?: string; message: string; code?: string };
+        const why =
+            e.code === "ENOENT"
+                ? "the Pulumi CLI was not found: install it (https://www.pulumi.com/docs/install/), build it with .ci/pulumi-toolchain, or pass --outputs FILE"
+                : e.stderr?.trim() || e.message;
+        console.error(`status of stack ${args.stack}: ${why}`);
+        return 2;
+    }
+    process.stdout.write(args.json ? reportJson(report) : formatReport(report));
+    return reportHealthy(report) ? 0 : 1;
+}
+
+main().then((code) => process.exit(code));
