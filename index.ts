@@ -14,5 +14,7 @@ export = async () => {
         configId: fleet.configId,
         nginxConfig: fleet.nginxConfig,
         rollout: fleet.rollout,
+        prometheusUrl: fleet.prometheusUrl,
+        grafanaUrl: fleet.grafanaUrl,
     };
 };

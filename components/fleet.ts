@@ -2,6 +2,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { FleetSecrets, FleetSettings } from "./config";
 import { labelList } from "./docker/labels";
+import { FleetMonitoring } from "./monitoring/fleetMonitoring";
 import { FleetNetwork } from "./docker/network";
 import { engineOf, newEngine } from "./docker/providers";
 import { proxyVariables } from "./docker/proxy";
@@ -73,6 +74,10 @@ export class VllmFleet extends pulumi.ComponentResource {
     readonly nginxConfig: pulumi.Output<string>;
     /** What this deployment runs, for the next one to plan its rollout (pass it back as `previous`). */
     readonly rollout: pulumi.Output<PreviousDeployment>;
+    /** Prometheus's URL (on the loopback by default), when monitoring is on. */
+    readonly prometheusUrl: pulumi.Output<string | undefined>;
+    /** Grafana's URL, when it is on. */
+    readonly grafanaUrl: pulumi.Output<string | undefined>;
 
     constructor(name: string, args: VllmFleetArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:index:VllmFleet", name, {}, opts);
@@ -183,6 +188,23 @@ export class VllmFleet extends pulumi.ComponentResource {
             create(slot(replicaName), []);
         }
 
+        const monitoring = new FleetMonitoring(
+            `${name}-monitoring`,
+            {
+                prefix: s.prefix,
+                settings: s.monitoring,
+                networkName: network.networkName,
+                replicas: active.map((replica) => ({ name: replica.name, address: replica.upstream, host: replica.host })),
+                // Scraped once they serve, so a deploy does not raise "replica down" while models load.
+                replicaDependencies: active.map((replica) => replicas.get(replica.name)!.member!),
+                balancerDependencies: [balancer.installConfig],
+                proxy: s.proxy,
+                engine,
+                restartPolicy: s.replica.restartPolicy,
+            },
+            onHost,
+        );
+
         const host = s.balancer.bind === "0.0.0.0" ? "127.0.0.1" : s.balancer.bind;
         const replicaHost = s.replica.portBind === "0.0.0.0" ? "127.0.0.1" : s.replica.portBind;
         this.endpoint = pulumi.output(`http://${host}:${s.balancer.port}`);
@@ -204,6 +226,8 @@ export class VllmFleet extends pulumi.ComponentResource {
         this.configId = balancer.configId;
         this.nginxConfig = pulumi.output(template.template);
         this.rollout = pulumi.output({ spec, active: plan.active });
+        this.prometheusUrl = monitoring.prometheusUrl;
+        this.grafanaUrl = monitoring.grafanaUrl;
 
         this.registerOutputs({
             endpoint: this.endpoint,
@@ -215,6 +239,8 @@ export class VllmFleet extends pulumi.ComponentResource {
             configId: this.configId,
             nginxConfig: this.nginxConfig,
             rollout: this.rollout,
+            prometheusUrl: this.prometheusUrl,
+            grafanaUrl: this.grafanaUrl,
         });
     }
 }

@@ -158,4 +158,4 @@ async function main(): Promise<number> {
     return reportHealthy(report) ? 0 : 1;
 }
 
-main().then((code) => process.exit(code));
+void main().then((code) => process.exit(code));

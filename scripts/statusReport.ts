@@ -25,10 +25,14 @@ export function parseStackOutputs(value: unknown): StackOutputs {
     if (typeof o.endpoint !== "string" || !/^https?:\/\//.test(o.endpoint)) {
         fail('have no "endpoint" URL');
     }
-    if (!Array.isArray(o.replicas) || !o.replicas.every((r) => typeof r?.name === "string" && typeof r?.url === "string")) {
+    const isReplica = (r: unknown) => typeof r === "object" && r !== null && typeof (r as Record<string, unknown>).name === "string" && typeof (r as Record<string, unknown>).url === "string";
+    if (!Array.isArray(o.replicas) || !o.replicas.every(isReplica)) {
         fail('have no "replicas" list of {name, container, url}');
     }
-    const optional = (key: string) => (typeof o[key] === "string" && o[key] !== "" ? (o[key] as string) : undefined);
+    const optional = (key: string) => {
+        const v = o[key];
+        return typeof v === "string" && v !== "" ? v : undefined;
+    };
     return {
         endpoint: (o.endpoint as string).replace(/\/$/, ""),
         replicas: (o.replicas as Array<Record<string, unknown>>).map((r) => ({

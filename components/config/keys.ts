@@ -76,6 +76,7 @@ export const CONFIG_KEYS = [
     "networkSubnet",
     "restartPolicy",
     "rollout",
+    "monitoring",
 ] as const;
 
 /**

@@ -4,6 +4,7 @@
  */
 import * as os from "os";
 import * as path from "path";
+import { parseMonitoringSettings } from "../monitoring/settings";
 import { BACKENDS, LOCAL_HOST, planPlacement } from "../planning";
 import { defaultSubnet } from "../planning/subnet";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
@@ -65,6 +66,19 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         }
     }
 
+    const monitoring = parseMonitoringSettings(read.value("monitoring"), (value, allowed) => read.problem("monitoring", value, allowed));
+    if (monitoring.prometheus) {
+        const taken = (port: number) =>
+            port === lbPort ? "lbPort" : port >= replicaPortBase && port < replicaPortBase + placement.placement.slots.length ? "a replica port" : undefined;
+        const fields: ("prometheusPort" | "grafanaPort")[] = monitoring.grafana ? ["prometheusPort", "grafanaPort"] : ["prometheusPort"];
+        for (const field of fields) {
+            const clash = taken(monitoring[field]);
+            if (clash) {
+                read.problem("monitoring", { [field]: monitoring[field] }, `${field}: a port other than ${clash}`);
+            }
+        }
+    }
+
     const settings: FleetSettings = {
         prefix: stack,
         serve: {
@@ -107,6 +121,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         network: { subnet: networkSubnet },
         placement: placement.placement,
         rollout: { maxUnavailable: rollout.maxUnavailable },
+        monitoring,
         engines: { [LOCAL_HOST]: dockerHost },
     };
 

@@ -3,6 +3,7 @@
  * `parseFleetConfig` fills every field from stack config; the defaults named here are the ones it applies.
  */
 import type * as pulumi from "@pulumi/pulumi";
+import type { MonitoringSettings } from "../monitoring/settings";
 import type { Backend, Placement } from "../planning";
 
 export type Balancer = "least_conn" | "round_robin" | "random_two_least_conn";
@@ -123,6 +124,8 @@ export interface FleetSettings {
     /** Every slot a replica can run in (configured entries, then spares) and how the balancer reaches it. */
     placement: Placement;
     rollout: RolloutSettings;
+    /** Prometheus, the nginx exporter and Grafana. Off unless the stack turns them on. */
+    monitoring: MonitoringSettings;
     /**
      * The Docker engine address of each host by host name: for `local`, the `docker:host` config when set,
      * else unset (the provider then uses `DOCKER_HOST` or the local socket).

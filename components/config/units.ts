@@ -58,17 +58,3 @@ export function nginxSeconds(seconds: number): string {
     return Number.isInteger(seconds) ? `${seconds}s` : `${Math.round(seconds * 1000)}ms`;
 }
 
-/**
- * Renders seconds as Go's `time.Duration` prints them (`"5s"`, `"3m0s"`, `"1h0m0s"`): the form Docker
- * reports healthcheck durations in, so that `pulumi refresh` finds what the program declared.
- */
-export function goDuration(seconds: number): string {
-    const whole = Math.round(seconds);
-    const h = Math.floor(whole / 3600);
-    const m = Math.floor((whole % 3600) / 60);
-    const s = whole % 60;
-    if (h > 0) {
-        return `${h}h${m}m${s}s`;
-    }
-    return m > 0 ? `${m}m${s}s` : `${s}s`;
-}

@@ -1,6 +1,6 @@
 import type * as docker from "@pulumi/docker";
 import type { RestartPolicy } from "../config";
-import { goDuration } from "../config/units";
+import { dockerDuration } from "./duration";
 import { labelList } from "./labels";
 
 export interface LifecycleArgs {
@@ -30,10 +30,10 @@ export function lifecycle(args: LifecycleArgs): Partial<docker.ContainerArgs> {
             tests: ["CMD-SHELL", args.healthProbe],
             // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
             // Durations as Docker reports them, so a refresh finds no difference.
-            interval: goDuration(5),
-            timeout: goDuration(args.probeTimeoutSeconds),
+            interval: dockerDuration(5),
+            timeout: dockerDuration(args.probeTimeoutSeconds),
             retries: 3,
-            startPeriod: goDuration(args.startPeriodSeconds),
+            startPeriod: dockerDuration(args.startPeriodSeconds),
         },
         wait: true,
         waitTimeout: args.waitSeconds,

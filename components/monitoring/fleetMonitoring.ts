@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ProxySettings, RestartPolicy } from "../config";
+import type { Engine } from "../docker/providers";
 import { GrafanaServer } from "./grafanaServer";
 import { MonitoringImage } from "./monitoringImage";
 import { NginxExporter } from "./nginxExporter";
@@ -30,8 +31,8 @@ export interface FleetMonitoringArgs {
     balancerDependencies?: pulumi.Input<pulumi.Resource>[];
     /** Proxy build args for images built from Debian's packages. Defaults to none. */
     proxy?: ProxySettings;
-    /** The Docker host the docker provider manages (its `docker:host` config), for `docker exec`. Defaults to the local engine. */
-    dockerHost?: string;
+    /** The Docker engine monitoring runs on (the balancer's), and the address commands reach it at. Defaults to the default provider and engine. */
+    engine?: Engine;
     /** Docker restart policy of every monitoring container. Defaults to `unless-stopped`. */
     restartPolicy?: RestartPolicy;
     /** Alert thresholds other than the defaults (see `DEFAULT_ALERT_THRESHOLDS`). */
@@ -92,7 +93,7 @@ export class FleetMonitoring extends pulumi.ComponentResource {
                     port: s.prometheusPort,
                     bind: s.bind,
                     retention: s.retention,
-                    dockerHost: args.dockerHost,
+                    engine: args.engine,
                     restartPolicy: args.restartPolicy,
                     configDependencies: args.replicaDependencies,
                 },

@@ -2,7 +2,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { RestartPolicy } from "../config";
 import { renderDashboard } from "./dashboard";
-import { dockerDuration } from "./dockerDuration";
+import { dockerDuration } from "../docker/duration";
 import { GRAFANA_FILES, renderDashboardProvider, renderGrafanaDatasource } from "./grafanaProvisioning";
 import { DEFAULT_INTERVAL_SECONDS, PROMETHEUS_PORT } from "./prometheusConfig";
 import { PROMETHEUS_ALIAS } from "./prometheusServer";

@@ -1,9 +1,9 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import { buildLocalImage } from "../build";
+import { buildLocalImage } from "../docker/build";
 import type { ProxySettings } from "../config";
-import { proxyVariables } from "../proxy";
+import { proxyVariables } from "../docker/proxy";
 
 /** The Dockerfiles that build the monitoring images from Debian's packages, shipped with the program. */
 export const MONITORING_IMAGE_CONTEXTS = {
@@ -52,7 +52,7 @@ export class MonitoringImage extends pulumi.ComponentResource {
                     dockerfile: "Dockerfile",
                     args: { ...proxyVariables(args.proxy ?? {}), BASE_IMAGE: args.baseImage },
                 },
-                this,
+                { parent: this },
             );
             this.imageRef = built.imageId;
         } else {

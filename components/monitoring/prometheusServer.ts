@@ -2,8 +2,9 @@ import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { RestartPolicy } from "../config";
+import type { Engine } from "../docker/providers";
 import { UNBUNDLE_FUNCTION, renderBundle } from "./configBundle";
-import { dockerDuration } from "./dockerDuration";
+import { dockerDuration } from "../docker/duration";
 import { PROMETHEUS_PORT, contentId } from "./prometheusConfig";
 
 /** Prometheus's config folder in both images; the rendered config and rules are installed here. */
@@ -98,8 +99,8 @@ export interface PrometheusServerArgs {
     bind?: string;
     /** How long samples are kept, in Prometheus's duration syntax. Defaults to `15d`. */
     retention?: string;
-    /** The Docker host the docker provider manages (its `docker:host` config), for `docker exec`. Defaults to the local engine. */
-    dockerHost?: string;
+    /** The Docker engine it runs on, and the address its config command reaches it at. Defaults to the default provider and engine. */
+    engine?: Engine;
     /** Docker restart policy. Defaults to `unless-stopped`. */
     restartPolicy?: RestartPolicy;
     /**
@@ -175,11 +176,9 @@ export class PrometheusServer extends pulumi.ComponentResource {
                 create: INSTALL_PROMETHEUS_CONFIG_SCRIPT,
                 update: INSTALL_PROMETHEUS_CONFIG_SCRIPT,
                 stdin: bundle,
-                environment: {
-                    CONTAINER: this.container.name,
-                    CONFIG_ID: bundleId,
-                    ...(args.dockerHost ? { DOCKER_HOST: args.dockerHost } : {}),
-                },
+                environment: pulumi
+                    .all([this.container.name, bundleId, args.engine?.address ?? ""])
+                    .apply(([container, id, address]): Record<string, string> => ({ CONTAINER: container, CONFIG_ID: id, ...(address ? { DOCKER_HOST: address } : {}) })),
                 // A new container starts from the image's bootstrap config: install the bundle again.
                 triggers: [this.container.id],
             },

@@ -32,7 +32,7 @@ export interface MonitoringSettings {
 
 /** Defaults, applied in {@link parseMonitoringSettings} only. */
 export const MONITORING_DEFAULTS = {
-    prometheus: true,
+    prometheus: false,
     grafana: false,
     prometheusImage: "prom/prometheus:v3.13.2",
     exporterImage: "nginx/nginx-prometheus-exporter:1.5.1",

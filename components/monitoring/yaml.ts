@@ -103,6 +103,7 @@ function quoteIfNeeded(text: string): string {
 }
 
 /** Characters YAML treats as breaks, marks or controls rather than text. */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this looks for
 const SPECIAL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]/;
 
 /** A JSON string literal, with the characters that YAML (unlike JSON) reads as line breaks escaped too. */

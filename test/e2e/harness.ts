@@ -146,15 +146,16 @@ export function docker(args: string[]): Promise<string> {
     });
 }
 
-/** Names of the stack's containers, networks and volumes still on the Docker host. */
+/** Names of the stack's containers, networks and volumes still on the Docker host: labelled, or named for it. */
 export async function leftovers(): Promise<string[]> {
-    const filter = `label=vllm-nginx.stack=${STACK}`;
-    const lists = await Promise.all([
-        docker(["ps", "-a", "--filter", filter, "--format", "container {{.Names}}"]),
-        docker(["network", "ls", "--filter", filter, "--format", "network {{.Name}}"]),
-        docker(["volume", "ls", "--filter", filter, "--format", "volume {{.Name}}"]),
-    ]);
-    return lists.flatMap((l) => l.split("\n")).filter(Boolean);
+    const lists = await Promise.all(
+        [`label=vllm-nginx.stack=${STACK}`, `name=^${STACK}-`].flatMap((filter) => [
+            docker(["ps", "-a", "--filter", filter, "--format", "container {{.Names}}"]),
+            docker(["network", "ls", "--filter", filter, "--format", "network {{.Name}}"]),
+            docker(["volume", "ls", "--filter", filter, "--format", "volume {{.Name}}"]),
+        ]),
+    );
+    return [...new Set(lists.flatMap((l) => l.split("\n")).filter(Boolean))];
 }
 
 /** Removes whatever a failed run left behind, so the next run starts clean. */

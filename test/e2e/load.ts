@@ -58,7 +58,10 @@ export class SteadyLoad {
             while (this.running && Date.now() < deadline) {
                 this.counts.sent++;
                 const result = await streamCompletion(this.port, this.model, this.maxTokens);
-                this.record(result);
+                if (!this.record(result)) {
+                    // As a client that failed would, wait before the next request rather than spin.
+                    await sleep(200);
+                }
             }
         });
     }
@@ -76,7 +79,8 @@ export class SteadyLoad {
         return this.take();
     }
 
-    private record(result: StreamResult): void {
+    /** Counts what the client saw; true when the stream completed. */
+    private record(result: StreamResult): boolean {
         const c = this.counts;
         const replica = result.replica ?? "?";
         const got = chunks(result);
@@ -87,6 +91,7 @@ export class SteadyLoad {
         } else if (result.status === 200 && result.done && result.complete) {
             c.completed++;
             c.byReplica[replica] = (c.byReplica[replica] ?? 0) + 1;
+            return true;
         } else if (result.status === 200 && got > 0) {
             c.cut++;
             c.errors.push(`cut after ${got} chunks from ${replica}: ${result.error ?? "no [DONE]"}`);
@@ -94,6 +99,7 @@ export class SteadyLoad {
             c.failed++;
             c.errors.push(`failed: status ${result.status} from ${replica}: ${result.error ?? result.text.slice(0, 200)}`);
         }
+        return false;
     }
 }
 

@@ -11,15 +11,19 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
     const containers = () => ofType(resources, "docker:index/container:Container");
     const replicas = () => containers().filter((c) => c.inputs.labels.some((l: any) => l.value === "replica"));
 
-    it("creates the network, the cache volume, both images, two replicas with their rotation and rollout steps, the balancer and its config", () => {
+    it("creates the network, the caches, the images, two replicas with their rotation and rollout steps, the balancer and its config, and monitoring", () => {
         const count = (type: string) => ofType(resources, type).length;
         expect(count("docker:index/network:Network")).toBe(1);
-        expect(count("docker:index/volume:Volume")).toBe(1);
-        expect(count("docker:index/remoteImage:RemoteImage")).toBe(2);
-        expect(count("docker:index/container:Container")).toBe(3);
-        // The config install, one rotation member per replica, one rollout step per replica (maxUnavailable 1).
+        // The compile cache, and Prometheus's data.
+        expect(count("docker:index/volume:Volume")).toBe(2);
+        // vLLM, nginx, Prometheus, the nginx exporter.
+        expect(count("docker:index/remoteImage:RemoteImage")).toBe(4);
+        expect(count("docker:index/container:Container")).toBe(5);
+        // The config install, one rotation member per replica, one rollout step per replica (maxUnavailable 1),
+        // and Prometheus's config.
         expect(ofType(resources, "command:local:Command").map((c) => c.name).sort()).toEqual([
             "fleet-lb-config",
+            "fleet-monitoring-prometheus-config",
             "fleet-rollout-0-step",
             "fleet-rollout-1-step",
             "fleet-vllm0-rotation",
@@ -29,7 +33,7 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
     });
 
     it("prefixes every name on the Docker host with the stack name", () => {
-        expect(containers().map((c) => c.inputs.name).sort()).toEqual(["dev-nginx-lb", "dev-vllm0", "dev-vllm1"]);
+        expect(containers().map((c) => c.inputs.name).sort()).toEqual(["dev-nginx-exporter", "dev-nginx-lb", "dev-prometheus", "dev-vllm0", "dev-vllm1"]);
         expect(ofType(resources, "docker:index/network:Network")[0].inputs.name).toBe("dev-vllm-nginx");
         expect(ofType(resources, "docker:index/volume:Volume")[0].inputs.name).toBe("dev-vllm-compile-cache");
     });
@@ -43,7 +47,7 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
             expect(replica.inputs.capabilities).toEqual({ adds: ["CAP_SYS_NICE"] });
             expect(replica.secretInputs, "no secret set, so the environment is plain").not.toContain("envs");
         }
-        const pulled = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.inputs.build === undefined)!;
+        const pulled = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.name === "fleet-vllm-image-pull")!;
         expect(pulled.inputs.name).toBe("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0");
         for (const replica of replicas()) {
             expect(replica.inputs.image).toBe("sha256:id-of-public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0");
@@ -143,6 +147,16 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
         expect(image.inputs.triggers.context).toMatch(/^[0-9a-f]{64}$/);
         const lb = ofType(resources, "docker:index/container:Container").find((c) => c.inputs.name === "dev-nginx-lb")!;
         expect(lb.inputs.image).toBe("sha256:id-of-vllm-nginx/dev-nginx-lb:latest");
+    });
+
+    it("scrapes every replica once it serves, and nginx through the exporter, with Prometheus on the loopback", () => {
+        const install = ofType(resources, "command:local:Command").find((c) => c.name === "fleet-monitoring-prometheus-config")!;
+        expect(install.dependsOn).toEqual(expect.arrayContaining(["fleet-vllm0-rotation", "fleet-vllm1-rotation"]));
+        expect(install.inputs.stdin).toContain("172.29.10.10:8000");
+        expect(install.inputs.stdin).toContain("172.29.10.11:8000");
+        const prometheus = containers().find((c) => c.inputs.name === "dev-prometheus")!;
+        expect(prometheus.inputs.ports).toEqual([{ internal: 9090, external: 9090, ip: "127.0.0.1" }]);
+        expect(outputs.prometheusUrl).toBe("http://127.0.0.1:9090");
     });
 
     it("exports the endpoint, the served model and the replicas", () => {

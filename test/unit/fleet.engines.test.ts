@@ -24,7 +24,8 @@ describe("one explicit Docker provider per host, and commands that talk to the s
         const commands = ofType(resources, "command:local:Command");
         expect(commands.length).toBeGreaterThanOrEqual(3);
         for (const command of commands) {
-            expect(command.inputs.environment.LB_ENGINE, command.name).toBe("ssh://ops@gpu-box.internal");
+            const env = command.inputs.environment;
+            expect(env.LB_ENGINE ?? env.DOCKER_HOST, command.name).toBe("ssh://ops@gpu-box.internal");
         }
         const members = commands.filter((c) => c.name.endsWith("-rotation"));
         expect(members.map((m) => m.inputs.environment.ENGINE)).toEqual(["ssh://ops@gpu-box.internal", "ssh://ops@gpu-box.internal"]);

@@ -27,7 +27,7 @@ describe("transform: users adjust the children without forking the component", (
     const containers = () => ofType(resources, "docker:index/container:Container");
 
     it("adds a label and a mount to every replica container, keeping the program's own", () => {
-        const replicas = containers().filter((c) => c.inputs.name !== "dev-nginx-lb");
+        const replicas = containers().filter((c) => c.inputs.labels.some((l: { value: string }) => l.value === "replica"));
         expect(replicas).toHaveLength(2);
         for (const replica of replicas) {
             expect(replica.inputs.labels).toEqual(expect.arrayContaining([{ label: "team", value: "research" }, { label: "vllm-nginx.role", value: "replica" }]));

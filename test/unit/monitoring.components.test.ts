@@ -73,15 +73,15 @@ describe("FleetMonitoring", () => {
         const { FleetMonitoring } = await import("../../components/monitoring/fleetMonitoring");
         const make = (prefix: string, value: unknown) =>
             new FleetMonitoring(`${prefix}-monitoring`, { prefix, settings: settings(value), networkName: `${prefix}-vllm-nginx`, replicas: REPLICAS });
-        stacks.dev = make("dev", undefined);
-        stacks.gra = make("gra", { grafana: true, bind: "0.0.0.0", prometheusPort: 19090, grafanaPort: 13000 });
-        stacks.ci = make("ci", { buildBaseImage: "vllm-nginx/debian:bookworm" });
+        stacks.dev = make("dev", true);
+        stacks.gra = make("gra", { prometheus: true, grafana: true, bind: "0.0.0.0", prometheusPort: 19090, grafanaPort: 13000 });
+        stacks.ci = make("ci", { prometheus: true, buildBaseImage: "vllm-nginx/debian:bookworm" });
         stacks.off = make("off", false);
         const docker = await import("@pulumi/docker");
         const replica = new docker.Container("dep-vllm0", { name: "dep-vllm0", image: "standin" });
         stacks.dep = new FleetMonitoring("dep-monitoring", {
             prefix: "dep",
-            settings: settings(undefined),
+            settings: settings(true),
             networkName: "dep-vllm-nginx",
             replicas: REPLICAS,
             replicaDependencies: [replica],
@@ -92,7 +92,7 @@ describe("FleetMonitoring", () => {
         }
     });
 
-    describe("defaults: Prometheus and the exporter, no Grafana", () => {
+    describe("turned on: Prometheus and the exporter, no Grafana", () => {
         it("pulls the pinned upstream images", () => {
             expect(ofStack("dev", "docker:index/remoteImage:RemoteImage").map((r) => [r.inputs.name, r.inputs.build])).toEqual([
                 ["prom/prometheus:v3.13.2", undefined],

@@ -9,7 +9,7 @@ function parse(value: unknown): { settings: MonitoringSettings; problems: string
 }
 
 const DEFAULTS: MonitoringSettings = {
-    prometheus: true,
+    prometheus: false,
     grafana: false,
     prometheusImage: "prom/prometheus:v3.13.2",
     exporterImage: "nginx/nginx-prometheus-exporter:1.5.1",
@@ -22,7 +22,7 @@ const DEFAULTS: MonitoringSettings = {
 };
 
 describe("parseMonitoringSettings", () => {
-    it.each([undefined, null, "", {}])("applies every default when the key is %j", (value) => {
+    it.each([undefined, null, "", {}])("applies every default when the key is %j: off, the pinned images ready for when it is turned on", (value) => {
         expect(parse(value)).toEqual({ settings: DEFAULTS, problems: [] });
     });
 
@@ -35,7 +35,7 @@ describe("parseMonitoringSettings", () => {
     it("reads false as everything off and true as Prometheus on", () => {
         expect(parse(false).settings).toMatchObject({ prometheus: false, grafana: false });
         expect(parse("false").settings).toMatchObject({ prometheus: false, grafana: false });
-        expect(parse(true)).toEqual({ settings: DEFAULTS, problems: [] });
+        expect(parse(true)).toEqual({ settings: { ...DEFAULTS, prometheus: true }, problems: [] });
     });
 
     it("reads a full object, with numbers and booleans as text too (pulumi config set --path)", () => {
@@ -66,7 +66,7 @@ describe("parseMonitoringSettings", () => {
     });
 
     it("reads the object from JSON text, as structured config may arrive", () => {
-        expect(parse('{"grafana": true}').settings).toMatchObject({ prometheus: true, grafana: true });
+        expect(parse('{"prometheus": true, "grafana": true}').settings).toMatchObject({ prometheus: true, grafana: true });
     });
 
     it("builds instead of pulling when buildBaseImage is set: no image to pull is left", () => {
@@ -88,7 +88,7 @@ describe("parseMonitoringSettings", () => {
             { prometheus: false, grafana: true },
             '{"grafana":true}: grafana: false while prometheus is false: Grafana shows what Prometheus collects',
         ],
-        [{ grafana: true, grafanaPort: 9090 }, '{"grafanaPort":9090}: grafanaPort: a port other than prometheusPort (9090)'],
+        [{ prometheus: true, grafana: true, grafanaPort: 9090 }, '{"grafanaPort":9090}: grafanaPort: a port other than prometheusPort (9090)'],
         [
             { buildBaseImage: "vllm-nginx/debian:bookworm", prometheusImage: "prom/prometheus:v3.13.2" },
             '{"prometheusImage":"prom/prometheus:v3.13.2"}: prometheusImage: not together with buildBaseImage: set the images to pull, or buildBaseImage to build them, not both',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dockerDuration } from "../../components/monitoring/dockerDuration";
+import { dockerDuration } from "../../components/docker/duration";
 
 describe("dockerDuration", () => {
     it.each([
