@@ -1,20 +1,17 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { FleetSecrets, FleetSettings } from "./config";
-import { labelList } from "./docker/labels";
+import { FleetHost } from "./docker/host";
 import { FleetMonitoring } from "./monitoring/fleetMonitoring";
-import { FleetNetwork } from "./docker/network";
-import { engineOf, newEngine } from "./docker/providers";
 import { proxyVariables } from "./docker/proxy";
 import { NginxBalancer } from "./nginx/balancer";
 import { NginxImage } from "./nginx/image";
 import { BALANCER_CONTAINER_PORT, BALANCER_STATUS_PORT } from "./nginx/paths";
 import { renderTemplate } from "./nginx/render";
-import { describeRollout, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
+import { LOCAL_HOST, describeRollout, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
 import { RolloutGate, type GateMember } from "./rollout/gate";
 import { fleetSpec } from "./rollout/spec";
 import type { Transform } from "./transform";
-import { VllmImage } from "./vllm/image";
 import { VllmReplica, replicaContainer, replicaSpec, type VllmReplicaArgs } from "./vllm/replica";
 
 export interface VllmFleetArgs {
@@ -30,8 +27,8 @@ export interface VllmFleetArgs {
     previous?: PreviousDeployment;
     /**
      * The Docker engine of each host, by host name (`local` for a stack without `hosts`). A host without
-     * one gets a provider for its engine address (for `local`: `docker:host`, else `DOCKER_HOST`, else the
-     * local socket).
+     * one gets a provider for its engine address (`hosts[].engine`; for `local`: `docker:host`, else
+     * `DOCKER_HOST`, else the local socket), behind a check that the engine answers.
      */
     providers?: Record<string, docker.Provider>;
     /** Adjusts the resources the fleet creates, without forking it. */
@@ -83,9 +80,6 @@ export class VllmFleet extends pulumi.ComponentResource {
         super("vllm-nginx:index:VllmFleet", name, {}, opts);
         const s = args.settings;
         const proxyEnv = proxyVariables(s.proxy);
-        const engine = args.providers?.local ? engineOf(args.providers.local) : newEngine(`${name}-docker-local`, s.engines.local, { parent: this });
-        const provider = engine.provider;
-        const onHost = { parent: this, providers: { docker: provider } };
 
         const spec = fleetSpec(s, args.secrets?.digest);
         const maxUnavailable = unavailableCount(s.rollout.maxUnavailable, s.placement.replicas);
@@ -105,9 +99,33 @@ export class VllmFleet extends pulumi.ComponentResource {
         const slot = (slotName: string) => s.placement.slots.find((p) => p.name === slotName)!;
         const active = plan.active.map(slot);
 
-        const network = new FleetNetwork(`${name}-net`, { prefix: s.prefix, subnet: s.network.subnet, transform: { network: args.transform?.network } }, onHost);
-        const compileCache = new docker.Volume(`${name}-vllm-cache`, { name: `${s.prefix}-vllm-compile-cache`, labels: labelList({ stack: s.prefix }) }, { parent: this, provider });
-        const vllmImage = new VllmImage(`${name}-vllm-image`, { prefix: s.prefix, image: s.images.vllmImage, build: s.images.vllmBuild, proxy: s.proxy }, onHost);
+        // One FleetHost per Docker engine; a stack without `hosts` has one, `local`, with the names it always had.
+        const single = s.placement.hosts.length === 1 && s.placement.hosts[0].name === LOCAL_HOST;
+        const hosts = new Map<string, FleetHost>();
+        for (const host of s.placement.hosts) {
+            const hostName = single ? name : `${name}-${host.name}`;
+            hosts.set(
+                host.name,
+                new FleetHost(
+                    hostName,
+                    {
+                        prefix: s.prefix,
+                        host,
+                        engineAddress: s.engines[host.name],
+                        tls: args.secrets?.hostTls?.apply((all) => all[host.name]),
+                        provider: args.providers?.[host.name],
+                        subnet: s.network.subnet,
+                        vllm: s.placement.slots.some((slot) => slot.host === host.name) ? s.images : undefined,
+                        proxy: s.proxy,
+                        transform: { network: args.transform?.network },
+                    },
+                    { parent: this },
+                ),
+            );
+        }
+        const balancerHost = hosts.get(s.placement.hosts.find((h) => h.balancer)!.name)!;
+        const engine = balancerHost.engine;
+        const onHost = { parent: this, providers: { docker: engine.provider } };
         const nginxImage = new NginxImage(`${name}-nginx-image`, { prefix: s.prefix, base: s.images.nginxBaseImage, proxy: s.proxy }, onHost);
 
         const template = renderTemplate({
@@ -122,7 +140,7 @@ export class VllmFleet extends pulumi.ComponentResource {
             {
                 prefix: s.prefix,
                 image: nginxImage.imageRef,
-                networkName: network.networkName,
+                networkName: balancerHost.networkName,
                 publish: s.balancer,
                 config: template,
                 proxyEnv,
@@ -133,34 +151,41 @@ export class VllmFleet extends pulumi.ComponentResource {
             onHost,
         );
 
-        const replicaArgs = (replica: ReplicaPlan): VllmReplicaArgs => ({
-            prefix: s.prefix,
-            plan: replica,
-            serve: s.serve,
-            runtime: s.replica,
-            image: vllmImage.imageRef,
-            networkName: network.networkName,
-            compileCacheVolume: compileCache.name,
-            secrets: args.secrets,
-            proxyEnv,
-            rotation: balancer.rotation,
-            engine,
-            transform: { container: args.transform?.replicaContainer },
-        });
+        const replicaArgs = (replica: ReplicaPlan): VllmReplicaArgs => {
+            const host = hosts.get(replica.host)!;
+            return {
+                prefix: s.prefix,
+                plan: replica,
+                serve: s.serve,
+                runtime: s.replica,
+                image: host.vllmImage!,
+                networkName: host.networkName,
+                compileCacheVolume: host.compileCacheVolume,
+                secrets: args.secrets,
+                proxyEnv,
+                rotation: balancer.rotation,
+                engine: host.engine,
+                transform: { container: args.transform?.replicaContainer },
+            };
+        };
         const member = (replica: ReplicaPlan): GateMember => {
             const [, containerArgs] = replicaContainer(`${name}-${replica.name}`, replicaArgs(replica));
-            return { name: replica.name, container: containerArgs.name!, engine: engine.address, spec: replicaSpec(containerArgs), address: replica.upstream };
+            return { name: replica.name, container: containerArgs.name!, engine: hosts.get(replica.host)!.engine.address, spec: replicaSpec(containerArgs), address: replica.upstream };
         };
 
         const replicas = new Map<string, VllmReplica>();
-        // Like the guide: on the first deployment one replica downloads the model into the shared cache and
-        // the others start once it serves, and find the model there (vllm#2232).
-        let warm: VllmReplica | undefined;
+        // Like the guide: on the first deployment one replica of each host downloads the model into the host's
+        // cache and the host's others start once it serves, and find the model there (vllm#2232).
+        const warm = new Map<string, VllmReplica>();
         const create = (replica: ReplicaPlan, after: pulumi.Resource[]) => {
-            const waitForWarm = warm?.member && s.replica.warmFirstReplica && args.previous === undefined ? [warm.member] : [];
-            const created = new VllmReplica(`${name}-${replica.name}`, { ...replicaArgs(replica), startAfter: [...after, ...waitForWarm] }, onHost);
+            const first = warm.get(replica.host);
+            const waitForWarm = first?.member && s.replica.warmFirstReplica && args.previous === undefined ? [first.member] : [];
+            const onReplicaHost = { parent: this, providers: { docker: hosts.get(replica.host)!.engine.provider } };
+            const created = new VllmReplica(`${name}-${replica.name}`, { ...replicaArgs(replica), startAfter: [...after, ...waitForWarm] }, onReplicaHost);
             replicas.set(replica.name, created);
-            warm = warm ?? created;
+            if (!first) {
+                warm.set(replica.host, created);
+            }
         };
         // Surge replicas start first, on spare slots; every replacement waits until they serve.
         for (const replicaName of plan.surge) {
@@ -193,7 +218,7 @@ export class VllmFleet extends pulumi.ComponentResource {
             {
                 prefix: s.prefix,
                 settings: s.monitoring,
-                networkName: network.networkName,
+                networkName: balancerHost.networkName,
                 replicas: active.map((replica) => ({ name: replica.name, address: replica.upstream, host: replica.host })),
                 // Scraped once they serve, so a deploy does not raise "replica down" while models load.
                 replicaDependencies: active.map((replica) => replicas.get(replica.name)!.member!),
@@ -206,7 +231,7 @@ export class VllmFleet extends pulumi.ComponentResource {
         );
 
         const host = s.balancer.bind === "0.0.0.0" ? "127.0.0.1" : s.balancer.bind;
-        const replicaHost = s.replica.portBind === "0.0.0.0" ? "127.0.0.1" : s.replica.portBind;
+        const reachable = (address: string) => (address === "0.0.0.0" ? "127.0.0.1" : address);
         this.endpoint = pulumi.output(`http://${host}:${s.balancer.port}`);
         this.openaiBaseUrl = this.endpoint.apply((e) => `${e}/v1`);
         this.servedModel = pulumi.output(s.serve.servedModelName ?? s.serve.model);
@@ -218,11 +243,11 @@ export class VllmFleet extends pulumi.ComponentResource {
                 container: containers[i],
                 gpus: replica.gpuIds,
                 cpuSet: replica.cpuSet,
-                url: `http://${replicaHost}:${replica.hostPort}`,
+                url: `http://${reachable(replica.publish)}:${replica.hostPort}`,
             })),
         );
         this.balancerContainer = balancer.containerName;
-        this.networkName = network.networkName;
+        this.networkName = balancerHost.networkName;
         this.configId = balancer.configId;
         this.nginxConfig = pulumi.output(template.template);
         this.rollout = pulumi.output({ spec, active: plan.active });

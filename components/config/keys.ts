@@ -77,13 +77,16 @@ export const CONFIG_KEYS = [
     "restartPolicy",
     "rollout",
     "monitoring",
+    "hosts",
+    "balancerHost",
+    "hostTls",
 ] as const;
 
 /**
  * Keys read as secrets and never as plain values. Not declared in `Pulumi.yaml`: the CLI requires
  * every declared secret to be set, and these are optional.
  */
-export const SECRET_CONFIG_KEYS: readonly string[] = ["hfToken", "apiKey"];
+export const SECRET_CONFIG_KEYS: readonly string[] = ["hfToken", "apiKey", "hostTls"];
 
 /**
  * Whether a value counts as unset. `Pulumi.yaml` declares `""` and `[]` as the defaults of optional

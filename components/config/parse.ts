@@ -5,7 +5,7 @@
 import * as os from "os";
 import * as path from "path";
 import { parseMonitoringSettings } from "../monitoring/settings";
-import { BACKENDS, LOCAL_HOST, planPlacement } from "../planning";
+import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../planning";
 import { defaultSubnet } from "../planning/subnet";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
@@ -46,18 +46,23 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
     const replicaPortBase = read.integer("replicaPortBase", DEFAULTS.replicaPortBase, 1, 65535);
     const networkSubnet = read.string("networkSubnet", defaultSubnet(stack));
     const rollout = readRollout(read);
-    const placement = planPlacement({
-        backend,
-        gpus: read.stringList("gpus"),
-        replicas: backend === "cpu" ? read.integer("replicas", DEFAULTS.replicas, 1, 64) : DEFAULTS.replicas,
-        cpuThreadsBind: readThreadsBind(read),
-        spareGpus: rollout.spareGpus,
-        spareReplicas: rollout.spareReplicas,
-        spareCpuThreadsBind: rollout.spareCpuThreadsBind,
-        lbPort,
-        replicaPortBase,
-        networkSubnet,
-    });
+    const replicaPortBind = read.ipv4("replicaPortBind", DEFAULTS.replicaPortBind);
+    const hosts = read.has("hosts")
+        ? readHosts(read, backend, rollout)
+        : [
+              {
+                  name: LOCAL_HOST,
+                  balancer: true,
+                  gpus: read.stringList("gpus"),
+                  replicas: backend === "cpu" ? read.integer("replicas", DEFAULTS.replicas, 1, 64) : DEFAULTS.replicas,
+                  cpuThreadsBind: readThreadsBind(read, "cpuThreadsBind", read.value("cpuThreadsBind")),
+                  spareGpus: rollout.spareGpus,
+                  spareReplicas: rollout.spareReplicas,
+                  spareCpuThreadsBind: rollout.spareCpuThreadsBind,
+                  keys: TOP_LEVEL_KEYS,
+              },
+          ];
+    const placement = planPlacement({ backend, hosts, lbPort, replicaPortBase, replicaPortBind, networkSubnet });
     // A key whose value could not be read at all was reported already; what planning made of its
     // fallback would only repeat that.
     for (const problem of placement.problems) {
@@ -68,8 +73,10 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
 
     const monitoring = parseMonitoringSettings(read.value("monitoring"), (value, allowed) => read.problem("monitoring", value, allowed));
     if (monitoring.prometheus) {
-        const taken = (port: number) =>
-            port === lbPort ? "lbPort" : port >= replicaPortBase && port < replicaPortBase + placement.placement.slots.length ? "a replica port" : undefined;
+        // Monitoring runs on the balancer's host: its ports must not be one of that host's.
+        const balancerHost = placement.placement.hosts.find((h) => h.balancer)?.name;
+        const portsThere = placement.placement.slots.filter((slot) => slot.host === balancerHost).length;
+        const taken = (port: number) => (port === lbPort ? "lbPort" : port >= replicaPortBase && port < replicaPortBase + portsThere ? "a replica port" : undefined);
         const fields: ("prometheusPort" | "grafanaPort")[] = monitoring.grafana ? ["prometheusPort", "grafanaPort"] : ["prometheusPort"];
         for (const field of fields) {
             const clash = taken(monitoring[field]);
@@ -79,6 +86,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         }
     }
 
+    const hostEngines = read.has("hosts") ? engineList(read) : [];
     const settings: FleetSettings = {
         prefix: stack,
         serve: {
@@ -92,7 +100,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
             hfCacheDir: expandHome(read.string("hfCacheDir", DEFAULTS.hfCacheDir)),
             shmSizeBytes: read.size("shmSize", DEFAULTS.shmSize),
             ipcHost: read.boolean("ipcHost", DEFAULTS.ipcHost),
-            portBind: read.ipv4("replicaPortBind", DEFAULTS.replicaPortBind),
+            portBind: replicaPortBind,
             startupTimeoutSeconds: read.duration("startupTimeout", DEFAULTS.startupTimeout, 10),
             stopGraceSeconds: read.duration("stopGracePeriod", DEFAULTS.stopGracePeriod, 0),
             restartPolicy: read.oneOf("restartPolicy", RESTART_POLICIES, DEFAULTS.restartPolicy),
@@ -122,7 +130,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         placement: placement.placement,
         rollout: { maxUnavailable: rollout.maxUnavailable },
         monitoring,
-        engines: { [LOCAL_HOST]: dockerHost },
+        engines: read.has("hosts") ? Object.fromEntries(hostEngines) : { [LOCAL_HOST]: dockerHost },
     };
 
     if (read.problems.length > 0) {
@@ -173,18 +181,115 @@ function readRollout(read: ConfigReader): { maxUnavailable: number | string; spa
     return result;
 }
 
-/** `cpuThreadsBind`: "auto" or a list of core ranges; a value of another shape is reported here. */
-function readThreadsBind(read: ConfigReader): "auto" | string[] {
-    const bind = read.value("cpuThreadsBind");
-    if (bind === undefined || bind === DEFAULTS.cpuThreadsBind) {
+/** `cpuThreadsBind` (top-level or a host's): "auto" or a list of core ranges; another shape is reported under `key`. */
+function readThreadsBind(read: ConfigReader, key: string, bind: unknown): "auto" | string[] {
+    if (bind === undefined || bind === null || bind === "" || bind === DEFAULTS.cpuThreadsBind) {
         return "auto";
     }
     const ranges = Array.isArray(bind) && bind.every((v) => typeof v === "string" || typeof v === "number") ? bind.map(String) : undefined;
     if (ranges === undefined) {
-        read.problem("cpuThreadsBind", bind, '"auto" or a list of core ranges, one per replica, e.g. ["0-3", "4-7"]');
+        read.problem(key, bind, '"auto" or a list of core ranges, one per replica, e.g. ["0-3", "4-7"]');
         return "auto";
     }
     return ranges;
+}
+
+const HOST_FIELDS = ["name", "engine", "address", "gpus", "replicas", "cpuThreadsBind", "spareGpus", "spareReplicas", "spareCpuThreadsBind"];
+
+/** A Docker engine address: `ssh://[user@]host[:port]`, `tcp://host:port` or `unix:///path`. */
+export function isEngineAddress(text: string): boolean {
+    return /^ssh:\/\/([^@/\s]+@)?[A-Za-z0-9.-]+(:\d+)?$/.test(text) || /^tcp:\/\/[A-Za-z0-9.-]+:\d+$/.test(text) || /^unix:\/\/\/\S+$/.test(text);
+}
+
+function isHostAddress(text: string): boolean {
+    return /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(text);
+}
+
+/**
+ * `hosts`: the Docker engines the fleet runs on, each with its replicas, and `balancerHost`, the one that
+ * runs the balancer (the first by default). With hosts, the top-level replica keys are not used.
+ */
+function readHosts(read: ConfigReader, backend: Backend, rollout: { spareGpus?: string[]; spareReplicas: number; spareCpuThreadsBind?: string[] }): HostInputs[] {
+    const value = read.value("hosts");
+    const shape = 'a list of hosts, each {name, engine, address?, gpus (gpu) or replicas and cpuThreadsBind? (cpu), spareGpus?, spareReplicas?, spareCpuThreadsBind?}, e.g. [{"name": "gpu-a", "engine": "ssh://ops@gpu-a", "address": "10.0.0.11", "gpus": ["0", "1"]}]';
+    if (!Array.isArray(value) || value.length === 0 || !value.every((h) => typeof h === "object" && h !== null && !Array.isArray(h))) {
+        read.problem("hosts", value, shape);
+        return [];
+    }
+    for (const key of ["gpus", "replicas", "cpuThreadsBind"]) {
+        if (read.has(key)) {
+            read.problem(key, read.value(key), "set per host with hosts: a host's replicas are in its entry of hosts");
+        }
+    }
+    if (rollout.spareGpus !== undefined || rollout.spareReplicas > 0 || rollout.spareCpuThreadsBind !== undefined) {
+        read.problem("rollout", read.value("rollout"), "spare capacity is set per host with hosts: spareGpus, spareReplicas, spareCpuThreadsBind in a host's entry");
+    }
+    const entries = value as Record<string, unknown>[];
+    const names = entries.map((h) => (typeof h.name === "string" ? h.name : ""));
+    const balancerHost = read.string("balancerHost", names[0] ?? "");
+    if (read.has("balancerHost") && !names.includes(balancerHost)) {
+        read.problem("balancerHost", balancerHost, `the name of one of hosts: ${names.filter(Boolean).map((n) => `"${n}"`).join(", ")}`);
+    }
+    return entries.map((entry, index) => {
+        const at = (field: string) => `hosts[${index}].${field}`;
+        const sub = new ConfigReader(entry);
+        for (const field of Object.keys(entry).filter((f) => !HOST_FIELDS.includes(f))) {
+            read.problem(at(field), entry[field], `not a field of a host; its fields are ${HOST_FIELDS.join(", ")}`);
+        }
+        const name = sub.string("name");
+        if (name === undefined || !/^[a-z0-9][a-z0-9_.-]*$/.test(name)) {
+            read.problem(at("name"), entry.name, 'a name usable in Docker names: lowercase letters, digits, "_", ".", "-", e.g. "gpu-a"');
+        } else if (names.indexOf(name) !== index) {
+            read.problem(at("name"), name, `a name no other host has: hosts[${names.indexOf(name)}] is "${name}" too`);
+        }
+        const engine = sub.string("engine");
+        if (engine === undefined || !isEngineAddress(engine)) {
+            read.problem(at("engine"), entry.engine, 'the Docker engine address, as DOCKER_HOST takes it: "ssh://user@host", "tcp://host:2376" (TLS material in the secret hostTls) or "unix:///var/run/docker.sock"');
+        }
+        const balancer = name !== undefined && name === balancerHost;
+        const address = sub.string("address");
+        if (address !== undefined && !isHostAddress(address)) {
+            read.problem(at("address"), address, "an IPv4 address or a host name the balancer's host reaches this host at");
+        } else if (address === undefined && !balancer) {
+            read.problem(at("address"), undefined, "required for a host that does not run the balancer: the address the balancer's host reaches it at (its replicas publish their ports there)");
+        } else if (address === "0.0.0.0") {
+            read.problem(at("address"), address, "a reachable address, not 0.0.0.0: replica ports are published on it, and on nothing else");
+        }
+        const hostInputs: HostInputs = {
+            name: name ?? `host${index}`,
+            balancer,
+            address,
+            gpus: sub.stringList("gpus"),
+            replicas: backend === "cpu" ? sub.integer("replicas", DEFAULTS.replicas, 1, 64) : DEFAULTS.replicas,
+            cpuThreadsBind: readThreadsBind(read, at("cpuThreadsBind"), entry.cpuThreadsBind),
+            spareGpus: sub.stringList("spareGpus"),
+            spareReplicas: sub.integer("spareReplicas", 0, 0, 64),
+            spareCpuThreadsBind: sub.stringList("spareCpuThreadsBind"),
+            keys: {
+                gpus: at("gpus"),
+                replicas: at("replicas"),
+                cpuThreadsBind: at("cpuThreadsBind"),
+                spareGpus: at("spareGpus"),
+                spareReplicas: at("spareReplicas"),
+                spareCpuThreadsBind: at("spareCpuThreadsBind"),
+            },
+        };
+        for (const problem of sub.problems) {
+            if (problem.key !== "name" && problem.key !== "engine" && problem.key !== "address" && problem.key !== "cpuThreadsBind") {
+                read.problem(at(problem.key!), problem.value, problem.allowed);
+            }
+        }
+        return hostInputs;
+    });
+}
+
+/** Each host's engine address, as written in `hosts`. */
+function engineList(read: ConfigReader): [string, string | undefined][] {
+    const value = read.value("hosts");
+    if (!Array.isArray(value)) {
+        return [];
+    }
+    return (value as Record<string, unknown>[]).map((h, i) => [typeof h.name === "string" ? h.name : `host${i}`, typeof h.engine === "string" ? h.engine : undefined]);
 }
 
 function readVllmBuild(read: ConfigReader): VllmBuildSpec | undefined {

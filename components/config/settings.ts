@@ -34,7 +34,7 @@ export interface ReplicaSettings {
     shmSizeBytes: number;
     /** Share the host's IPC namespace (`--ipc host`). Defaults to true. */
     ipcHost: boolean;
-    /** Host address the replica ports are published on. Defaults to `127.0.0.1`. */
+    /** Host address the replica ports are published on, on the balancer's host (other hosts publish on their own address). Defaults to `127.0.0.1`. */
     portBind: string;
     /** How long a deploy waits for a replica's `/health`, in seconds. Defaults to 1800 (30m). */
     startupTimeoutSeconds: number;
@@ -139,6 +139,8 @@ export interface FleetSecrets {
     hfToken?: pulumi.Output<string>;
     /** Key clients must send as `Authorization: Bearer <key>` (`VLLM_API_KEY`). */
     apiKey?: pulumi.Output<string>;
+    /** TLS material of `tcp://` engines, by host name (`hostTls`). */
+    hostTls?: pulumi.Output<Record<string, { ca: string; cert: string; key: string }>>;
     /**
      * A digest of the secret values, known before anything is created, so that a change of a secret counts
      * as a change of the replicas' settings when a rollout is planned. Defaults to none.

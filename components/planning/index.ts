@@ -1,3 +1,15 @@
-export { BACKENDS, LOCAL_HOST, VLLM_PORT, planPlacement, type Backend, type Placement, type PlacementInputs, type ReplicaPlan } from "./placement";
+export {
+    BACKENDS,
+    LOCAL_HOST,
+    TOP_LEVEL_KEYS,
+    VLLM_PORT,
+    planPlacement,
+    type Backend,
+    type HostInputs,
+    type HostPlan,
+    type Placement,
+    type PlacementInputs,
+    type ReplicaPlan,
+} from "./placement";
 export { describeRollout, planRollout, unavailableCount, type PreviousDeployment, type RolloutPlan } from "./rollout";
 export type { KeyProblem } from "./problems";

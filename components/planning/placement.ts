@@ -31,80 +31,145 @@ export interface ReplicaPlan {
     threadsBind?: string;
     /** Host port publishing the replica's port 8000. */
     hostPort: number;
+    /** Host address the port is published on: `replicaPortBind` on the balancer's host, the host's own address elsewhere. */
+    publish: string;
     /** Fixed IPv4 address on the stack's network. */
     ip: string;
-    /** `host:port` the balancer connects to: the fixed address on the shared network. */
+    /**
+     * `host:port` the balancer connects to: the fixed address on the stack's network for a replica on the
+     * balancer's host, the host's address and the published port for a replica on another host.
+     */
     upstream: string;
 }
 
 /** Every slot a replica can run in, decided before any resource is created. */
 export interface Placement {
-    /** The configured entries first (`gpus`, or `replicas` on the cpu backend), then the spares. */
+    /** Host by host, the configured entries first (`gpus`, or `replicas` on the cpu backend), then the spares. */
     slots: ReplicaPlan[];
     /** How many replicas run: the number of configured entries. */
     replicas: number;
+    /** The hosts, in order; one of them runs the balancer. */
+    hosts: HostPlan[];
 }
 
-/** The typed settings placement depends on; config parsing fills them. */
-export interface PlacementInputs {
-    backend: Backend;
+/** A Docker engine the fleet runs on. */
+export interface HostPlan {
+    name: string;
+    /** Whether the balancer (and monitoring) runs here. */
+    balancer: boolean;
+    /** The address the balancer reaches this host's published ports at (hosts other than the balancer's). */
+    address?: string;
+}
+
+/** What one host runs, as typed settings; config parsing fills them. */
+export interface HostInputs {
+    name: string;
+    /** Whether the balancer runs on this host. */
+    balancer: boolean;
+    /** The address the balancer reaches the host's published ports at (required for a host other than the balancer's). */
+    address?: string;
     /** gpu backend: one entry per replica, each a GPU id (`"0"`) or a group (`"0,1"`); undefined when unset. */
     gpus?: string[];
     /** cpu backend: the number of replicas. */
     replicas: number;
     /** cpu backend: `"auto"`, or one core range per replica (`"0-3"`). */
     cpuThreadsBind: "auto" | string[];
-    /** gpu backend: entries kept free for rollouts, as in `gpus` (`rollout.spareGpus`). */
+    /** gpu backend: entries kept free for rollouts, as in `gpus`. */
     spareGpus?: string[];
-    /** cpu backend: room for this many more replicas during rollouts (`rollout.spareReplicas`). */
+    /** cpu backend: room for this many more replicas during rollouts. */
     spareReplicas: number;
-    /** cpu backend with bound cores: one range per spare replica (`rollout.spareCpuThreadsBind`). */
+    /** cpu backend with bound cores: one range per spare replica. */
     spareCpuThreadsBind?: string[];
+    /**
+     * The config key of each field, for problems: `gpus`, `rollout.spareGpus`, ... for the one implicit host,
+     * `hosts[1].gpus`, ... for a host of `hosts`.
+     */
+    keys: HostKeys;
+}
+
+export interface HostKeys {
+    gpus: string;
+    replicas: string;
+    cpuThreadsBind: string;
+    spareGpus: string;
+    spareReplicas: string;
+    spareCpuThreadsBind: string;
+}
+
+/** The keys of the one host of a stack without `hosts`. */
+export const TOP_LEVEL_KEYS: HostKeys = {
+    gpus: "gpus",
+    replicas: "replicas",
+    cpuThreadsBind: "cpuThreadsBind",
+    spareGpus: "rollout.spareGpus",
+    spareReplicas: "rollout.spareReplicas",
+    spareCpuThreadsBind: "rollout.spareCpuThreadsBind",
+};
+
+/** The typed settings placement depends on; config parsing fills them. */
+export interface PlacementInputs {
+    backend: Backend;
+    /** The hosts; a stack without `hosts` has one, `local`, from the top-level keys. */
+    hosts: HostInputs[];
     lbPort: number;
     replicaPortBase: number;
+    /** Host address replica ports are published on, on the balancer's host. */
+    replicaPortBind: string;
     networkSubnet: string;
 }
 
 /** Replicas take fixed addresses from host .10 on; .1 is Docker's gateway, the upper half is Docker's. */
 const FIRST_REPLICA_HOST = 10;
 
-/** Plans every slot. Problems name the key that causes them; the plan is complete only without any. */
+/** Plans every slot on every host. Problems name the key that causes them; the plan is complete only without any. */
 export function planPlacement(inputs: PlacementInputs): { placement: Placement; problems: KeyProblem[] } {
     const problems = new Problems();
-    const { configured, spare } = inputs.backend === "gpu" ? gpuGroups(inputs, problems) : cpuGroups(inputs, problems);
-    const groups = [...configured, ...spare];
-    const count = groups.length;
-
-    const lastPort = inputs.replicaPortBase + count - 1;
-    if (count > 0 && lastPort > 65535) {
-        problems.add("replicaPortBase", inputs.replicaPortBase, `a port such that all ${count} replica ports (base to base+${count - 1}) stay at or below 65535`);
-    }
-    if (count > 0 && inputs.lbPort >= inputs.replicaPortBase && inputs.lbPort <= lastPort) {
-        problems.add("lbPort", inputs.lbPort, `a port outside the replica ports ${inputs.replicaPortBase}-${lastPort} (replicaPortBase to replicaPortBase+${count - 1}, spares included)`);
-    }
-
     const subnet = parseSubnet(inputs.networkSubnet);
     if (subnet === undefined) {
         problems.add("networkSubnet", inputs.networkSubnet, 'an IPv4 network in CIDR form with a prefix from /16 to /28, e.g. "172.29.10.0/24"');
-    } else if (FIRST_REPLICA_HOST + count > subnet.size / 2) {
-        problems.add("networkSubnet", inputs.networkSubnet, `a network with room for ${count} replicas from host .${FIRST_REPLICA_HOST} on (a larger network)`);
     }
+    const implicit = inputs.hosts.length === 1 && inputs.hosts[0].name === LOCAL_HOST;
+    const slots: ReplicaPlan[] = [];
+    let replicas = 0;
+    inputs.hosts.forEach((host) => {
+        const { configured, spare } = inputs.backend === "gpu" ? gpuGroups(host, problems) : cpuGroups(host, problems);
+        const groups = [...configured, ...spare];
+        const count = groups.length;
+        replicas += configured.length;
+        const where = implicit ? "" : ` on host ${host.name}`;
 
-    const slots = groups.map((group, index): ReplicaPlan => {
-        const ip = subnet ? subnetAddress(subnet, FIRST_REPLICA_HOST + index) : "";
-        return {
-            name: `vllm${index}`,
-            host: LOCAL_HOST,
-            gpuIds: group.gpuIds,
-            tensorParallelSize: Math.max(1, group.gpuIds.length),
-            cpuSet: group.cpuSet,
-            threadsBind: group.threadsBind,
-            hostPort: inputs.replicaPortBase + index,
-            ip,
-            upstream: `${ip}:${VLLM_PORT}`,
-        };
+        const lastPort = inputs.replicaPortBase + count - 1;
+        if (count > 0 && lastPort > 65535) {
+            problems.add("replicaPortBase", inputs.replicaPortBase, `a port such that all ${count} replica ports${where} (base to base+${count - 1}) stay at or below 65535`);
+        }
+        if (host.balancer && count > 0 && inputs.lbPort >= inputs.replicaPortBase && inputs.lbPort <= lastPort) {
+            problems.add("lbPort", inputs.lbPort, `a port outside the replica ports${where} ${inputs.replicaPortBase}-${lastPort} (replicaPortBase to replicaPortBase+${count - 1}, spares included)`);
+        }
+        if (subnet !== undefined && FIRST_REPLICA_HOST + count > subnet.size / 2) {
+            problems.add("networkSubnet", inputs.networkSubnet, `a network with room for ${count} replicas${where} from host .${FIRST_REPLICA_HOST} on (a larger network)`);
+        }
+
+        groups.forEach((group, index) => {
+            const ip = subnet ? subnetAddress(subnet, FIRST_REPLICA_HOST + index) : "";
+            const hostPort = inputs.replicaPortBase + index;
+            // nginx reaches the replicas of its own host over the stack's network, the others where they publish.
+            const remote = !host.balancer && host.address !== undefined;
+            slots.push({
+                name: implicit ? `vllm${index}` : `${host.name}-vllm${index}`,
+                host: host.name,
+                gpuIds: group.gpuIds,
+                tensorParallelSize: Math.max(1, group.gpuIds.length),
+                cpuSet: group.cpuSet,
+                threadsBind: group.threadsBind,
+                hostPort,
+                publish: remote ? host.address! : inputs.replicaPortBind,
+                ip,
+                upstream: remote ? `${host.address}:${hostPort}` : `${ip}:${VLLM_PORT}`,
+            });
+        });
     });
-    return { placement: { slots, replicas: configured.length }, problems: problems.list };
+    const hosts = inputs.hosts.map((h) => ({ name: h.name, balancer: h.balancer, address: h.address }));
+    return { placement: { slots, replicas, hosts }, problems: problems.list };
 }
 
 interface ReplicaGroup {
@@ -114,14 +179,15 @@ interface ReplicaGroup {
 }
 
 /** `gpus` (and `rollout.spareGpus`): one slot per entry; an entry is one GPU ID or a comma-separated group. */
-function gpuGroups(inputs: PlacementInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
+function gpuGroups(inputs: HostInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
+    const keys = inputs.keys;
     const entries = inputs.gpus;
     if (entries === undefined || entries.length === 0) {
-        problems.add("gpus", undefined, 'required on the gpu backend: a list with one entry per replica, each a GPU ID ("0") or a group ("0,1"), e.g. ["0", "1"]');
+        problems.add(keys.gpus, undefined, 'required on the gpu backend: a list with one entry per replica, each a GPU ID ("0") or a group ("0,1"), e.g. ["0", "1"]');
         return { configured: [], spare: [] };
     }
     if (inputs.spareReplicas > 0 || inputs.spareCpuThreadsBind !== undefined) {
-        problems.add("rollout.spareReplicas", inputs.spareReplicas, 'only for backend "cpu"; on the gpu backend list spare GPUs in rollout.spareGpus');
+        problems.add(keys.spareReplicas, inputs.spareReplicas, `only for backend "cpu"; on the gpu backend list spare GPUs in ${keys.spareGpus}`);
     }
     const seen = new Map<string, string>();
     const parse = (key: string, list: string[], where: string) =>
@@ -138,33 +204,34 @@ function gpuGroups(inputs: PlacementInputs, problems: Problems): { configured: R
             }
             return { gpuIds: ids };
         });
-    const configured = parse("gpus", entries, "entry");
-    const spare = parse("rollout.spareGpus", inputs.spareGpus ?? [], "spare entry");
+    const configured = parse(keys.gpus, entries, "entry");
+    const spare = parse(keys.spareGpus, inputs.spareGpus ?? [], "spare entry");
     return { configured, spare };
 }
 
 /** `replicas` and `cpuThreadsBind` (and their spares): one core range per slot, or "auto". */
-function cpuGroups(inputs: PlacementInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
+function cpuGroups(inputs: HostInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
+    const keys = inputs.keys;
     if (inputs.gpus !== undefined && inputs.gpus.length > 0) {
-        problems.add("gpus", inputs.gpus, 'only for backend "gpu"; on the cpu backend set replicas (and optionally cpuThreadsBind)');
+        problems.add(keys.gpus, inputs.gpus, `only for backend "gpu"; on the cpu backend set ${keys.replicas} (and optionally ${keys.cpuThreadsBind})`);
     }
     if (inputs.spareGpus !== undefined && inputs.spareGpus.length > 0) {
-        problems.add("rollout.spareGpus", inputs.spareGpus, 'only for backend "gpu"; on the cpu backend set rollout.spareReplicas');
+        problems.add(keys.spareGpus, inputs.spareGpus, `only for backend "gpu"; on the cpu backend set ${keys.spareReplicas}`);
     }
     const ranges = inputs.cpuThreadsBind;
     if (ranges === "auto") {
         if (inputs.spareCpuThreadsBind !== undefined) {
-            problems.add("rollout.spareCpuThreadsBind", inputs.spareCpuThreadsBind, 'only when cpuThreadsBind is a list of core ranges; with "auto", spare replicas bind automatically too');
+            problems.add(keys.spareCpuThreadsBind, inputs.spareCpuThreadsBind, `only when ${keys.cpuThreadsBind} is a list of core ranges; with "auto", spare replicas bind automatically too`);
         }
         const auto = (n: number) => Array.from({ length: n }, () => ({ gpuIds: [], threadsBind: "auto" }));
         return { configured: auto(inputs.replicas), spare: auto(inputs.spareReplicas) };
     }
     const spareRanges = inputs.spareCpuThreadsBind ?? [];
     if (ranges.length !== inputs.replicas) {
-        problems.add("cpuThreadsBind", ranges, `one core range per replica: replicas is ${inputs.replicas}, cpuThreadsBind has ${ranges.length}`);
+        problems.add(keys.cpuThreadsBind, ranges, `one core range per replica: ${keys.replicas} is ${inputs.replicas}, ${keys.cpuThreadsBind} has ${ranges.length}`);
     }
     if (spareRanges.length !== inputs.spareReplicas) {
-        problems.add("rollout.spareCpuThreadsBind", inputs.spareCpuThreadsBind, `one core range per spare replica: rollout.spareReplicas is ${inputs.spareReplicas}, rollout.spareCpuThreadsBind has ${spareRanges.length}`);
+        problems.add(keys.spareCpuThreadsBind, inputs.spareCpuThreadsBind, `one core range per spare replica: ${keys.spareReplicas} is ${inputs.spareReplicas}, ${keys.spareCpuThreadsBind} has ${spareRanges.length}`);
     }
     const owner = new Map<number, string>();
     const check = (key: string, list: string[], where: string) =>
@@ -183,8 +250,8 @@ function cpuGroups(inputs: PlacementInputs, problems: Problems): { configured: R
                 owner.set(core, `${where} ${index} ("${range}")`);
             }
         });
-    check("cpuThreadsBind", ranges, "entry");
-    check("rollout.spareCpuThreadsBind", spareRanges, "spare entry");
+    check(keys.cpuThreadsBind, ranges, "entry");
+    check(keys.spareCpuThreadsBind, spareRanges, "spare entry");
     const bound = (list: string[], n: number) => list.slice(0, n).map((range) => ({ gpuIds: [], cpuSet: range, threadsBind: range }));
     return { configured: bound(ranges, inputs.replicas), spare: bound(spareRanges, inputs.spareReplicas) };
 }

@@ -10,7 +10,7 @@ const read = (file: string) => fs.readFileSync(path.join(__dirname, "scripts", f
 /** The script that changes nginx's rotation inside the balancer's container. */
 export const ROTATION_SCRIPT = read("rotation.sh");
 
-export type RolloutScript = "install" | "gate" | "member";
+export type RolloutScript = "install" | "gate" | "member" | "engine";
 
 /** A rollout script with the functions it uses, for the `ROLLOUT_SH` environment variable. */
 export function rolloutScript(script: RolloutScript): string {

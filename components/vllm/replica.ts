@@ -135,7 +135,7 @@ export function replicaContainer(
                 { volumeName: args.compileCacheVolume, containerPath: VLLM_CACHE_PATH },
             ],
             networksAdvanced: [{ name: args.networkName, aliases: [plan.name], ipv4Address: plan.ip }],
-            ports: [{ internal: VLLM_PORT, external: plan.hostPort, ip: runtime.portBind }],
+            ports: [{ internal: VLLM_PORT, external: plan.hostPort, ip: plan.publish }],
             // SIGTERM, then stopGraceSeconds, then SIGKILL.
             ...lifecycle({
                 prefix: args.prefix,

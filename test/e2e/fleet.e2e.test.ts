@@ -199,7 +199,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
     it("scales 3 → 4 → 3 under load: the removed replica leaves rotation and is drained before its SIGTERM, which then aborts nothing", async () => {
         const nginxBefore = await inspect("e2e-nginx-lb");
         const prometheusBefore = await inspect("e2e-prometheus");
-        const samplesBefore = await PROMETHEUS.query('count_over_time(vllm:num_requests_running{replica="vllm0"}[15m])');
+        const samplesBefore = await PROMETHEUS.waitForValues('count_over_time(vllm:num_requests_running{replica="vllm0"}[15m])', 60_000);
         stack.editConfig((c) => (c.replicas = "4"));
         const up = await upUnderLoad("3 → 4 replicas");
         expectNothingLost(up.counts);

@@ -5,6 +5,8 @@ import { defaultSubnet } from "../../components/planning/subnet";
 
 const CPU: RawConfig = { model: "Qwen/Qwen2.5-0.5B-Instruct", backend: "cpu", replicas: "2" };
 const GPU: RawConfig = { model: "meta-llama/Llama-2-7b-chat-hf", gpus: ["0", "1"] };
+const HOST_A = { name: "gpu-a", engine: "ssh://ops@gpu-a", gpus: ["0", "1"] };
+const HOST_B = { name: "gpu-b", engine: "ssh://ops@gpu-b", address: "10.0.0.12", gpus: ["0", "1"] } as Record<string, unknown>;
 
 function problemsOf(raw: RawConfig): string {
     try {
@@ -48,6 +50,15 @@ describe("bad input is rejected before anything is created, naming the key, the 
         ["subnet too small for the replicas", { model: "m", gpus: ["0", "1", "2", "3", "4", "5", "6", "7"], networkSubnet: "172.29.5.0/28" }, "networkSubnet", '"172.29.5.0/28"', /room for 8 replicas/],
         ["a misspelt key", { ...GPU, balancerr: "round_robin" }, "balancerr", '"round_robin"', /not a known key/],
         ["unknown restart policy", { ...GPU, restartPolicy: "sometimes" }, "restartPolicy", '"sometimes"', /one of "no", "on-failure"/],
+        ["a GPU listed twice on one host", { model: "m", hosts: [HOST_A, { ...HOST_B, gpus: ["1", "1"] }] }, "hosts[1].gpus", '["1","1"]', /each GPU may appear once: GPU 1 is in entry 0 and entry 1/],
+        ["two hosts with one name", { model: "m", hosts: [HOST_A, { ...HOST_B, name: "gpu-a" }] }, "hosts[1].name", '"gpu-a"', /a name no other host has: hosts\[0\] is "gpu-a" too/],
+        ["a balancer host that is not listed", { model: "m", hosts: [HOST_A, HOST_B], balancerHost: "gpu-z" }, "balancerHost", '"gpu-z"', /the name of one of hosts: "gpu-a", "gpu-b"/],
+        ["lbPort among the balancer host's replica ports", { model: "m", hosts: [HOST_A, HOST_B], lbPort: "8082" }, "lbPort", "8082", /outside the replica ports on host gpu-a 8081-8082/],
+        ["top-level gpus with hosts", { model: "m", hosts: [HOST_A], gpus: ["0"] }, "gpus", '["0"]', /set per host with hosts/],
+        ["a host without an address, other than the balancer's", { model: "m", hosts: [HOST_A, { ...HOST_B, address: undefined }] }, "hosts[1].address", "(not set)", /required for a host that does not run the balancer/],
+        ["an engine that is not an address", { model: "m", hosts: [{ ...HOST_A, engine: "gpu-a" }] }, "hosts[0].engine", '"gpu-a"', /ssh:\/\/user@host/],
+        ["a replica port published on every interface of a host", { model: "m", hosts: [HOST_A, { ...HOST_B, address: "0.0.0.0" }] }, "hosts[1].address", '"0.0.0.0"', /a reachable address, not 0.0.0.0/],
+        ["hosts not a list", { model: "m", hosts: { name: "gpu-a" } }, "hosts", '{"name":"gpu-a"}', /a list of hosts/],
     ];
 
     it.each(table)("%s", (_case, raw, key, shown, allowed) => {

@@ -19,9 +19,10 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
         // vLLM, nginx, Prometheus, the nginx exporter.
         expect(count("docker:index/remoteImage:RemoteImage")).toBe(4);
         expect(count("docker:index/container:Container")).toBe(5);
-        // The config install, one rotation member per replica, one rollout step per replica (maxUnavailable 1),
-        // and Prometheus's config.
+        // The check that the engine answers, the config install, one rotation member per replica, one rollout
+        // step per replica (maxUnavailable 1), and Prometheus's config.
         expect(ofType(resources, "command:local:Command").map((c) => c.name).sort()).toEqual([
+            "fleet-engine",
             "fleet-lb-config",
             "fleet-monitoring-prometheus-config",
             "fleet-rollout-0-step",

@@ -1,15 +1,21 @@
 import * as fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseFleetConfig } from "../../components/config";
-import { PlacementInputs, parseCpuList, planPlacement } from "../../components/planning/placement";
+import { HostInputs, PlacementInputs, TOP_LEVEL_KEYS, parseCpuList, planPlacement } from "../../components/planning/placement";
 import { dynamicRange } from "../../components/planning/subnet";
 
-const GPU: PlacementInputs = { backend: "gpu", gpus: ["0"], replicas: 1, cpuThreadsBind: "auto", spareReplicas: 0, lbPort: 8000, replicaPortBase: 8081, networkSubnet: "172.29.7.0/24" };
-const CPU: PlacementInputs = { ...GPU, backend: "cpu", gpus: undefined };
+const LOCAL: HostInputs = { name: "local", balancer: true, gpus: ["0"], replicas: 1, cpuThreadsBind: "auto", spareReplicas: 0, keys: TOP_LEVEL_KEYS };
+const FLEET: Omit<PlacementInputs, "hosts"> = { backend: "gpu", lbPort: 8000, replicaPortBase: 8081, replicaPortBind: "127.0.0.1", networkSubnet: "172.29.7.0/24" };
+const CPU: Partial<HostInputs & PlacementInputs> = { backend: "cpu", gpus: undefined };
 
-/** The plan, or the problems as `key: allowed` lines. */
-function place(inputs: Partial<PlacementInputs>) {
-    const { placement, problems } = planPlacement({ ...GPU, ...inputs });
+/** The plan of one implicit host, or the problems as `key: allowed` lines. */
+function place(inputs: Partial<HostInputs & PlacementInputs>) {
+    const { backend, lbPort, replicaPortBase, replicaPortBind, networkSubnet, hosts: _hosts, ...host } = inputs;
+    const { placement, problems } = planPlacement({
+        ...FLEET,
+        ...Object.fromEntries(Object.entries({ backend, lbPort, replicaPortBase, replicaPortBind, networkSubnet }).filter(([, v]) => v !== undefined)),
+        hosts: [{ ...LOCAL, ...host }],
+    });
     return { replicas: placement.slots, count: placement.replicas, problems: problems.map((p) => `${p.key}: ${p.allowed}`) };
 }
 
@@ -96,5 +102,33 @@ describe("ports, addresses and how the balancer reaches each replica", () => {
                 return replicas.every((r) => r.hostPort !== lbPort && r.hostPort <= 65535);
             }),
         );
+    });
+});
+
+describe("replicas on several hosts", () => {
+    const hosts: HostInputs[] = [
+        { ...LOCAL, name: "gpu-a", balancer: true, gpus: ["0", "1"], keys: { ...TOP_LEVEL_KEYS, gpus: "hosts[0].gpus" } },
+        { ...LOCAL, name: "gpu-b", balancer: false, address: "10.0.0.12", gpus: ["0"], spareGpus: ["1"], keys: { ...TOP_LEVEL_KEYS, gpus: "hosts[1].gpus", spareGpus: "hosts[1].spareGpus" } },
+    ];
+    const { placement, problems } = planPlacement({ ...FLEET, hosts });
+
+    it("names replicas by host, reaches the balancer's own over the stack network and the others where they publish", () => {
+        expect(problems).toEqual([]);
+        expect(placement.slots.map((r) => [r.name, r.host, r.gpuIds.join(","), r.publish, r.hostPort, r.upstream])).toEqual([
+            ["gpu-a-vllm0", "gpu-a", "0", "127.0.0.1", 8081, "172.29.7.10:8000"],
+            ["gpu-a-vllm1", "gpu-a", "1", "127.0.0.1", 8082, "172.29.7.11:8000"],
+            ["gpu-b-vllm0", "gpu-b", "0", "10.0.0.12", 8081, "10.0.0.12:8081"],
+            ["gpu-b-vllm1", "gpu-b", "1", "10.0.0.12", 8082, "10.0.0.12:8082"],
+        ]);
+        expect(placement.replicas).toBe(3);
+        expect(placement.hosts).toEqual([
+            { name: "gpu-a", balancer: true, address: undefined },
+            { name: "gpu-b", balancer: false, address: "10.0.0.12" },
+        ]);
+    });
+
+    it("lets one GPU id appear on several hosts, but twice on one host is a problem named by that host's key", () => {
+        const twice = planPlacement({ ...FLEET, hosts: [hosts[0], { ...hosts[1], gpus: ["0", "0"] }] }).problems.map((p) => `${p.key}: ${p.allowed}`);
+        expect(twice).toEqual(["hosts[1].gpus: each GPU may appear once: GPU 0 is in entry 0 and entry 1"]);
     });
 });
