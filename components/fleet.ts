@@ -83,7 +83,14 @@ export class VllmFleet extends pulumi.ComponentResource {
 
         const spec = fleetSpec(s, args.secrets?.digest);
         const maxUnavailable = unavailableCount(s.rollout.maxUnavailable, s.placement.replicas);
-        const plan = planRollout({ slots: s.placement.slots.map((slot) => slot.name), replicas: s.placement.replicas, maxUnavailable, spec, previous: args.previous });
+        const plan = planRollout({
+            slots: s.placement.slots.map((slot) => slot.name),
+            configured: s.placement.slots.filter((slot) => !slot.spare).map((slot) => slot.name),
+            replicas: s.placement.replicas,
+            maxUnavailable,
+            spec,
+            previous: args.previous,
+        });
         const message = describeRollout(plan, s.placement.replicas, maxUnavailable, s.replica.stopGraceSeconds);
         if (message) {
             void pulumi.log.info(message, this);

@@ -216,8 +216,10 @@ function readHosts(read: ConfigReader, backend: Backend, rollout: { spareGpus?: 
         read.problem("hosts", value, shape);
         return [];
     }
+    // Pulumi.yaml's defaults reach the program as values; only a value other than the default was set.
+    const defaults: Record<string, unknown> = { replicas: String(DEFAULTS.replicas), cpuThreadsBind: DEFAULTS.cpuThreadsBind };
     for (const key of ["gpus", "replicas", "cpuThreadsBind"]) {
-        if (read.has(key)) {
+        if (read.has(key) && String(read.value(key)) !== defaults[key]) {
             read.problem(key, read.value(key), "set per host with hosts: a host's replicas are in its entry of hosts");
         }
     }

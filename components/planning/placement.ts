@@ -29,6 +29,8 @@ export interface ReplicaPlan {
     cpuSet?: string;
     /** Value of `VLLM_CPU_OMP_THREADS_BIND` (CPU backend). */
     threadsBind?: string;
+    /** Whether the slot is a spare (kept free for rollouts) rather than one of the configured entries. */
+    spare: boolean;
     /** Host port publishing the replica's port 8000. */
     hostPort: number;
     /** Host address the port is published on: `replicaPortBind` on the balancer's host, the host's own address elsewhere. */
@@ -161,6 +163,7 @@ export function planPlacement(inputs: PlacementInputs): { placement: Placement; 
                 tensorParallelSize: Math.max(1, group.gpuIds.length),
                 cpuSet: group.cpuSet,
                 threadsBind: group.threadsBind,
+                spare: index >= configured.length,
                 hostPort,
                 publish: remote ? host.address! : inputs.replicaPortBind,
                 ip,

@@ -19,8 +19,10 @@ export interface PreviousDeployment {
 }
 
 export interface RolloutInputs {
-    /** Every slot, by name, in order: configured entries first, then spares. */
+    /** Every slot, by name, in order (host by host: its configured entries, then its spares). */
     slots: string[];
+    /** The configured slots (not spares): new replicas go there first. Defaults to every slot. */
+    configured?: string[];
     /** How many replicas should run. */
     replicas: number;
     /** At most this many replicas out of rotation at once. */
@@ -58,7 +60,9 @@ export function planRollout(inputs: RolloutInputs): RolloutPlan {
     const scaledDown = order(previous).slice(inputs.replicas);
     const added: string[] = [];
     const surge: string[] = [];
-    const free = () => inputs.slots.filter((slot) => ![...kept, ...scaledDown, ...added, ...surge].includes(slot));
+    // Free slots, configured ones first: new replicas take a spare only when no configured slot is free.
+    const configured = inputs.configured ?? inputs.slots;
+    const free = () => [...configured, ...inputs.slots.filter((slot) => !configured.includes(slot))].filter((slot) => ![...kept, ...scaledDown, ...added, ...surge].includes(slot));
     while (kept.length + added.length < inputs.replicas && free().length > 0) {
         added.push(free()[0]);
     }

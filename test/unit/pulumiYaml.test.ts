@@ -42,7 +42,7 @@ describe("Pulumi.yaml config declarations", () => {
         expect(required).toEqual(["vllm-nginx:model"]);
     });
 
-    it.each(["dev", "gpu", "e2e"])("validates the %s stack file", (stack) => {
+    it.each(["dev", "gpu", "e2e", "multihost"])("validates the %s stack file", (stack) => {
         if (!fs.existsSync(path.join(REPO, `Pulumi.${stack}.yaml`))) {
             throw new Error(`Pulumi.${stack}.yaml is missing`);
         }

@@ -15,6 +15,15 @@ describe("rollout plan", () => {
         expect(p).toMatchObject({ active: ["vllm0", "vllm1", "vllm2"], changing: true, surge: [], batches: [["vllm0"], ["vllm1"], ["vllm2"]], retire: [], added: [], outage: false });
     });
 
+    it("starts new replicas on configured slots, never on a spare while a configured slot is free", () => {
+        // Host by host: gpu-b's spare comes before gpu-c's slots in slot order.
+        const slotsByHost = ["a0", "a1", "b0", "b1", "b-spare", "c0", "c1"];
+        const p = planRollout({ slots: slotsByHost, configured: slotsByHost.filter((s) => s !== "b-spare"), replicas: 6, maxUnavailable: 1, spec: "s" });
+        expect(p.active).toEqual(["a0", "a1", "b0", "b1", "c0", "c1"]);
+        const change = planRollout({ slots: slotsByHost, configured: slotsByHost.filter((s) => s !== "b-spare"), replicas: 6, maxUnavailable: 1, spec: "new", previous: { spec: "old", active: p.active } });
+        expect(change).toMatchObject({ surge: ["b-spare"], retire: ["a0"] });
+    });
+
     it("batches by maxUnavailable", () => {
         const p = planRollout({ slots: slots(5), replicas: 5, maxUnavailable: 2, spec: "new", previous: { spec: "old", active: slots(5) } });
         expect(p.batches).toEqual([["vllm0", "vllm1"], ["vllm2", "vllm3"], ["vllm4"]]);
