@@ -49,12 +49,17 @@ export function known<T>(read: () => T): T | undefined {
     }
 }
 
-/** A container's labels as a map (the Docker provider keeps them as a list of `{label, value}`). */
+/**
+ * A container's labels as a map (the Docker provider keeps them as a list of `{label, value}`). A label
+ * whose value is unknown during a preview (a replica's spec, a digest of its image) is left out.
+ */
 export function labelsOf(props: Props): Map<string, string> {
     const labels = new Map<string, string>();
     for (const entry of (props.labels ?? []) as { label?: string; value?: string }[]) {
-        if (typeof entry?.label === "string") {
-            labels.set(entry.label, String(entry.value ?? ""));
+        const label = known(() => entry?.label);
+        const value = known(() => entry?.value);
+        if (typeof label === "string" && value !== undefined) {
+            labels.set(label, String(value));
         }
     }
     return labels;

@@ -76,6 +76,9 @@ export class NginxBalancer extends pulumi.ComponentResource {
                         stopGraceSeconds: args.lifecycle.stopGraceSeconds,
                         extraLabels: labelList({ clientKeys: "0", tls: "off" }),
                     }),
+                    // The config command waits for nginx to answer, sooner than Docker's first healthcheck: a new
+                    // balancer (a new image) serves again within a second or two of its start.
+                    wait: false,
                 },
                 childOpts,
             ),

@@ -67,7 +67,8 @@ export class VllmReplica extends pulumi.ComponentResource {
             containerName,
             {
                 ...containerArgs,
-                labels: pulumi.all([containerArgs.labels ?? [], this.spec]).apply(([labels, spec]) => [...labels, { label: LABELS.spec, value: spec }]),
+                // A list of known labels and one whose value is known once the image is: policies read the others at preview.
+                labels: [...(containerArgs.labels as docker.types.input.ContainerLabel[]), { label: LABELS.spec, value: this.spec }],
                 // With a balancer, the rotation command waits for /health, and fails fast on a crash loop.
                 wait: args.rotation === undefined,
             },

@@ -53,21 +53,23 @@ export function checkDockerPrerequisites(): void {
 
 export class E2eStack {
     readonly stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-e2e-state-"));
-    readonly configFile = path.join(this.stateDir, "Pulumi.e2e.yaml");
+    readonly configFile: string;
     readonly env: NodeJS.ProcessEnv;
 
-    constructor() {
+    /** A stack named `stack` in a state folder of its own, its config a copy of `Pulumi.<from>.yaml`. */
+    constructor(readonly stack = STACK, from = STACK) {
         this.env = pulumiEnv(this.stateDir);
-        fs.copyFileSync(path.join(REPO, "Pulumi.e2e.yaml"), this.configFile);
+        this.configFile = path.join(this.stateDir, `Pulumi.${stack}.yaml`);
+        fs.copyFileSync(path.join(REPO, `Pulumi.${from}.yaml`), this.configFile);
     }
 
     async init(): Promise<void> {
-        await this.run(["stack", "init", STACK, "--non-interactive"]);
+        await this.run(["stack", "init", this.stack, "--non-interactive"]);
     }
 
-    /** `pulumi <args>` for the e2e stack and its config file; resolves with stdout, rejects with the output. */
+    /** `pulumi <args>` for the stack and its config file; resolves with stdout, rejects with the output. */
     pulumi(args: string[], timeoutMs = 20 * 60_000): Promise<string> {
-        return this.run([...args, "--stack", STACK, "--non-interactive", "--config-file", this.configFile], timeoutMs);
+        return this.run([...args, "--stack", this.stack, "--non-interactive", "--config-file", this.configFile], timeoutMs);
     }
 
     private run(full: string[], timeoutMs = 20 * 60_000): Promise<string> {
@@ -112,7 +114,7 @@ export class E2eStack {
     }
 
     async outputs(): Promise<Record<string, any>> {
-        return JSON.parse(await this.run(["stack", "output", "--json", "--stack", STACK, "--non-interactive"]));
+        return JSON.parse(await this.run(["stack", "output", "--json", "--stack", this.stack, "--non-interactive"]));
     }
 
     /** Everything the stack's state holds, as text (to look for secrets in it). */
@@ -133,10 +135,10 @@ export class E2eStack {
     }
 }
 
-/** `docker <args>`, resolving with trimmed stdout. */
-export function docker(args: string[]): Promise<string> {
+/** `docker <args>`, resolving with trimmed stdout; against the engine at `host` when given (`ssh://...`). */
+export function docker(args: string[], host?: string): Promise<string> {
     return new Promise((resolve, reject) => {
-        execFile("docker", args, { maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+        execFile("docker", args, { maxBuffer: 16 * 1024 * 1024, env: host ? { ...process.env, DOCKER_HOST: host } : process.env }, (error, stdout, stderr) => {
             if (error) {
                 reject(new Error(`docker ${args.join(" ")}: ${stderr || error.message}`));
             } else {
@@ -146,23 +148,23 @@ export function docker(args: string[]): Promise<string> {
     });
 }
 
-/** Names of the stack's containers, networks and volumes still on the Docker host: labelled, or named for it. */
-export async function leftovers(): Promise<string[]> {
+/** Names of a stack's containers, networks and volumes still on a Docker engine: labelled, or named for it. */
+export async function leftovers(stack = STACK, host?: string): Promise<string[]> {
     const lists = await Promise.all(
-        [`label=vllm-nginx.stack=${STACK}`, `name=^${STACK}-`].flatMap((filter) => [
-            docker(["ps", "-a", "--filter", filter, "--format", "container {{.Names}}"]),
-            docker(["network", "ls", "--filter", filter, "--format", "network {{.Name}}"]),
-            docker(["volume", "ls", "--filter", filter, "--format", "volume {{.Name}}"]),
+        [`label=vllm-nginx.stack=${stack}`, `name=^${stack}-`].flatMap((filter) => [
+            docker(["ps", "-a", "--filter", filter, "--format", "container {{.Names}}"], host),
+            docker(["network", "ls", "--filter", filter, "--format", "network {{.Name}}"], host),
+            docker(["volume", "ls", "--filter", filter, "--format", "volume {{.Name}}"], host),
         ]),
     );
     return [...new Set(lists.flatMap((l) => l.split("\n")).filter(Boolean))];
 }
 
 /** Removes whatever a failed run left behind, so the next run starts clean. */
-export async function removeLeftovers(): Promise<void> {
-    for (const item of await leftovers()) {
+export async function removeLeftovers(stack = STACK, host?: string): Promise<void> {
+    for (const item of await leftovers(stack, host)) {
         const [kind, name] = item.split(" ");
-        await docker(kind === "container" ? ["rm", "-f", name] : [kind, "rm", name]).catch(() => undefined);
+        await docker(kind === "container" ? ["rm", "-f", name] : [kind, "rm", name], host).catch(() => undefined);
     }
 }
 
@@ -176,9 +178,9 @@ export function followLogs(container: string): { done: Promise<string> } {
 }
 
 /** `{in, out}` replica names from the balancer's health line, `ok <id> in=a,b out=c`; undefined when it does not answer. */
-export async function rotation(port: number): Promise<{ id: string; in: string[]; out: string[] } | undefined> {
+export async function rotation(port: number, host = "127.0.0.1"): Promise<{ id: string; in: string[]; out: string[] } | undefined> {
     try {
-        const text = (await request(`http://127.0.0.1:${port}/nginx-health`, { agent: false, timeoutMs: 1000 })).text.trim();
+        const text = (await request(`http://${host}:${port}/nginx-health`, { agent: false, timeoutMs: 1000 })).text.trim();
         const match = /^ok (\S+) in=(\S*) out=(\S*)$/.exec(text);
         if (!match) {
             return undefined;
@@ -200,7 +202,11 @@ export class RotationSampler {
     readonly changes: string[] = [];
     private last = "";
 
-    constructor(private readonly port: number, private readonly intervalMs = 200) {}
+    constructor(
+        private readonly port: number,
+        private readonly intervalMs = 200,
+        private readonly host = "127.0.0.1",
+    ) {}
 
     start(): this {
         this.timer = setInterval(() => void this.sample(), this.intervalMs);
@@ -208,7 +214,7 @@ export class RotationSampler {
     }
 
     private async sample(): Promise<void> {
-        const now = await rotation(this.port);
+        const now = await rotation(this.port, this.host);
         this.samples += 1;
         if (now === undefined) {
             this.unanswered += 1;

@@ -22,10 +22,10 @@ export interface LoadCounts {
 export const API_KEY = "sk-e2e-api-key-never-in-state";
 export const AUTH = { authorization: `Bearer ${API_KEY}` };
 
-/** One streamed chat completion through the balancer on 127.0.0.1:`port`; resolves with what the client saw. */
-export function streamCompletion(port: number, model: string, maxTokens: number, timeoutMs = 120_000): Promise<StreamResult> {
+/** One streamed chat completion through the balancer at `base`:`port`; resolves with what the client saw. */
+export function streamCompletion(port: number, model: string, maxTokens: number, timeoutMs = 120_000, base = "http://127.0.0.1"): Promise<StreamResult> {
     return stream(
-        `http://127.0.0.1:${port}/v1/chat/completions`,
+        `${base}:${port}/v1/chat/completions`,
         { model, stream: true, max_tokens: maxTokens, messages: [{ role: "user", content: "count for me" }] },
         { headers: AUTH, agent: false, timeoutMs },
     ).result;
@@ -47,6 +47,8 @@ export class SteadyLoad {
         private readonly concurrency: number,
         private readonly maxTokens: number,
         private readonly maxSeconds: number,
+        /** Where the balancer is, without its port. */
+        private readonly base = "http://127.0.0.1",
     ) {}
 
     start(): void {
@@ -57,7 +59,7 @@ export class SteadyLoad {
             await sleep(worker * 150);
             while (this.running && Date.now() < deadline) {
                 this.counts.sent++;
-                const result = await streamCompletion(this.port, this.model, this.maxTokens);
+                const result = await streamCompletion(this.port, this.model, this.maxTokens, 120_000, this.base);
                 if (!this.record(result)) {
                     // As a client that failed would, wait before the next request rather than spin.
                     await sleep(200);

@@ -1,0 +1,198 @@
+/**
+ * One fleet across two Docker engines reached over ssh, as users reach their GPU boxes: the hosts are
+ * engines of their own on this machine (`.ci/docker-hosts`: network namespaces, each with its own
+ * address, storage, dockerd and sshd). hosta runs the balancer and two replicas, hostb two replicas that
+ * nginx reaches at hostb's address. Changed under a steady streamed load; then hostb goes away.
+ */
+import { execFileSync } from "child_process";
+import * as path from "path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sleep, waitFor } from "../support";
+import { E2eStack, REPO, RotationSampler, docker, leftovers, removeLeftovers, rotation } from "./harness";
+import { LoadCounts, SteadyLoad } from "./load";
+
+const STACK = "mh";
+const LB_PORT = 28000;
+const MODEL = "tiny-chat";
+
+interface Host {
+    name: string;
+    ip: string;
+    dockerHost: string;
+    engine: string;
+}
+
+/** The hosts `.ci/docker-hosts` made, or an error that says how to make them. */
+function hosts(): Host[] {
+    try {
+        return (JSON.parse(execFileSync(path.join(REPO, ".ci", "docker-hosts"), ["json"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })) as { hosts: Host[] }).hosts;
+    } catch {
+        throw new Error("the multi-host tier needs two Docker hosts reached over ssh: run `.ci/docker-hosts up 2` (as root)");
+    }
+}
+
+const report: string[] = [];
+function note(line: string): void {
+    report.push(line);
+    console.log(`[e2e:multihost] ${line}`);
+}
+function describeCounts(step: string, c: LoadCounts): string {
+    return `${step}: sent ${c.sent}, completed ${c.completed}, failed ${c.failed}, cut ${c.cut}, error events ${c.errored}, by replica ${JSON.stringify(c.byReplica)}`;
+}
+
+describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
+    let stack: E2eStack;
+    let a: Host;
+    let b: Host;
+    let load: SteadyLoad | undefined;
+    let destroyed = false;
+    const lb = () => LB_PORT;
+
+    /** Hostnames (the stand-ins' replica ids) of the stack's replicas on `host`, by replica name. */
+    async function hostnames(host: Host): Promise<Record<string, string>> {
+        const names = (await docker(["ps", "--filter", `label=vllm-nginx.stack=${STACK}`, "--filter", "label=vllm-nginx.role=replica", "--format", "{{.Names}}"], host.dockerHost)).split("\n").filter(Boolean);
+        return Object.fromEntries(await Promise.all(names.map(async (n) => [n, await docker(["inspect", "-f", "{{.Config.Hostname}}", n], host.dockerHost)])));
+    }
+
+    beforeAll(async () => {
+        [a, b] = hosts();
+        expect(b, "two hosts from .ci/docker-hosts").toBeDefined();
+        for (const host of [a, b]) {
+            await removeLeftovers(STACK, host.dockerHost);
+        }
+        stack = new E2eStack(STACK, "e2e");
+        await stack.init();
+        stack.editConfig((c) => {
+            for (const key of ["replicas", "monitoring"]) {
+                delete c[key];
+            }
+            c.vllmArgs = ["--load-seconds", "3", "--itl-ms", "20"];
+            c.hosts = [
+                { name: a.name, engine: a.dockerHost, address: a.ip, replicas: "2" },
+                { name: b.name, engine: b.dockerHost, address: b.ip, replicas: "2" },
+            ];
+            c.balancerHost = a.name;
+            // Clients reach the balancer at hosta's address, as they would a GPU box's.
+            c.lbBind = a.ip;
+            c.lbPort = String(LB_PORT);
+            c.replicaPortBase = "28081";
+            c.networkSubnet = "172.29.50.0/24";
+            c.hfCacheDir = "/tmp/vllm-nginx-e2e-mh/hf-cache";
+            c.stopGracePeriod = "30s";
+        });
+    });
+
+    afterAll(async () => {
+        await load?.stop();
+        if (stack && !destroyed) {
+            await stack.pulumi(["destroy", "--yes", "--skip-preview"]).catch((error) => console.error(String(error)));
+        }
+        for (const host of [a, b].filter(Boolean)) {
+            await removeLeftovers(STACK, host.dockerHost).catch(() => undefined);
+        }
+        console.log(`\n[e2e:multihost] summary\n${report.map((l) => `  ${l}`).join("\n")}`);
+    });
+
+    it("deploys two replicas on each host, health-gated, and streams through the balancer reach all four", async () => {
+        const { seconds, output } = await stack.up();
+        note(`pulumi up (create: images built on each host over ssh, 2 + 2 replicas): ${seconds.toFixed(1)}s`);
+        expect(output).toContain(`host ${a.name}: Docker engine`);
+        expect(output).toContain(`host ${b.name}: Docker engine`);
+        const outputs = await stack.outputs();
+        expect(outputs.replicas.map((r: any) => [r.name, r.host])).toEqual([
+            [`${a.name}-vllm0`, a.name],
+            [`${a.name}-vllm1`, a.name],
+            [`${b.name}-vllm0`, b.name],
+            [`${b.name}-vllm1`, b.name],
+        ]);
+        expect((await rotation(lb(), a.ip))?.in).toEqual([`${a.name}-vllm0`, `${a.name}-vllm1`, `${b.name}-vllm0`, `${b.name}-vllm1`]);
+        // Each engine has its own storage: the replica image was built on both; the balancer's only on hosta.
+        expect(await docker(["image", "ls", "-q", "vllm-nginx/mh-vllm"], b.dockerHost)).not.toBe("");
+        expect(await docker(["image", "ls", "-q", "vllm-nginx/mh-nginx-lb"], b.dockerHost)).toBe("");
+        // hostb's replicas publish on hostb's address only.
+        expect(await docker(["port", `${STACK}-${b.name}-vllm0`, "8000"], b.dockerHost)).toBe(`${b.ip}:28081`);
+
+        const load = new SteadyLoad(lb(), MODEL, 8, 20, 30, `http://${a.ip}`);
+        load.start();
+        await sleep(8000);
+        const counts = await load.stop();
+        note(describeCounts("streams through the balancer", counts));
+        expect(counts.failed + counts.cut).toBe(0);
+        const all = { ...(await hostnames(a)), ...(await hostnames(b)) };
+        expect(Object.keys(counts.byReplica).sort()).toEqual(Object.values(all).sort());
+    });
+
+    it("adds a replica on hostb and removes one from hosta under load: nothing fails, nothing is cut", async () => {
+        const sampler = new RotationSampler(lb(), 200, a.ip).start();
+        load = new SteadyLoad(lb(), MODEL, 6, 100, 600, `http://${a.ip}`);
+        load.start();
+        await sleep(2000);
+        stack.editConfig((c) => {
+            const [ha, hb] = c.hosts as Record<string, unknown>[];
+            ha.replicas = "1";
+            hb.replicas = "3";
+        });
+        const { seconds, output } = await stack.up();
+        await sleep(3000);
+        const counts = await load.stop();
+        load = undefined;
+        sampler.stop();
+        note(`pulumi up (hostb 2 → 3, hosta 2 → 1): ${seconds.toFixed(1)}s`);
+        note(describeCounts("  under load", counts));
+        note(`  rotation: fewest ${sampler.fewest}; ${sampler.changes.join(" | ")}`);
+        expect(counts.errors).toEqual([]);
+        expect(counts.failed + counts.cut + counts.errored).toBe(0);
+        expect(output).toMatch(new RegExp(`${a.name}-vllm1: drained`));
+        expect((await rotation(lb(), a.ip))?.in).toEqual([`${a.name}-vllm0`, `${b.name}-vllm0`, `${b.name}-vllm1`, `${b.name}-vllm2`]);
+        expect(await docker(["ps", "-a", "--filter", `name=${STACK}-${a.name}-vllm1`, "--format", "{{.Names}}"], a.dockerHost)).toBe("");
+    });
+
+    it("loses only hostb's streams when hostb's engine stops; requests that start 2 s later succeed; `pulumi up` after it is back restores it", async () => {
+        load = new SteadyLoad(lb(), MODEL, 6, 100, 600, `http://${a.ip}`);
+        load.start();
+        await sleep(3000);
+        load.take();
+        const onB = Object.values(await hostnames(b));
+        execFileSync(path.join(REPO, ".ci", "docker-hosts"), ["stop", b.name], { stdio: "ignore" });
+        const stopped = Date.now();
+        const during = load.take();
+        await sleep(2000);
+        load.take();
+        await sleep(8000);
+        const after = load.take();
+        note(`hostb's engine stopped (${((Date.now() - stopped) / 1000).toFixed(1)}s before the count below)`);
+        note(describeCounts("  while it stopped", during));
+        note(describeCounts("  from 2 s after it stopped, for 8 s", after));
+        // What failed was on hostb; what started 2 s after, all went to hosta and succeeded.
+        for (const error of during.errors) {
+            expect(onB.some((id) => error.includes(id)) || /status 0|socket hang up|ECONNRESET|aborted/.test(error), error).toBe(true);
+        }
+        expect(after.errors).toEqual([]);
+        expect(after.failed + after.cut + after.errored).toBe(0);
+        expect(Object.keys(after.byReplica).every((id) => !onB.includes(id))).toBe(true);
+
+        execFileSync(path.join(REPO, ".ci", "docker-hosts"), ["start", b.name], { stdio: "ignore" });
+        const { seconds } = await stack.up();
+        note(`pulumi up after hostb is back: ${seconds.toFixed(1)}s`);
+        await waitFor("hostb's replicas to serve through the balancer again", 60_000, async () => {
+            load!.take();
+            await sleep(3000);
+            const seen = load!.take();
+            return Object.keys(seen.byReplica).some((id) => onB.includes(id)) || Object.keys(seen.byReplica).length >= 3 ? true : undefined;
+        });
+        const final = await load.stop();
+        load = undefined;
+        note(describeCounts("  after hostb is back", final));
+        expect(final.failed + final.cut).toBe(0);
+    });
+
+    it("destroys everything on both hosts", async () => {
+        const started = Date.now();
+        await stack.pulumi(["destroy", "--yes", "--skip-preview"]);
+        destroyed = true;
+        note(`pulumi destroy: ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        for (const host of [a, b]) {
+            expect(await leftovers(STACK, host.dockerHost), host.name).toEqual([]);
+        }
+    });
+});
