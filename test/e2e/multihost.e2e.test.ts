@@ -4,7 +4,7 @@
  * address, storage, dockerd and sshd). hosta runs the balancer and two replicas, hostb two replicas that
  * nginx reaches at hostb's address. Changed under a steady streamed load; then hostb goes away.
  */
-import { execFileSync } from "child_process";
+import { execFile, execFileSync } from "child_process";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sleep, waitFor } from "../support";
@@ -29,6 +29,11 @@ function hosts(): Host[] {
     } catch {
         throw new Error("the multi-host tier needs two Docker hosts reached over ssh: run `.ci/docker-hosts up 2` (as root)");
     }
+}
+
+/** `.ci/docker-hosts <args>`, without blocking the load that runs meanwhile. */
+function dockerHosts(...args: string[]): Promise<void> {
+    return new Promise((resolve, reject) => execFile(path.join(REPO, ".ci", "docker-hosts"), args, (error, _out, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve())));
 }
 
 const report: string[] = [];
@@ -153,17 +158,19 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         await sleep(3000);
         load.take();
         const onB = Object.values(await hostnames(b));
-        execFileSync(path.join(REPO, ".ci", "docker-hosts"), ["stop", b.name], { stdio: "ignore" });
+        const stopping = Date.now();
+        await dockerHosts("stop", b.name);
         const stopped = Date.now();
         const during = load.take();
         await sleep(2000);
         load.take();
         await sleep(8000);
         const after = load.take();
-        note(`hostb's engine stopped (${((Date.now() - stopped) / 1000).toFixed(1)}s before the count below)`);
+        note(`hostb's engine stopped in ${((stopped - stopping) / 1000).toFixed(1)}s (its containers stopped with it)`);
         note(describeCounts("  while it stopped", during));
         note(describeCounts("  from 2 s after it stopped, for 8 s", after));
-        // What failed was on hostb; what started 2 s after, all went to hosta and succeeded.
+        // What failed was what hostb served (at most the load's 6 streams); what started 2 s after went to hosta.
+        expect(during.failed + during.cut + during.errored).toBeLessThanOrEqual(6);
         for (const error of during.errors) {
             expect(onB.some((id) => error.includes(id)) || /status 0|socket hang up|ECONNRESET|aborted/.test(error), error).toBe(true);
         }
@@ -171,7 +178,7 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         expect(after.failed + after.cut + after.errored).toBe(0);
         expect(Object.keys(after.byReplica).every((id) => !onB.includes(id))).toBe(true);
 
-        execFileSync(path.join(REPO, ".ci", "docker-hosts"), ["start", b.name], { stdio: "ignore" });
+        await dockerHosts("start", b.name);
         const { seconds } = await stack.up();
         note(`pulumi up after hostb is back: ${seconds.toFixed(1)}s`);
         await waitFor("hostb's replicas to serve through the balancer again", 60_000, async () => {
