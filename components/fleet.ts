@@ -119,7 +119,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                         prefix: s.prefix,
                         host,
                         engineAddress: s.engines[host.name],
-                        tls: args.secrets?.hostTls?.apply((all) => all[host.name]),
+                        tls: args.secrets?.hostTls?.[host.name],
                         provider: args.providers?.[host.name],
                         subnet: s.network.subnet,
                         vllm: s.placement.slots.some((slot) => slot.host === host.name) ? s.images : undefined,
@@ -177,7 +177,7 @@ export class VllmFleet extends pulumi.ComponentResource {
         };
         const member = (replica: ReplicaPlan): GateMember => {
             const [, containerArgs] = replicaContainer(`${name}-${replica.name}`, replicaArgs(replica));
-            return { name: replica.name, container: containerArgs.name!, engine: hosts.get(replica.host)!.engine.address, spec: replicaSpec(containerArgs), address: replica.upstream };
+            return { name: replica.name, container: containerArgs.name!, engine: hosts.get(replica.host)!.engine, spec: replicaSpec(containerArgs), address: replica.upstream };
         };
 
         const replicas = new Map<string, VllmReplica>();

@@ -139,8 +139,8 @@ export interface FleetSecrets {
     hfToken?: pulumi.Output<string>;
     /** Key clients must send as `Authorization: Bearer <key>` (`VLLM_API_KEY`). */
     apiKey?: pulumi.Output<string>;
-    /** TLS material of `tcp://` engines, by host name (`hostTls`). */
-    hostTls?: pulumi.Output<Record<string, { ca: string; cert: string; key: string }>>;
+    /** TLS material of `tcp://` engines, by host name (`hostTls`): which hosts have some is known, the material is secret. */
+    hostTls?: Record<string, pulumi.Output<{ ca: string; cert: string; key: string }>>;
     /**
      * A digest of the secret values, known before anything is created, so that a change of a secret counts
      * as a change of the replicas' settings when a rollout is planned. Defaults to none.

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "crypto";
-import type { PreviousDeployment } from "../planning";
+import type { KeyProblem, PreviousDeployment } from "../planning";
 import { decodeConfigValue } from "./decode";
 import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS } from "./keys";
 import { parseFleetConfig } from "./parse";
@@ -20,20 +20,63 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
             raw[fullKey.slice(prefix.length)] = decodeConfigValue(value);
         }
     }
-    let settings: FleetSettings;
+    // The plain values of secrets are in the program's config already: they are checked here, and only
+    // their digest and secret outputs leave this function.
+    const all = pulumi.runtime.allConfig();
+    let settings: FleetSettings | undefined;
+    const problems: KeyProblem[] = [];
     try {
         settings = parseFleetConfig(raw, pulumi.getStack(), new pulumi.Config("docker").get("host"));
     } catch (error) {
+        if (!(error instanceof FleetConfigError)) {
+            throw error;
+        }
+        problems.push(...error.problems);
+    }
+    problems.push(...checkHostTls(all[`${prefix}hostTls`], raw.hosts));
+    if (settings === undefined || problems.length > 0) {
         // A RunError is shown to the user as its message alone, without a stack trace.
-        throw error instanceof FleetConfigError ? new pulumi.RunError(error.message) : error;
+        throw new pulumi.RunError(new FleetConfigError(problems).message);
     }
     const config = new pulumi.Config(CONFIG_NAMESPACE);
-    // The plain values are in the program's config already; only their digest leaves this function.
-    const all = pulumi.runtime.allConfig();
     const digest = createHash("sha256")
         .update(JSON.stringify(SECRET_CONFIG_KEYS.map((key) => all[`${prefix}${key}`] ?? null)))
         .digest("hex");
-    return { settings, secrets: { hfToken: config.getSecret("hfToken"), apiKey: config.getSecret("apiKey"), digest } };
+    const tlsText = all[`${prefix}hostTls`];
+    const hostTls = tlsText
+        ? Object.fromEntries(Object.keys(JSON.parse(tlsText) as object).map((host) => [host, config.requireSecretObject<Record<string, { ca: string; cert: string; key: string }>>("hostTls").apply((all) => all[host])]))
+        : undefined;
+    return { settings, secrets: { hfToken: config.getSecret("hfToken"), apiKey: config.getSecret("apiKey"), hostTls, digest } };
+}
+
+/**
+ * Checks the secret `hostTls` without showing it: a JSON object of `{ca, cert, key}` (PEM text) by the name
+ * of a host of `hosts`.
+ */
+export function checkHostTls(value: string | undefined, hosts: unknown): KeyProblem[] {
+    if (value === undefined || value === "") {
+        return [];
+    }
+    const names = Array.isArray(hosts) ? hosts.map((h: { name?: unknown }) => h?.name).filter((n): n is string => typeof n === "string") : [];
+    const shape = 'a JSON object of {"ca", "cert", "key"} (PEM text) by host name, e.g. {"gpu-b": {"ca": "-----BEGIN CERTIFICATE-----...", ...}}';
+    let parsed: unknown;
+    try {
+        parsed = JSON.parse(value);
+    } catch {
+        return [{ key: "hostTls", value: "(secret, not shown)", allowed: shape }];
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        return [{ key: "hostTls", value: "(secret, not shown)", allowed: shape }];
+    }
+    const problems: KeyProblem[] = [];
+    for (const [host, material] of Object.entries(parsed)) {
+        if (!names.includes(host)) {
+            problems.push({ key: "hostTls", value: `(secret, for host "${host}")`, allowed: `material for hosts of hosts only: ${names.map((n) => `"${n}"`).join(", ") || "hosts is not set"}` });
+        } else if (typeof material !== "object" || material === null || !["ca", "cert", "key"].every((k) => typeof (material as Record<string, unknown>)[k] === "string")) {
+            problems.push({ key: "hostTls", value: `(secret, for host "${host}")`, allowed: shape });
+        }
+    }
+    return problems;
 }
 
 /**

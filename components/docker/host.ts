@@ -8,14 +8,7 @@ import type { Transform } from "../transform";
 import { VllmImage } from "../vllm/image";
 import { labelList } from "./labels";
 import { FleetNetwork } from "./network";
-import { engineOf, type Engine } from "./providers";
-
-/** TLS material for a `tcp://` engine: PEM text. */
-export interface EngineTls {
-    ca: string;
-    cert: string;
-    key: string;
-}
+import { engineOf, tlsEnvironment, type Engine, type EngineTls } from "./providers";
 
 export interface FleetHostArgs {
     /** Prefix of every name on the host (the stack name). */
@@ -56,12 +49,18 @@ export class FleetHost extends pulumi.ComponentResource {
             this.engine = engineOf(args.provider);
         } else {
             const address = args.engineAddress ?? process.env.DOCKER_HOST ?? "";
+            const material = tls?.apply((t): Record<string, EngineTls> => ({ [address]: t }));
             const check = new command.local.Command(
                 `${name}-engine`,
                 {
                     create: runRolloutScript("engine"),
                     update: runRolloutScript("engine"),
-                    environment: { ROLLOUT_SH: rolloutScript("engine"), HOST: args.host.name, ENGINE: address },
+                    environment: tlsEnvironment([{ address, tls: material } as Engine]).apply((env) => ({
+                        ...env,
+                        ROLLOUT_SH: rolloutScript("engine"),
+                        HOST: args.host.name,
+                        ENGINE: address,
+                    })),
                 },
                 { parent: this },
             );
@@ -75,7 +74,7 @@ export class FleetHost extends pulumi.ComponentResource {
                 },
                 { parent: this, dependsOn: [check] },
             );
-            this.engine = { provider, address };
+            this.engine = { provider, address, tls: material };
         }
         const onHost = { parent: this, providers: { docker: this.engine.provider } };
 

@@ -10,6 +10,27 @@ export interface Engine {
      * program creates the provider; else read from the provider.
      */
     address: pulumi.Input<string>;
+    /** TLS material of a `tcp://` engine, by its address, as a secret. */
+    tls?: pulumi.Output<Record<string, EngineTls>>;
+}
+
+/** TLS material for a `tcp://` engine: PEM text. */
+export interface EngineTls {
+    ca: string;
+    cert: string;
+    key: string;
+}
+
+/**
+ * `ENGINE_TLS` for a command that acts on these engines: the TLS material of those that need it, by
+ * address, as a secret (the command's environment is then encrypted in state); empty when none does.
+ */
+export function tlsEnvironment(engines: Array<Engine | undefined>): pulumi.Output<Record<string, string>> {
+    const material = engines.flatMap((engine) => (engine?.tls ? [engine.tls] : []));
+    if (material.length === 0) {
+        return pulumi.output<Record<string, string>>({});
+    }
+    return pulumi.secret(pulumi.all(material).apply((maps): Record<string, string> => ({ ENGINE_TLS: JSON.stringify(Object.assign({}, ...maps)) })));
 }
 
 /** An engine for a provider made elsewhere: its address is read from the provider's `host`. */

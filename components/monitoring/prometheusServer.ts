@@ -2,7 +2,8 @@ import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { RestartPolicy } from "../config";
-import type { Engine } from "../docker/providers";
+import { tlsEnvironment, type Engine } from "../docker/providers";
+import { ENGINE_TLS_SCRIPT } from "../rollout/scripts";
 import { UNBUNDLE_FUNCTION, renderBundle } from "./configBundle";
 import { dockerDuration } from "../docker/duration";
 import { PROMETHEUS_PORT, contentId } from "./prometheusConfig";
@@ -53,7 +54,8 @@ export function prometheusBundle(config: string, rules: string): string {
  * files back.
  */
 export const INSTALL_PROMETHEUS_CONFIG_SCRIPT = `set -eu
-docker exec -i "$CONTAINER" sh -eu -c '
+${ENGINE_TLS_SCRIPT}
+with_engine "\${ENGINE:-}" docker exec -i "$CONTAINER" sh -eu -c '
 ${UNBUNDLE_FUNCTION}
 cd ${PROMETHEUS_CONFIG_DIR}
 rm -rf next prev
@@ -177,8 +179,8 @@ export class PrometheusServer extends pulumi.ComponentResource {
                 update: INSTALL_PROMETHEUS_CONFIG_SCRIPT,
                 stdin: bundle,
                 environment: pulumi
-                    .all([this.container.name, bundleId, args.engine?.address ?? ""])
-                    .apply(([container, id, address]): Record<string, string> => ({ CONTAINER: container, CONFIG_ID: id, ...(address ? { DOCKER_HOST: address } : {}) })),
+                    .all([this.container.name, bundleId, args.engine?.address ?? "", tlsEnvironment([args.engine])])
+                    .apply(([container, id, address, tls]): Record<string, string> => ({ ...tls, CONTAINER: container, CONFIG_ID: id, ENGINE: address })),
                 // A new container starts from the image's bootstrap config: install the bundle again.
                 triggers: [this.container.id],
             },

@@ -85,8 +85,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
         );
         this.containerName = this.container.name;
 
-        const engine = args.engine?.address ?? "";
-        const own: RotationTarget = { container: this.container.name, engine, installed: this.container };
+        const own: RotationTarget = { container: this.container.name, engine: args.engine, installed: this.container };
         this.installConfig = new command.local.Command(
             `${name}-config`,
             {
@@ -100,7 +99,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
             { parent: this, dependsOn: [this.container] },
         );
         this.configId = pulumi.all([config.id, this.installConfig.stdout]).apply(([id]) => id);
-        this.rotation = { container: this.container.name, engine, installed: this.installConfig };
+        this.rotation = { container: this.container.name, engine: args.engine, installed: this.installConfig };
 
         this.registerOutputs({ containerName: this.containerName, configId: this.configId });
     }

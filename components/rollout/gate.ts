@@ -1,6 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ReplicaSettings } from "../config";
+import type { Engine } from "../docker/providers";
 import { rolloutScript, runRolloutScript } from "./scripts";
 import { rotationEnvironment, type RotationTarget } from "./target";
 
@@ -9,8 +10,8 @@ export interface GateMember {
     name: string;
     /** Its container's name on its host. */
     container: pulumi.Input<string>;
-    /** The address of its host's Docker engine, empty for the default engine. */
-    engine: pulumi.Input<string>;
+    /** Its host's Docker engine; undefined for the default engine. */
+    engine?: Engine;
     /** The spec it should run (see `replicaSpec`). */
     spec: pulumi.Input<string>;
     /** `host:port` the balancer reaches it at. */
@@ -42,13 +43,13 @@ export class RolloutGate extends pulumi.ComponentResource {
     constructor(name: string, args: RolloutGateArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:rollout:RolloutGate", name, {}, opts);
         const lines = (members: GateMember[]) =>
-            pulumi.all(members.map((m) => pulumi.all([m.container, m.engine, m.spec]).apply(([c, e, s]) => `${m.name} ${c} ${e || "-"} ${s} ${m.address}`))).apply((l) => l.join("\n"));
+            pulumi.all(members.map((m) => pulumi.all([m.container, m.engine?.address ?? "", m.spec]).apply(([c, e, s]) => `${m.name} ${c} ${e || "-"} ${s} ${m.address}`))).apply((l) => l.join("\n"));
         this.command = new command.local.Command(
             `${name}-step`,
             {
                 create: runRolloutScript("gate"),
                 update: runRolloutScript("gate"),
-                environment: pulumi.all([rotationEnvironment(args.target), lines(args.batch), lines(args.earlier)]).apply(([rotation, batch, earlier]) => ({
+                environment: pulumi.all([rotationEnvironment(args.target, [...args.batch, ...args.earlier].map((m) => m.engine)), lines(args.batch), lines(args.earlier)]).apply(([rotation, batch, earlier]) => ({
                     ...rotation,
                     ROLLOUT_SH: rolloutScript("gate"),
                     BATCH: batch,

@@ -12,9 +12,12 @@ export const ROTATION_SCRIPT = read("rotation.sh");
 
 export type RolloutScript = "install" | "gate" | "member" | "engine";
 
+/** The functions that point the docker CLI at an engine, with its TLS material when it needs some. */
+export const ENGINE_TLS_SCRIPT = read("engine-tls.sh");
+
 /** A rollout script with the functions it uses, for the `ROLLOUT_SH` environment variable. */
 export function rolloutScript(script: RolloutScript): string {
-    return `${read("common.sh")}\n${read(`${script}.sh`)}`;
+    return `${ENGINE_TLS_SCRIPT}\n${read("common.sh")}\n${read(`${script}.sh`)}`;
 }
 
 /** The command line that runs the script in `ROLLOUT_SH`: short, so that an error shows what failed, not the script. */

@@ -78,13 +78,14 @@ export class VllmReplica extends pulumi.ComponentResource {
 
         if (args.rotation) {
             const engine = args.engine?.address ?? "";
+            // The replica's engine too: its state and its log are read there.
             this.member = new command.local.Command(
                 `${name}-rotation`,
                 {
                     create: runRolloutScript("member", "admit"),
                     delete: runRolloutScript("member", "retire"),
                     environment: pulumi
-                        .all([rotationEnvironment(args.rotation), this.container.name, this.container.id, engine])
+                        .all([rotationEnvironment(args.rotation, [args.engine]), this.container.name, this.container.id, engine])
                         .apply(([rotation, container, id, address]) => ({
                             ...rotation,
                             ROLLOUT_SH: rolloutScript("member"),

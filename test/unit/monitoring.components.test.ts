@@ -135,7 +135,7 @@ describe("FleetMonitoring", () => {
             expect(install.inputs.create).toContain('docker exec -i "$CONTAINER"');
             expect(install.inputs.create).toContain("promtool check config next/prometheus.yml");
             expect(install.inputs.create).toContain("--post-data=reload http://127.0.0.1:9090/-/reload");
-            expect(install.inputs.environment).toEqual({ CONTAINER: "dev-prometheus", CONFIG_ID: expect.stringMatching(/^[0-9a-f]{12}$/) });
+            expect(install.inputs.environment).toEqual({ CONTAINER: "dev-prometheus", CONFIG_ID: expect.stringMatching(/^[0-9a-f]{12}$/), ENGINE: "" });
             expect(install.inputs.triggers).toEqual(["dev-monitoring-prometheus-container-id"]);
             const files = parseBundle(install.inputs.stdin);
             expect(files.map((f) => f.path)).toEqual(["prometheus.yml", "rules/vllm-nginx.yml"]);

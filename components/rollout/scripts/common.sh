@@ -5,15 +5,12 @@
 # ROTATION_SH (the script run inside the balancer's container).
 set -eu
 
-# on_engine ADDRESS docker-args...: docker against that engine ("" or "-": the default one).
+# on_engine ADDRESS docker-args...: docker against that engine ("" or "-": the default one), with its TLS
+# material when it has some (engine-tls.sh).
 on_engine() {
-    engine=$1
+    target=$1
     shift
-    if [ -n "$engine" ] && [ "$engine" != "-" ]; then
-        DOCKER_HOST=$engine docker "$@"
-    else
-        docker "$@"
-    fi
+    with_engine "$target" docker "$@"
 }
 
 lb() { on_engine "${LB_ENGINE:-}" "$@"; }

@@ -1,0 +1,97 @@
+/**
+ * The rollout commands' shell functions (`components/rollout/scripts/common.sh`) run with sh against a
+ * stand-in for the docker CLI that answers as a replica would: the drain's grace limit, and the early
+ * failure of a replica that exits or keeps restarting. The e2e tier runs them against real engines.
+ */
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { afterEach, describe, expect, it } from "vitest";
+import { REPO } from "./mockStack";
+
+const COMMON = ["engine-tls.sh", "common.sh"].map((f) => fs.readFileSync(path.join(REPO, "components/rollout/scripts", f), "utf8")).join("\n");
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+/**
+ * Runs `script` after common.sh with a fake `docker` on PATH: `exec ... curl .../metrics` prints `metrics`,
+ * `/health` fails, `inspect` prints `state` (each call may take the next line of a list), `logs` prints
+ * two lines.
+ */
+function run(script: string, fake: { metrics?: string; states?: string[] }, env: Record<string, string> = {}): Promise<{ code: number; out: string; seconds: number }> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-scripts-"));
+    dirs.push(dir);
+    fs.writeFileSync(path.join(dir, "metrics"), fake.metrics ?? "");
+    fs.writeFileSync(path.join(dir, "states"), (fake.states ?? []).join("\n") + "\n");
+    fs.writeFileSync(
+        path.join(dir, "docker"),
+        `#!/bin/sh
+case "$*" in
+  *"/metrics"*) cat "${dir}/metrics" ;;
+  *"/health"*) exit 7 ;;
+  inspect*) line=$(head -n 1 "${dir}/states"); [ "$(wc -l < "${dir}/states")" -gt 1 ] && sed -i 1d "${dir}/states"; echo "$line" ;;
+  logs*) echo "replica: error: argument --max-model-len: invalid value"; echo "replica: exiting" ;;
+  *) exit 0 ;;
+esac
+`,
+        { mode: 0o755 },
+    );
+    const started = Date.now();
+    return new Promise((resolve) => {
+        execFile("sh", ["-c", `${COMMON}\n${script}`], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, LB_CONTAINER: "lb", LB_ENGINE: "", ...env }, encoding: "utf8" }, (error, stdout, stderr) =>
+            resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out: stdout + stderr, seconds: (Date.now() - started) / 1000 }),
+        );
+    });
+}
+
+const BUSY = 'vllm:num_requests_running{engine="0",model_name="m"} 2.0\nvllm:num_requests_waiting{engine="0",model_name="m"} 1.0\n';
+const IDLE = 'vllm:num_requests_running{engine="0",model_name="m"} 0.0\nvllm:num_requests_waiting{engine="0",model_name="m"} 0.0\n';
+
+describe("drain", () => {
+    it("counts running and waiting requests from the replica's /metrics", async () => {
+        expect((await run('in_flight 10.0.0.1:8000', { metrics: BUSY })).out.trim()).toBe("3");
+    });
+
+    it("returns once the replica reports nothing running or waiting in two readings a second apart", async () => {
+        const r = await run("drain vllm1 10.0.0.1:8000 30", { metrics: IDLE });
+        expect(r.out).toContain("vllm1: drained (no running or waiting request)");
+        expect(r.seconds).toBeLessThan(5);
+    });
+
+    it("gives up at the grace limit, saying how many requests the stop will end", async () => {
+        const r = await run("drain vllm1 10.0.0.1:8000 2", { metrics: BUSY });
+        expect(r.code).toBe(0);
+        expect(r.out).toContain("vllm1: grace period of 2s reached with 3 request(s) still running or waiting; they end when it stops");
+        expect(r.seconds).toBeGreaterThanOrEqual(2);
+        expect(r.seconds).toBeLessThan(6);
+    });
+
+    it("has nothing to wait for when the replica does not answer", async () => {
+        expect((await run("drain vllm1 10.0.0.1:8000 30", { metrics: "" })).out).toContain("not answering /metrics, nothing left to drain");
+    });
+});
+
+describe("wait_healthy", () => {
+    it("fails at once when the container exited, naming the replica, with the end of its log", async () => {
+        const r = await run("wait_healthy vllm0 e2e-vllm0 - 10.0.0.1:8000 60", { states: ["exited false 0 2"] });
+        expect(r.code).toBe(1);
+        expect(r.out).toContain("replica vllm0 (container e2e-vllm0) did not become healthy: it exited with code 2.");
+        expect(r.out).toContain("    replica: error: argument --max-model-len: invalid value");
+        expect(r.out).toContain("Fix the settings and run `pulumi up` again to finish the rollout.");
+        expect(r.seconds).toBeLessThan(3);
+    });
+
+    it("fails when the container keeps restarting (a crash loop under a restart policy)", async () => {
+        const r = await run("wait_healthy vllm0 e2e-vllm0 - 10.0.0.1:8000 60", { states: ["running false 0 0", "restarting true 1 2", "restarting true 2 2"] });
+        expect(r.code).toBe(1);
+        expect(r.out).toContain("it keeps exiting (exit code 2, restarted 2 times)");
+    });
+
+    it("waits for a replica that is still loading, until the startup timeout", async () => {
+        const r = await run("wait_healthy vllm0 e2e-vllm0 - 10.0.0.1:8000 2", { states: ["running false 0 0"] });
+        expect(r.code).toBe(1);
+        expect(r.out).toContain("/health did not answer within 2s (startupTimeout)");
+        expect(r.seconds).toBeGreaterThanOrEqual(2);
+    });
+});
