@@ -398,6 +398,26 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(after.byReplica[victim.hostname], "the restarted replica serves again").toBeGreaterThan(0);
     });
 
+    it("rolls with a spare replica: the new settings start on the spare first, capacity never drops below 3, and the first old replica retires", async () => {
+        stack.editConfig((c) => {
+            c.rollout = { spareReplicas: "1" };
+            c.vllmArgs = [...BASE_ARGS, "--max-num-seqs", "48"];
+        });
+        const preview = await stack.pulumi(["preview"]);
+        expect(preview).toContain("rollout of 3 replicas: vllm3 starts on spare capacity with the new settings and must pass /health first; then vllm1, vllm2 are replaced in place, one at a time");
+        expect(preview).toContain("vllm0 is drained and removed at the end. At least 3 of 3 stay in rotation.");
+        const roll = await upUnderLoad("rollout with a spare replica");
+        expectNothingLost(roll.counts);
+        expect(roll.sampler.unanswered).toBe(0);
+        expect(roll.sampler.fewest).toBeGreaterThanOrEqual(3);
+        expect(outputs.replicas.map((r: { name: string }) => r.name)).toEqual(["vllm1", "vllm2", "vllm3"]);
+        expect(outputs.rollout.active).toEqual(["vllm1", "vllm2", "vllm3"]);
+        for (const container of replicaContainers()) {
+            expect(await args(container), container).toEqual(expect.arrayContaining(["--max-num-seqs", "48"]));
+        }
+        expect(await docker(["ps", "-a", "--filter", "name=e2e-vllm0$", "--format", "{{.Names}}"])).toBe("");
+    });
+
     it("changes the balancing method with a reload: nothing lost, nginx not restarted", async () => {
         const nginxBefore = await inspect("e2e-nginx-lb");
         stack.editConfig((c) => (c.balancer = "round_robin"));
@@ -441,7 +461,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         note(`pulumi up (new nginx image, the balancer container replaced): ${seconds.toFixed(1)}s; the balancer did not serve all replicas for ${(longest / 1000).toFixed(1)}s (${down} gap)`);
         expect(down).toBe(1);
         expect(longest).toBeLessThan(30_000);
-        expect((await rotation(LB_PORT))?.in).toEqual(["vllm0", "vllm1", "vllm2"]);
+        expect((await rotation(LB_PORT))?.in).toEqual(outputs.replicas.map((r: { name: string }) => r.name));
         await docker(["rmi", "vllm-nginx/debian:bookworm-e2e"]).catch(() => undefined);
     });
 
