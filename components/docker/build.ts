@@ -41,6 +41,21 @@ export function buildLocalImage(name: string, build: LocalBuild, opts: pulumi.Cu
 }
 
 /**
+ * An image pulled by name, or built on the Docker host from `build`: exactly one of the two. Returns its
+ * ID, which is what containers run, so that a new image replaces them. Children are named `<name>-pull`
+ * or `<name>-build`.
+ */
+export function pullOrBuild(name: string, image: { pull?: string; build?: LocalBuild }, opts: pulumi.CustomResourceOptions): pulumi.Output<string> {
+    if ((image.pull === undefined) === (image.build === undefined)) {
+        throw new Error(`${name}: set exactly one image to pull or to build`);
+    }
+    if (image.build) {
+        return buildLocalImage(`${name}-build`, image.build, opts).imageId;
+    }
+    return new docker.RemoteImage(`${name}-pull`, { name: image.pull!, keepLocally: true }, opts).imageId;
+}
+
+/**
  * A digest of what `docker build` sends for `dir`: the names and contents of every file that
  * `.dockerignore` does not exclude, plus the Dockerfile and `.dockerignore` themselves (Docker always
  * sends those). A `.git` folder that is sent is summarised by its HEAD commit rather than read whole.

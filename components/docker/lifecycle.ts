@@ -3,17 +3,23 @@ import type { RestartPolicy } from "../config";
 import { dockerDuration } from "./duration";
 import { labelList } from "./labels";
 
+export type Role = "replica" | "balancer" | "prometheus" | "nginx-exporter" | "grafana";
+
 export interface LifecycleArgs {
     /** The stack name, written as a label on the container. */
     prefix: string;
-    role: "replica" | "balancer";
-    /** Shell command that exits 0 while the service is healthy. */
-    healthProbe: string;
-    probeTimeoutSeconds: number;
-    /** Failed probes before this long after start do not count (model loading). */
-    startPeriodSeconds: number;
-    /** How long `pulumi up` waits for the container to be healthy. */
-    waitSeconds: number;
+    role: Role;
+    /**
+     * Shell command that exits 0 while the service is healthy. Without one (an image without a shell), the
+     * container has no healthcheck and `pulumi up` does not wait for it.
+     */
+    healthProbe?: string;
+    /** Defaults to 3. */
+    probeTimeoutSeconds?: number;
+    /** Failed probes before this long after start do not count (model loading). Defaults to 0. */
+    startPeriodSeconds?: number;
+    /** How long `pulumi up` waits for the container to be healthy. Defaults to 60. */
+    waitSeconds?: number;
     restartPolicy: RestartPolicy;
     /** Time to finish in-flight requests after the stop signal, before SIGKILL. */
     stopGraceSeconds: number;
@@ -25,18 +31,23 @@ export interface LifecycleArgs {
  * restart policy, a stop grace period for in-flight requests, bounded logs and the stack's labels.
  */
 export function lifecycle(args: LifecycleArgs): Partial<docker.ContainerArgs> {
+    const probe = args.healthProbe;
     return {
-        healthcheck: {
-            tests: ["CMD-SHELL", args.healthProbe],
-            // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
-            // Durations as Docker reports them, so a refresh finds no difference.
-            interval: dockerDuration(5),
-            timeout: dockerDuration(args.probeTimeoutSeconds),
-            retries: 3,
-            startPeriod: dockerDuration(args.startPeriodSeconds),
-        },
-        wait: true,
-        waitTimeout: args.waitSeconds,
+        ...(probe === undefined
+            ? { wait: false }
+            : {
+                  healthcheck: {
+                      tests: ["CMD-SHELL", probe],
+                      // No startInterval: it needs Docker API 1.44 (Engine 25); Debian 12 ships 20.10.
+                      // Durations as Docker reports them, so a refresh finds no difference.
+                      interval: dockerDuration(5),
+                      timeout: dockerDuration(args.probeTimeoutSeconds ?? 3),
+                      retries: 3,
+                      startPeriod: dockerDuration(args.startPeriodSeconds ?? 0),
+                  },
+                  wait: true,
+                  waitTimeout: args.waitSeconds ?? 60,
+              }),
         restart: args.restartPolicy,
         destroyGraceSeconds: args.stopGraceSeconds,
         stopTimeout: args.stopGraceSeconds,

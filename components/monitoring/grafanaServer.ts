@@ -1,8 +1,9 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { labelList } from "../docker/labels";
+import { lifecycle } from "../docker/lifecycle";
 import type { RestartPolicy } from "../config";
 import { renderDashboard } from "./dashboard";
-import { dockerDuration } from "../docker/duration";
 import { GRAFANA_FILES, renderDashboardProvider, renderGrafanaDatasource } from "./grafanaProvisioning";
 import { DEFAULT_INTERVAL_SECONDS, PROMETHEUS_PORT } from "./prometheusConfig";
 import { PROMETHEUS_ALIAS } from "./prometheusServer";
@@ -47,12 +48,8 @@ export class GrafanaServer extends pulumi.ComponentResource {
         super("vllm-nginx:monitoring:GrafanaServer", name, {}, opts);
         const port = args.port ?? GRAFANA_PORT;
         const bind = args.bind ?? "127.0.0.1";
-        const labels = [
-            { label: "vllm-nginx.stack", value: args.prefix },
-            { label: "vllm-nginx.role", value: "grafana" },
-        ];
 
-        this.volume = new docker.Volume(`${name}-data`, { name: `${args.prefix}-grafana-data`, labels }, { parent: this });
+        this.volume = new docker.Volume(`${name}-data`, { name: `${args.prefix}-grafana-data`, labels: labelList({ stack: args.prefix, role: "grafana" }) }, { parent: this });
 
         this.container = new docker.Container(
             `${name}-container`,
@@ -81,22 +78,16 @@ export class GrafanaServer extends pulumi.ComponentResource {
                 networksAdvanced: [{ name: args.networkName, aliases: ["grafana"] }],
                 ports: [{ internal: GRAFANA_PORT, external: port, ip: bind }],
                 volumes: [{ volumeName: this.volume.name, containerPath: "/var/lib/grafana" }],
-                healthcheck: {
-                    tests: ["CMD-SHELL", GRAFANA_HEALTH_PROBE],
-                    interval: "5s",
-                    timeout: "3s",
-                    retries: 3,
+                ...lifecycle({
+                    prefix: args.prefix,
+                    role: "grafana",
+                    healthProbe: GRAFANA_HEALTH_PROBE,
                     // Database migrations on first start.
-                    startPeriod: dockerDuration(120),
-                },
-                wait: true,
-                waitTimeout: 180,
-                restart: args.restartPolicy ?? "unless-stopped",
-                destroyGraceSeconds: 20,
-                stopTimeout: 20,
-                logDriver: "json-file",
-                logOpts: { "max-size": "20m", "max-file": "3" },
-                labels,
+                    startPeriodSeconds: 120,
+                    waitSeconds: 180,
+                    restartPolicy: args.restartPolicy ?? "unless-stopped",
+                    stopGraceSeconds: 20,
+                }),
             },
             { parent: this },
         );

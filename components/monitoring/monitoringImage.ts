@@ -1,7 +1,6 @@
-import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import { buildLocalImage } from "../docker/build";
+import { pullOrBuild } from "../docker/build";
 import type { ProxySettings } from "../config";
 import { proxyVariables } from "../docker/proxy";
 
@@ -37,28 +36,25 @@ export class MonitoringImage extends pulumi.ComponentResource {
     constructor(name: string, args: MonitoringImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:monitoring:MonitoringImage", name, {}, opts);
 
-        if ((args.image === undefined) === (args.baseImage === undefined)) {
-            throw new Error(`MonitoringImage ${name}: set exactly one of image (pull) and baseImage (build)`);
+        if (args.baseImage !== undefined && args.kind === "grafana") {
+            throw new Error(`MonitoringImage ${name}: Grafana is pulled only (Debian does not package it)`);
         }
-        if (args.baseImage !== undefined) {
-            if (args.kind === "grafana") {
-                throw new Error(`MonitoringImage ${name}: Grafana is pulled only (Debian does not package it)`);
-            }
-            const built = buildLocalImage(
-                `${name}-build`,
-                {
-                    imageName: `vllm-nginx/${args.prefix}-${args.kind}:latest`,
-                    context: MONITORING_IMAGE_CONTEXTS[args.kind],
-                    dockerfile: "Dockerfile",
-                    args: { ...proxyVariables(args.proxy ?? {}), BASE_IMAGE: args.baseImage },
-                },
-                { parent: this },
-            );
-            this.imageRef = built.imageId;
-        } else {
-            const pulled = new docker.RemoteImage(`${name}-pull`, { name: args.image!, keepLocally: true }, { parent: this });
-            this.imageRef = pulled.imageId;
-        }
+        this.imageRef = pullOrBuild(
+            name,
+            {
+                pull: args.image,
+                build:
+                    args.baseImage === undefined || args.kind === "grafana"
+                        ? undefined
+                        : {
+                              imageName: `vllm-nginx/${args.prefix}-${args.kind}:latest`,
+                              context: MONITORING_IMAGE_CONTEXTS[args.kind],
+                              dockerfile: "Dockerfile",
+                              args: { ...proxyVariables(args.proxy ?? {}), BASE_IMAGE: args.baseImage },
+                          },
+            },
+            { parent: this },
+        );
 
         this.registerOutputs({ imageRef: this.imageRef });
     }

@@ -1,5 +1,6 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { lifecycle } from "../docker/lifecycle";
 import type { RestartPolicy } from "../config";
 
 /** What the balancer serves stub_status at, on its internal listener (not published on the host). */
@@ -54,13 +55,8 @@ export class NginxExporter extends pulumi.ComponentResource {
                 image: args.image,
                 command: exporterCommand(args.scrapeUri ?? BALANCER_STUB_STATUS_URL),
                 networksAdvanced: [{ name: args.networkName, aliases: [EXPORTER_ALIAS] }],
-                restart: args.restartPolicy ?? "unless-stopped",
-                logDriver: "json-file",
-                logOpts: { "max-size": "10m", "max-file": "3" },
-                labels: [
-                    { label: "vllm-nginx.stack", value: args.prefix },
-                    { label: "vllm-nginx.role", value: "nginx-exporter" },
-                ],
+                // No healthcheck: the upstream image has no shell to run one.
+                ...lifecycle({ prefix: args.prefix, role: "nginx-exporter", restartPolicy: args.restartPolicy ?? "unless-stopped", stopGraceSeconds: 10 }),
             },
             { parent: this, dependsOn: args.startAfter },
         );

@@ -2,10 +2,11 @@ import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { RestartPolicy } from "../config";
+import { labelList } from "../docker/labels";
+import { lifecycle } from "../docker/lifecycle";
 import { tlsEnvironment, type Engine } from "../docker/providers";
 import { ENGINE_TLS_SCRIPT } from "../rollout/scripts";
 import { UNBUNDLE_FUNCTION, renderBundle } from "./configBundle";
-import { dockerDuration } from "../docker/duration";
 import { PROMETHEUS_PORT, contentId } from "./prometheusConfig";
 
 /** Prometheus's config folder in both images; the rendered config and rules are installed here. */
@@ -131,12 +132,8 @@ export class PrometheusServer extends pulumi.ComponentResource {
         super("vllm-nginx:monitoring:PrometheusServer", name, {}, opts);
         const port = args.port ?? 9090;
         const bind = args.bind ?? "127.0.0.1";
-        const labels = [
-            { label: "vllm-nginx.stack", value: args.prefix },
-            { label: "vllm-nginx.role", value: "prometheus" },
-        ];
 
-        this.volume = new docker.Volume(`${name}-data`, { name: `${args.prefix}-prometheus-data`, labels }, { parent: this });
+        this.volume = new docker.Volume(`${name}-data`, { name: `${args.prefix}-prometheus-data`, labels: labelList({ stack: args.prefix, role: "prometheus" }) }, { parent: this });
 
         this.container = new docker.Container(
             `${name}-container`,
@@ -147,24 +144,17 @@ export class PrometheusServer extends pulumi.ComponentResource {
                 networksAdvanced: [{ name: args.networkName, aliases: [PROMETHEUS_ALIAS] }],
                 ports: [{ internal: PROMETHEUS_PORT, external: port, ip: bind }],
                 volumes: [{ volumeName: this.volume.name, containerPath: PROMETHEUS_DATA_DIR }],
-                healthcheck: {
-                    tests: ["CMD-SHELL", PROMETHEUS_HEALTH_PROBE],
-                    // No startInterval: Docker API 1.44 and later only.
-                    interval: "5s",
-                    timeout: "3s",
-                    retries: 3,
+                ...lifecycle({
+                    prefix: args.prefix,
+                    role: "prometheus",
+                    healthProbe: PROMETHEUS_HEALTH_PROBE,
                     // Replaying the write-ahead log of a large volume takes a while.
-                    startPeriod: dockerDuration(120),
-                },
-                wait: true,
-                waitTimeout: 180,
-                restart: args.restartPolicy ?? "unless-stopped",
-                // Time to flush the head block to the volume.
-                destroyGraceSeconds: 60,
-                stopTimeout: 60,
-                logDriver: "json-file",
-                logOpts: { "max-size": "20m", "max-file": "3" },
-                labels,
+                    startPeriodSeconds: 120,
+                    waitSeconds: 180,
+                    restartPolicy: args.restartPolicy ?? "unless-stopped",
+                    // Time to flush the head block to the volume.
+                    stopGraceSeconds: 60,
+                }),
             },
             { parent: this },
         );

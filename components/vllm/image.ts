@@ -1,8 +1,7 @@
-import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import type { ProxySettings, VllmBuildSpec } from "../config";
-import { buildLocalImage } from "../docker/build";
+import { pullOrBuild } from "../docker/build";
 import { proxyVariables } from "../docker/proxy";
 
 export interface VllmImageArgs {
@@ -24,26 +23,20 @@ export class VllmImage extends pulumi.ComponentResource {
     constructor(name: string, args: VllmImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:image:VllmImage", name, {}, opts);
 
-        if ((args.image === undefined) === (args.build === undefined)) {
-            throw new Error("VllmImage: set exactly one of image and build");
-        }
-        if (args.build) {
-            const built = buildLocalImage(
-                `${name}-build`,
-                {
+        this.imageRef = pullOrBuild(
+            name,
+            {
+                pull: args.image,
+                build: args.build && {
                     imageName: `vllm-nginx/${args.prefix}-vllm:latest`,
                     context: path.resolve(args.build.context),
                     dockerfile: args.build.dockerfile,
                     target: args.build.target,
                     args: { ...proxyVariables(args.proxy ?? {}), ...args.build.args },
                 },
-                { parent: this },
-            );
-            this.imageRef = built.imageId;
-        } else {
-            const pulled = new docker.RemoteImage(`${name}-pull`, { name: args.image!, keepLocally: true }, { parent: this });
-            this.imageRef = pulled.imageId;
-        }
+            },
+            { parent: this },
+        );
 
         this.registerOutputs({ imageRef: this.imageRef });
     }

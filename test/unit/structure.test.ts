@@ -48,6 +48,16 @@ describe("the components' structure", () => {
         expect(exported).toEqual(["FleetConfigError", "FleetNetwork", "NginxBalancer", "NginxImage", "VllmFleet", "VllmImage", "VllmReplica", "parseFleetConfig", "readPreviousDeployment", "readStackConfig"]);
     });
 
+    it("names its container labels as the policy pack reads them (policy/labels.ts keeps its own copy)", async () => {
+        const { LABELS } = await import("../../components/docker/labels");
+        const policy = fs.readFileSync(path.join(REPO, "policy", "labels.ts"), "utf8");
+        const read = Object.fromEntries([...policy.matchAll(/^\s+(\w+): "(vllm-nginx\.[^"]+)",$/gm)].map((m) => [m[1], m[2]]));
+        expect(Object.keys(read).length).toBeGreaterThanOrEqual(9);
+        for (const [key, label] of Object.entries(read)) {
+            expect(LABELS[key as keyof typeof LABELS], key).toBe(label);
+        }
+    });
+
     it("gives every folder an index", () => {
         const folders = fs.readdirSync(COMPONENTS, { withFileTypes: true }).filter((e) => e.isDirectory());
         for (const folder of folders) {

@@ -110,17 +110,26 @@ STATE
     done
 }
 
-# settle NAME: until the balancer reports NAME in rotation (WANT=in) or out of it (WANT=out).
-settle() {
-    tries=0
-    while :; do
-        if [ "$2" = in ] && in_rotation "$1"; then return 0; fi
-        if [ "$2" = out ] && ! in_rotation "$1"; then return 0; fi
-        tries=$((tries + 1))
-        if [ "$tries" -ge 150 ]; then
-            echo "nginx in $LB_CONTAINER did not report $1 $2 of rotation within 30s" >&2
+# retry TRIES MESSAGE command...: runs the command every 0.2 s until it succeeds, at most TRIES times;
+# then fails with MESSAGE.
+retry() {
+    tries=$1 message=$2
+    shift 2
+    n=0
+    until "$@"; do
+        n=$((n + 1))
+        if [ "$n" -ge "$tries" ]; then
+            echo "$message" >&2
             exit 1
         fi
         sleep 0.2
     done
 }
+
+# rotation_is NAME in|out: whether the balancer reports NAME in rotation, or out of it.
+rotation_is() {
+    if [ "$2" = in ]; then in_rotation "$1"; else ! in_rotation "$1"; fi
+}
+
+# settle NAME in|out: until the balancer reports NAME in rotation (or out of it), within 30 s.
+settle() { retry 150 "nginx in $LB_CONTAINER did not report $1 $2 of rotation within 30s" rotation_is "$1" "$2"; }
