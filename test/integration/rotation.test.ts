@@ -47,6 +47,9 @@ describe("rotation with the real nginx (pain point 4: GIE#549, kserve#5496)", ()
         await Promise.all(streams.map((s) => s.firstEvent));
         expect(await rotation(lb, ["retire", "vllm1"])).toBe("in=vllm0 out=vllm1");
         await waitFor("nginx to report vllm1 out", 5000, async () => (await healthLine(lb)).endsWith("in=vllm0 out=vllm1"));
+        // A new worker answered; an old one may not have closed its listening socket yet, and would still
+        // accept a connection under the old config for a moment.
+        await sleep(500);
         const during: string[] = [];
         for (let i = 0; i < 6; i += 1) {
             during.push(String((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "new", max_tokens: 1 } })).headers["x-replica-id"]));

@@ -78,11 +78,47 @@ describe("rotation.sh, the balancer's rotation", () => {
         expect(await lb.run(["admit", "vllm2"])).toBe("in=vllm1,vllm2 out=vllm0");
         expect(lb.live()).toBe(fillTemplate(template, { vllm0: "down", vllm1: "active", vllm2: "active" }));
         expect(await lb.run(["retire", "vllm1"])).toBe("in=vllm2 out=vllm0,vllm1");
+        expect(await lb.run(["retire", "vllm2"])).toBe("in= out=vllm0,vllm1,vllm2");
         // A new template (a scale-down to two replicas): who is in stays in; the health line says so.
         const { template: smaller, id } = renderTemplate(config(["127.0.0.1:1", "127.0.0.1:2"]));
         expect(await lb.run(["install"], smaller)).toBe("in= out=vllm0,vllm1");
         expect(lb.live()).toContain(`return 200 "ok ${id} in= out=vllm0,vllm1\\n";`);
-        expect(lb.calls().filter((c) => c === "-s reload")).toHaveLength(6);
+        expect(lb.calls().filter((c) => c === "-s reload")).toHaveLength(7);
+    });
+
+    it("keeps a replica in rotation that the new template leaves out until it is retired, then serves exactly the new template", async () => {
+        const healthy = `127.0.0.1:${healthyPort}`;
+        const before = renderTemplate(config([healthy, "127.0.0.1:2", "127.0.0.1:3"]));
+        const lb = balancer();
+        await lb.run(["install"], before.template);
+        expect(await lb.run(["admit", "vllm1"])).toBe("in=vllm0,vllm1 out=vllm2");
+        // vllm0 leaves the fleet (a spare took its place): the new template has vllm1, vllm2 and vllm3.
+        const after = renderTemplate({
+            ...config([]),
+            upstreams: [
+                { name: "vllm1", address: "127.0.0.1:2" },
+                { name: "vllm2", address: "127.0.0.1:3" },
+                { name: "vllm3", address: "127.0.0.1:4" },
+            ],
+        });
+        expect(await lb.run(["install"], after.template)).toBe("in=vllm1,vllm0 out=vllm2,vllm3");
+        expect(lb.live()).toContain(`    server ${healthy} max_fails=3 fail_timeout=30s;  # vllm0\n`);
+        expect(lb.live()).toContain(`# vllm-nginx:replica vllm0 ${healthy}\n`);
+        expect(lb.live()).toContain(`return 200 "ok ${after.id} in=vllm1,vllm0 out=vllm2,vllm3\\n";`);
+        expect(await lb.run(["admit", "vllm3"])).toBe("in=vllm1,vllm3,vllm0 out=vllm2");
+        // Another config change meanwhile (a reload) keeps it in.
+        expect(await lb.run(["install"], after.template)).toBe("in=vllm1,vllm3,vllm0 out=vllm2");
+        expect(await lb.run(["retire", "vllm0"])).toBe("in=vllm1,vllm3 out=vllm2");
+        expect(lb.live()).toBe(fillTemplate(after.template, { vllm1: "active", vllm2: "down", vllm3: "active" }));
+    });
+
+    it("lets a replica the new template leaves out go at once when it no longer answers /health", async () => {
+        const lb = balancer();
+        await lb.run(["install"], renderTemplate(config(["127.0.0.1:1", `127.0.0.1:${healthyPort}`])).template);
+        expect(await lb.run(["admit", "vllm0"])).toBe("in=vllm0,vllm1 out=");
+        const smaller = renderTemplate({ ...config([]), upstreams: [{ name: "vllm1", address: `127.0.0.1:${healthyPort}` }] });
+        expect(await lb.run(["install"], smaller.template)).toBe("in=vllm1 out=");
+        expect(lb.live()).not.toContain("vllm0");
     });
 
     it("keeps the previous config when nginx rejects the new one", async () => {

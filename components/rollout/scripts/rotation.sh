@@ -1,7 +1,10 @@
 # Runs inside the balancer's container (POSIX sh): which replicas are in nginx's rotation, and the config
 # nginx serves, derived from the template the program rendered and that list.
 #
-#   rotation.sh install      template on stdin; on a fresh container, replicas that answer /health join
+#   rotation.sh install      template on stdin; on a fresh container, replicas that answer /health join.
+#                            A replica in rotation that the new template leaves out stays in, on its
+#                            server line of the installed template, until it is retired: a replacement
+#                            or a scale-down drains it when its turn comes, not when the config changes
 #   rotation.sh admit NAME   NAME joins the rotation
 #   rotation.sh retire NAME  NAME leaves it (nginx sends it nothing new; what it serves finishes)
 #   rotation.sh show         prints "in=a,b out=c"
@@ -14,6 +17,7 @@ live=${ROTATION_LIVE:-/etc/nginx/conf.d/vllm-nginx.conf}
 nginx_bin=${ROTATION_NGINX:-nginx}
 template=$dir/template.conf
 members=$dir/in
+leaving=$dir/leaving
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
@@ -52,9 +56,48 @@ render() {
     echo "in=$in_list out=$out_list"
 }
 
+# carry OLD NEW: adds to template NEW the replicas of template OLD that are in rotation and that NEW leaves
+# out (their comment and server lines, as OLD has them), and lists them in $leaving.
+carry() {
+    : >"$leaving.next"
+    if [ -f "$1" ] && [ -f "$members" ]; then
+        replicas "$1" | while read -r replica address; do
+            if grep -qx "$replica" "$members" && ! replicas "$2" | grep -q "^$replica " && healthy "$address"; then
+                echo "$replica" >>"$leaving.next"
+            fi
+        done
+    fi
+    while read -r replica; do
+        comment=$(grep "^# vllm-nginx:replica $replica " "$1")
+        server=$(grep -F "{{down:$replica}}" "$1")
+        awk -v comment="$comment" -v server="$server" '
+            { lines[NR] = $0 }
+            /^# vllm-nginx:replica / { last_comment = NR }
+            /\{\{down:/ { last_server = NR }
+            END {
+                for (i = 1; i <= NR; i++) {
+                    print lines[i]
+                    if (i == last_comment) print comment
+                    if (i == last_server) print server
+                }
+            }' "$2" >"$2.carry" && mv "$2.carry" "$2"
+    done <"$leaving.next"
+    mv "$leaving.next" "$leaving"
+}
+
+# drop NAME: takes a leaving replica's lines out of the installed template.
+drop() {
+    grep -F -v -e "{{down:$1}}" "$template" | grep -v "^# vllm-nginx:replica $1 " >"$template.drop" || true
+    mv "$template.drop" "$template"
+    grep -vx "$1" "$leaving" >"$leaving.next" || true
+    mv "$leaving.next" "$leaving"
+}
+
 case $op in
 install)
     cat >"$template.next"
+    cp "$leaving" "$leaving.prev" 2>/dev/null || rm -f "$leaving.prev"
+    carry "$template" "$template.next"
     if [ ! -f "$members" ]; then
         # A new container: replicas already serving join at once; the others when their deploy admits them.
         : >"$members.next"
@@ -67,6 +110,7 @@ install)
     mv "$template.next" "$template"
     if ! render; then
         [ -f "$template.prev" ] && mv "$template.prev" "$template"
+        [ -f "$leaving.prev" ] && mv "$leaving.prev" "$leaving"
         exit 1
     fi
     ;;
@@ -79,6 +123,7 @@ retire)
     [ -f "$template" ] || { echo "no config installed yet"; exit 0; }
     grep -vx "$name" "$members" >"$members.next" || true
     mv "$members.next" "$members"
+    if [ -f "$leaving" ] && grep -qx "$name" "$leaving"; then drop "$name"; fi
     render
     ;;
 show)
