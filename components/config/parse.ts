@@ -6,6 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import { BACKENDS, LOCAL_HOST, planPlacement } from "../planning";
 import { defaultSubnet } from "../planning/subnet";
+import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
 import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } from "./settings";
@@ -16,8 +17,10 @@ import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } f
  *
  * @param stack the stack name, used as the prefix of every name on the Docker host.
  * @param dockerHost the `docker:host` config: the engine address of the `local` host, when set.
+ * @param secrets the secret keys' values, to be checked (and the public parts of them, such as client key
+ *   names, read); the settings returned hold no secret.
  */
-export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: string): FleetSettings {
+export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: string, secrets: SecretConfig = {}): FleetSettings {
     const read = new ConfigReader(raw);
 
     for (const key of Object.keys(raw)) {
@@ -107,6 +110,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         network: { subnet: networkSubnet },
         placement: placement.placement,
         rollout: { maxUnavailable: rollout.maxUnavailable },
+        edge: readEdge(read, secrets, lbPort),
         engines: { [LOCAL_HOST]: dockerHost },
     };
 
