@@ -22,16 +22,16 @@ export function requireOpenssl(): string {
 }
 
 /**
- * A fresh self-signed EC P-256 pair for `names` (openssl's subjectAltName form, e.g.
+ * A fresh self-signed EC P-256 (or RSA 2048) pair for `names` (openssl's subjectAltName form, e.g.
  * `IP:127.0.0.1,DNS:localhost`), valid for `days`.
  */
-export function makeCertificate(names = "IP:127.0.0.1,DNS:localhost", days = 2, commonName = "vllm-nginx test"): TestCertificate {
+export function makeCertificate(names = "IP:127.0.0.1,DNS:localhost", days = 2, commonName = "vllm-nginx test", keyType: "ec" | "rsa" = "ec"): TestCertificate {
     const openssl = requireOpenssl();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-cert-"));
     try {
         execFileSync(
             openssl,
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", String(days), "-subj", `/CN=${commonName}`, "-addext", `subjectAltName=${names}`, "-keyout", "key.pem", "-out", "cert.pem"],
+            ["req", "-x509", ...(keyType === "ec" ? ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] : ["-newkey", "rsa:2048"]), "-nodes", "-days", String(days), "-subj", `/CN=${commonName}`, "-addext", `subjectAltName=${names}`, "-keyout", "key.pem", "-out", "cert.pem"],
             { cwd: dir, stdio: "pipe" },
         );
         return { certificate: fs.readFileSync(path.join(dir, "cert.pem"), "utf8"), privateKey: fs.readFileSync(path.join(dir, "key.pem"), "utf8") };

@@ -103,8 +103,11 @@ install)
         for f in $installed; do
             if [ -f "$backup/$f" ]; then mv "$backup/$f" "$dir/$f"; else rm -f "$dir/$f"; fi
         done
-        echo "nginx rejected the front door's files; the previous ones stay:" >&2
-        echo "$out" | sed "s#^.*$dir/.*\$#  (a message about a file in $dir, withheld: it may quote a secret)#" >&2
+        # nginx quotes what it refuses (a key's regex, say) and may name the file that includes it rather
+        # than the secret file: only lines that quote nothing and name no secret file are shown.
+        echo "nginx rejected the front door's files; the previous ones stay. Its messages, but those that quote a" >&2
+        echo "value or name a file in $dir (withheld: they may quote a secret; run nginx -t in the container to read them):" >&2
+        echo "$out" | grep -v -e '"' -e "'" -e "$dir" | sed 's/^/  /' >&2 || true
         exit 1
     fi
     "$nginx_bin" -s reload 2>/dev/null || { echo "nginx -s reload failed" >&2; exit 1; }
