@@ -103,20 +103,31 @@ describe("the front door, rendered", () => {
         expect(text).not.toMatch(/zone=\S*ops/);
     });
 
-    it("keeps the 429 and 413 answers in the location that proxies (nginx drops inherited error_page once a location has one)", () => {
-        const server = publicServer(text);
-        const proxying = block(server, "location / {");
-        expect(proxying).toContain("proxy_pass");
-        const own = proxying.match(/error_page[^;]*;/g) ?? [];
-        const effective = (own.length > 0 ? own : (server.match(/^ {4}error_page[^;]*;/gm) ?? [])).join(" ");
-        expect(effective).toMatch(/error_page[^;]*\b429\b[^;]*@vllm_limited/);
-        expect(effective).toMatch(/error_page[^;]*\b413\b[^;]*@vllm_too_large/);
+    /** Every location of the public server that proxies (the routing may add more than `location /`). */
+    const proxyingLocations = (source: string) => {
+        const server = publicServer(source);
+        const locations = [...server.matchAll(/^ {4}location [^{]*\{/gm)].map((m) => block(server.slice(m.index!), m[0]));
+        const proxying = locations.filter((l) => l.includes("proxy_pass"));
+        expect(proxying.length).toBeGreaterThan(0);
+        return { server, proxying };
+    };
+
+    it("keeps the 429 and 413 answers in every location that proxies (nginx drops inherited error_page once a location has one)", () => {
+        const { server, proxying } = proxyingLocations(text);
+        for (const location of proxying) {
+            const own = location.match(/error_page[^;]*;/g) ?? [];
+            const effective = (own.length > 0 ? own : (server.match(/^ {4}error_page[^;]*;/gm) ?? [])).join(" ");
+            expect(effective).toMatch(/error_page[^;]*\b429\b[^;]*@vllm_limited/);
+            expect(effective).toMatch(/error_page[^;]*\b413\b[^;]*@vllm_too_large/);
+        }
     });
 
-    it("tells the replica the key's name, never the key, and sends the replicas' own key in place of the client's", () => {
-        const proxying = block(publicServer(text), "location / {");
-        expect(proxying).toContain("proxy_set_header X-Client-Name $vllm_client;");
-        expect(proxying).toContain("proxy_set_header Authorization $vllm_replica_authorization;");
+    it("tells the replica the key's name, never the key, and sends the replicas' own key in place of the client's, from every location that proxies", () => {
+        // A location with proxy_set_header of its own inherits none from the server: each must set both.
+        for (const location of proxyingLocations(text).proxying) {
+            expect(location).toContain("proxy_set_header X-Client-Name $vllm_client;");
+            expect(location).toContain("proxy_set_header Authorization $vllm_replica_authorization;");
+        }
         expect(text).toMatch(/'client=\$vllm_client';/);
     });
 
