@@ -1,10 +1,11 @@
 /**
  * Benchmark: the same stand-in replicas reached three ways, `direct` (the client picks a replica,
  * round robin), `guide` (vLLM's nginx guide config, as written) and `ours` (renderNginxConfig), under
- * three workloads: streaming latency, short-request throughput and a mixed-length open-loop load.
+ * three workloads: streaming latency, short-request throughput and a mixed-length open-loop load; then
+ * the front door's flood scenario (bench/flood.ts: one client key floods, another streams).
  *
- *   npm run bench                 full run (~5 min), writes bench/results/latest.{json,svg,meta.json}
- *   npm run bench -- --short      CI run (~2 min), writes bench/results/latest-short.*
+ *   npm run bench                 full run (~7 min), writes bench/results/latest.{json,svg,meta.json}
+ *   npm run bench -- --short      CI run (~3 min), writes bench/results/latest-short.*
  *   options: --workers N|auto (nginx worker_processes, default auto), --out NAME
  *
  * All traffic goes to 127.0.0.1, bounded in count and time. See bench/README.md for what the numbers
@@ -31,6 +32,7 @@ import {
     tokenEvents,
 } from "../test/support";
 import { BALANCER_HEALTH_PATH } from "../components/nginx/render";
+import { FLOOD_FULL, FLOOD_SHORT, floodMeta, runFlood } from "./flood";
 import { Arrival, Interval, MixSpec, ReplicaModel, imbalance, mixedSchedule, simulate } from "./model";
 
 // ---------------------------------------------------------------------------------------------------
@@ -348,6 +350,8 @@ async function main(): Promise<void> {
             mixed[v] = await mixedWorkload(targets[v], schedule, replicaIndex);
             console.log(`  (c) mixed       ${v.padEnd(6)} ${mixed[v].e2e.length} requests, imbalance ${mixed[v].imbalance.toFixed(2)}, e2e p99 ${percentile(mixed[v].e2e, 99).toFixed(0)} ms, failures ${mixed[v].failures}`);
         }
+        const floodSettings = SHORT ? FLOOD_SHORT : FLOOD_FULL;
+        const flood = await runFlood(ports, floodSettings, WORKERS, console.log);
         const jsq = simulate(schedule, MODEL, "jsq");
         const rr = simulate(schedule, MODEL, "rr");
 
@@ -367,9 +371,23 @@ async function main(): Promise<void> {
         console.log("");
         console.log(`direct = the client connects to the replicas itself, round robin. Ratios are to direct.`);
         console.log(`JSQ model = ideal join-the-shortest-queue on the same arrivals (imbalance ${jsq.imbalance.toFixed(2)}); RR model = the same model with round robin (imbalance ${rr.imbalance.toFixed(2)}).`);
+        console.log(
+            `(d) flood: the protected key's TTFT p50 ${flood.ttft_ms_p50_alone} ms alone, ${flood.ttft_ms_p50_flooded} ms while a key limited to ` +
+                `${floodSettings.limits.rps} rps (burst ${floodSettings.limits.burst}), ${floodSettings.limits.concurrent} at once floods (${flood.ratio}x), ` +
+                `${flood.ttft_ms_p50_flooded_unlimited} ms while a key without limits floods (${flood.ratio_unlimited}x).`,
+        );
 
         fs.mkdirSync(RESULTS_DIR, { recursive: true });
-        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify(results, null, 2)}\n`);
+        const edge = {
+            flood: {
+                ttft_ms_p50_alone: flood.ttft_ms_p50_alone,
+                ttft_ms_p50_flooded: flood.ttft_ms_p50_flooded,
+                ratio: flood.ratio,
+                ttft_ms_p50_flooded_unlimited: flood.ttft_ms_p50_flooded_unlimited,
+                ratio_unlimited: flood.ratio_unlimited,
+            },
+        };
+        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify({ ...results, edge }, null, 2)}\n`);
         const meta = {
             mode: SHORT ? "short" : "full",
             date: new Date().toISOString(),
@@ -399,6 +417,16 @@ async function main(): Promise<void> {
                     },
                 ]),
             ),
+            edge: {
+                flood: {
+                    settings: floodMeta(floodSettings),
+                    ttft_ms_p99_alone: flood.ttft_ms_p99_alone,
+                    ttft_ms_p99_flooded: flood.ttft_ms_p99_flooded,
+                    ttft_ms_p99_flooded_unlimited: flood.ttft_ms_p99_flooded_unlimited,
+                    protected_failures: flood.failures,
+                    flood: flood.flood,
+                },
+            },
             seconds: round((performance.now() - started) / 1000, 0),
         };
         fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.meta.json`), `${JSON.stringify(meta, null, 2)}\n`);

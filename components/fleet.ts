@@ -2,6 +2,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { FleetSecrets, FleetSettings } from "./config";
 import { FleetHost } from "./docker/host";
+import { edgeConfig, edgeScheme, edgeSecretBundle } from "./edge";
 import { FleetMonitoring } from "./monitoring/fleetMonitoring";
 import { proxyVariables } from "./docker/proxy";
 import { NginxBalancer } from "./nginx/balancer";
@@ -17,7 +18,7 @@ import { VllmReplica, replicaContainer, replicaSpec, type VllmReplicaArgs } from
 export interface VllmFleetArgs {
     /** Validated settings (see `parseFleetConfig`, or `readStackConfig` for the current stack). */
     settings: FleetSettings;
-    /** The HF token and the API key, as secret outputs. Defaults to none. */
+    /** The HF token, the API key, client keys and the TLS pair, as secret outputs. Defaults to none. */
     secrets?: FleetSecrets;
     /**
      * What the last deployment of this fleet ran (its `rollout` output; see `readPreviousDeployment`), so
@@ -141,6 +142,7 @@ export class VllmFleet extends pulumi.ComponentResource {
             listen: String(BALANCER_CONTAINER_PORT),
             statusListen: String(BALANCER_STATUS_PORT),
             stack: s.prefix,
+            edge: edgeConfig(s.edge, s.balancer.port),
         });
         const balancer = new NginxBalancer(
             `${name}-lb`,
@@ -150,6 +152,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                 networkName: balancerHost.networkName,
                 publish: s.balancer,
                 config: template,
+                edge: { settings: s.edge, bundle: edgeSecretBundle(s.edge, args.secrets) },
                 proxyEnv,
                 lifecycle: s.replica,
                 engine,
@@ -237,9 +240,9 @@ export class VllmFleet extends pulumi.ComponentResource {
             onHost,
         );
 
-        const host = s.balancer.bind === "0.0.0.0" ? "127.0.0.1" : s.balancer.bind;
+        const host = endpointHost(s.balancer.bind, s.engines[s.placement.hosts.find((h) => h.balancer)!.name], s.edge);
         const reachable = (address: string) => (address === "0.0.0.0" ? "127.0.0.1" : address);
-        this.endpoint = pulumi.output(`http://${host}:${s.balancer.port}`);
+        this.endpoint = pulumi.output(`${edgeScheme(s.edge)}://${host}:${s.balancer.port}`);
         this.openaiBaseUrl = this.endpoint.apply((e) => `${e}/v1`);
         this.servedModel = pulumi.output(s.serve.servedModelName ?? s.serve.model);
         const running = active.map((replica) => replicas.get(replica.name)!);
@@ -275,4 +278,20 @@ export class VllmFleet extends pulumi.ComponentResource {
             grafanaUrl: this.grafanaUrl,
         });
     }
+}
+
+/**
+ * The host name clients use for the balancer: its bind address when it has one; else, with a self-signed
+ * certificate, the certificate's first name; else the balancer's engine host when that is another machine
+ * (`ssh://user@gpu-a`, `tcp://gpu-a:2376`); else the loopback.
+ */
+export function endpointHost(bind: string, engine: string | undefined, edge: FleetSettings["edge"]): string {
+    if (bind !== "0.0.0.0") {
+        return bind;
+    }
+    if (edge.tls.mode === "self-signed" && edge.tls.hosts.length > 0) {
+        return edge.tls.hosts[0];
+    }
+    const remote = /^(?:ssh|tcp):\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+)/.exec(engine ?? "");
+    return remote ? remote[1] : "127.0.0.1";
 }

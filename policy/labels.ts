@@ -19,7 +19,7 @@ export const LABEL = {
     model: "vllm-nginx.model",
     /** Seconds `pulumi up` waits for a replica to become healthy. */
     startupTimeout: "vllm-nginx.startup-timeout",
-    /** Number of client keys nginx checks; absent or 0 when the balancer is open. */
+    /** `on` when nginx checks client keys; absent or `off` when the balancer is open. */
     clientKeys: "vllm-nginx.client-keys",
     /** `on` or `off`. */
     tls: "vllm-nginx.tls",

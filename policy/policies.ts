@@ -11,9 +11,8 @@ function fleetContainers(resources: PolicyResource[], role: string): { resource:
         .filter((c) => c.labels.get(LABEL.role) === role);
 }
 
-function clientKeyCount(labels: Map<string, string>): number {
-    const count = Number(labels.get(LABEL.clientKeys) ?? "0");
-    return Number.isFinite(count) ? count : 0;
+function checksKeys(labels: Map<string, string>): boolean {
+    return labels.get(LABEL.clientKeys) === "on";
 }
 
 function replicaName(resource: PolicyResource | ResourceValidationArgs, labels: Map<string, string>): string {
@@ -32,8 +31,7 @@ export const noOpenReplicaPorts: StackValidationPolicy = {
         "Publish replica ports on 127.0.0.1 (vllm-nginx:replicaPortBind, the default), or give the balancer client keys.",
     validateStack: (args: StackValidationArgs, reportViolation: ReportViolation) => {
         const balancers = fleetContainers(args.resources, "balancer");
-        const keys = Math.max(0, ...balancers.map((b) => clientKeyCount(b.labels)));
-        if (keys > 0) {
+        if (balancers.some((b) => checksKeys(b.labels))) {
             return;
         }
         const why = balancers.length === 0 ? "there is no balancer to check client keys" : "the balancer checks no client key";
@@ -51,33 +49,57 @@ export const noOpenReplicaPorts: StackValidationPolicy = {
     },
 };
 
+/** The balancer's ports published beyond the loopback when it does not terminate TLS; none with TLS on. */
+function clearTextPorts(args: ResourceValidationArgs): ReturnType<typeof portsOf> {
+    if (args.type !== CONTAINER_TYPE) {
+        return [];
+    }
+    const labels = labelsOf(args.props);
+    if (labels.get(LABEL.role) !== "balancer" || labels.get(LABEL.tls) === "on") {
+        return [];
+    }
+    return portsOf(args.props).filter((port) => !isLoopback(port.ip));
+}
+
 /**
- * The balancer on an address other hosts reach, without TLS: prompts and completions, and client keys
- * when there are any, cross the network in clear text. Advisory while the balancer has no client keys;
- * meant to become mandatory once it has (see policy/README.md).
+ * The balancer on an address other hosts reach, without TLS and without client keys: prompts and
+ * completions cross the network in clear text. Advisory: on a private network, or behind a TLS proxy of
+ * the user's, that can be what they want.
  */
 export const publicBalancerNeedsTls: ResourceValidationPolicy = {
     name: "public-balancer-needs-tls",
     description: "A balancer published beyond the loopback terminates TLS.",
     enforcementLevel: "advisory",
-    remediationSteps: "Publish the balancer on 127.0.0.1 (vllm-nginx:lbBind) behind your own TLS proxy, or turn on TLS.",
+    remediationSteps: "Publish the balancer on 127.0.0.1 (vllm-nginx:lbBind) behind your own TLS proxy, or turn on TLS (vllm-nginx:tls).",
     validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
-        if (args.type !== CONTAINER_TYPE) {
+        const open = clearTextPorts(args);
+        if (open.length === 0 || checksKeys(labelsOf(args.props))) {
             return;
         }
-        const labels = labelsOf(args.props);
-        if (labels.get(LABEL.role) !== "balancer" || labels.get(LABEL.tls) === "on") {
-            return;
-        }
-        const open = portsOf(args.props).filter((port) => !isLoopback(port.ip));
-        if (open.length === 0) {
-            return;
-        }
-        const keys = clientKeyCount(labels);
-        const secrets = keys > 0 ? `prompts, completions and the ${keys} client key${keys === 1 ? "" : "s"}` : "prompts and completions";
         reportViolation(
-            `the balancer publishes ${open.map(describePort).join(", ")} beyond the loopback without TLS (${LABEL.tls}=${labels.get(LABEL.tls) ?? "unset"}): ` +
-                `${secrets} cross the network in clear text. Publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy, or turn on TLS.`,
+            `the balancer publishes ${open.map(describePort).join(", ")} beyond the loopback without TLS (${LABEL.tls}=${labelsOf(args.props).get(LABEL.tls) ?? "unset"}): ` +
+                "prompts and completions cross the network in clear text. Publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy, or turn on TLS (vllm-nginx:tls).",
+        );
+    },
+};
+
+/**
+ * The balancer checks client keys on an address other hosts reach, without TLS: every request carries a
+ * key in clear text, and anyone on the path can take it and use the fleet under its name and limits.
+ */
+export const clientKeysNeedTls: ResourceValidationPolicy = {
+    name: "client-keys-need-tls",
+    description: "A balancer that checks client keys beyond the loopback terminates TLS.",
+    enforcementLevel: "mandatory",
+    remediationSteps: "Turn on TLS (vllm-nginx:tls, provided or self-signed), or publish the balancer on 127.0.0.1 (vllm-nginx:lbBind) behind your own TLS proxy.",
+    validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
+        const open = clearTextPorts(args);
+        if (open.length === 0 || !checksKeys(labelsOf(args.props))) {
+            return;
+        }
+        reportViolation(
+            `the balancer checks client keys (${LABEL.clientKeys}=on) on ${open.map(describePort).join(", ")} beyond the loopback without TLS: ` +
+                "every request carries its key in clear text, for anyone on the path to take. Turn on TLS (vllm-nginx:tls) or publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy.",
         );
     },
 };
@@ -209,4 +231,4 @@ export const startupTimeoutFitsModel: ResourceValidationPolicy = {
     },
 };
 
-export const policies = [noOpenReplicaPorts, publicBalancerNeedsTls, noMovingImageTags, oneReplicaPerGpu, startupTimeoutFitsModel];
+export const policies = [noOpenReplicaPorts, publicBalancerNeedsTls, clientKeysNeedTls, noMovingImageTags, oneReplicaPerGpu, startupTimeoutFitsModel];

@@ -37,6 +37,11 @@ export const DEFAULTS = {
     warmFirstReplica: true,
     restartPolicy: "unless-stopped" as RestartPolicy,
     maxUnavailable: 1,
+    exposeMetrics: false,
+    tlsMode: "off",
+    tlsHttp: "off",
+    tlsHttpPort: 80,
+    tlsHosts: ["localhost", "127.0.0.1"],
 } as const;
 
 /** Every key the program reads; anything else under the namespace is reported as unknown. */
@@ -80,13 +85,27 @@ export const CONFIG_KEYS = [
     "hosts",
     "balancerHost",
     "hostTls",
+    "clientKeys",
+    "tls",
+    "tlsCertificate",
+    "tlsKey",
+    "exposeMetrics",
 ] as const;
 
 /**
  * Keys read as secrets and never as plain values. Not declared in `Pulumi.yaml`: the CLI requires
  * every declared secret to be set, and these are optional.
  */
-export const SECRET_CONFIG_KEYS: readonly string[] = ["hfToken", "apiKey", "hostTls"];
+export const SECRET_CONFIG_KEYS: readonly string[] = ["hfToken", "apiKey", "hostTls", "clientKeys", "tlsCertificate", "tlsKey"];
+
+/** The secrets the replicas are created from: a change of one rolls the replicas. The others are the balancer's, a reload. */
+export const REPLICA_SECRET_KEYS: readonly string[] = ["hfToken", "apiKey"];
+
+/**
+ * Secret keys that must be stored encrypted: a plain value of one is a problem at preview. (`hfToken` and
+ * `apiKey` predate this check; `tlsCertificate` is public matter.)
+ */
+export const ENCRYPTED_CONFIG_KEYS: readonly string[] = ["clientKeys", "tlsKey", "hostTls"];
 
 /**
  * Whether a value counts as unset. `Pulumi.yaml` declares `""` and `[]` as the defaults of optional

@@ -7,6 +7,7 @@ import * as path from "path";
 import { parseMonitoringSettings } from "../monitoring/settings";
 import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../planning";
 import { defaultSubnet } from "../planning/subnet";
+import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
 import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } from "./settings";
@@ -17,8 +18,10 @@ import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } f
  *
  * @param stack the stack name, used as the prefix of every name on the Docker host.
  * @param dockerHost the `docker:host` config: the engine address of the `local` host, when set.
+ * @param secrets the secret keys' values, to be checked (and the public parts of them, such as client key
+ *   names, read); the settings returned hold no secret.
  */
-export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: string): FleetSettings {
+export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: string, secrets: SecretConfig = {}): FleetSettings {
     const read = new ConfigReader(raw);
 
     for (const key of Object.keys(raw)) {
@@ -130,6 +133,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         placement: placement.placement,
         rollout: { maxUnavailable: rollout.maxUnavailable },
         monitoring,
+        edge: readEdge(read, secrets, lbPort),
         engines: read.has("hosts") ? Object.fromEntries(hostEngines) : { [LOCAL_HOST]: dockerHost },
     };
 

@@ -25,8 +25,14 @@ function describe(problem: KeyProblem): string {
     return `${CONFIG_NAMESPACE}:${problem.key} = ${show(problem.value)}: ${problem.allowed}`;
 }
 
+/** Stands for a secret in a problem's value: the problem names where it is, never what it is. */
+export const SECRET_VALUE: unique symbol = Symbol("secret");
+
 function show(value: unknown): string {
-    return value === undefined ? "(not set)" : JSON.stringify(value);
+    if (value === undefined) {
+        return "(not set)";
+    }
+    return value === SECRET_VALUE ? "(secret)" : JSON.stringify(value, (_key, v: unknown) => (v === SECRET_VALUE ? "(secret)" : v));
 }
 
 export class ConfigReader {

@@ -99,6 +99,45 @@ export interface BalancerSettings {
     bind: string;
 }
 
+/** One client key the balancer accepts, without the key itself (that stays a secret output). */
+export interface ClientKeySettings {
+    /** Written to the access log and sent to the replica as `X-Client-Name`; the key never is. */
+    name: string;
+    /** Requests per second this key may make; unset: no rate limit. */
+    rps?: number;
+    /** Requests above `rps` answered at once before 429s start. Defaults to `rps` rounded up when `rps` is set. */
+    burst?: number;
+    /** Requests of this key in flight at once (streams count until they end); unset: no limit. */
+    concurrent?: number;
+}
+
+export type TlsMode = "off" | "self-signed" | "provided";
+export const TLS_MODES: readonly TlsMode[] = ["off", "self-signed", "provided"];
+
+export type PlainHttp = "off" | "redirect";
+export const PLAIN_HTTP: readonly PlainHttp[] = ["off", "redirect"];
+
+/** TLS at the balancer. */
+export interface TlsSettings {
+    /** `off`, `self-signed` (a pair made in the balancer's container, for dev) or `provided` (`tlsCertificate` and `tlsKey`). Defaults to `off`. */
+    mode: TlsMode;
+    /** With TLS on: plain HTTP is `off` (not published) or `redirect`ed to HTTPS. Defaults to `off`. */
+    http: PlainHttp;
+    /** Host port of plain HTTP when `http` is `redirect`. Defaults to 80. */
+    httpPort: number;
+    /** Names and addresses of the self-signed certificate. Defaults to `localhost` and `127.0.0.1`. */
+    hosts: string[];
+}
+
+/** What the balancer checks before any replica is chosen. */
+export interface EdgeSettings {
+    /** Client keys by name, with their limits; none: nginx checks no key (replicas may still check `apiKey`). */
+    clients: ClientKeySettings[];
+    tls: TlsSettings;
+    /** Serve a replica's `/metrics` through the balancer's public port. Defaults to false. */
+    exposeMetrics: boolean;
+}
+
 /** How replicas are replaced when their settings change. */
 export interface RolloutSettings {
     /** At most this many replicas out of rotation at once: a count, or a percentage such as `"25%"`. Defaults to 1. */
@@ -126,6 +165,8 @@ export interface FleetSettings {
     rollout: RolloutSettings;
     /** Prometheus, the nginx exporter and Grafana. Off unless the stack turns them on. */
     monitoring: MonitoringSettings;
+    /** Client keys, limits, TLS and what the public port refuses. */
+    edge: EdgeSettings;
     /**
      * The Docker engine address of each host by host name: for `local`, the `docker:host` config when set,
      * else unset (the provider then uses `DOCKER_HOST` or the local socket).
@@ -137,13 +178,24 @@ export interface FleetSettings {
 export interface FleetSecrets {
     /** Hugging Face token for gated models (`HF_TOKEN`). */
     hfToken?: pulumi.Output<string>;
-    /** Key clients must send as `Authorization: Bearer <key>` (`VLLM_API_KEY`). */
-    apiKey?: pulumi.Output<string>;
     /** TLS material of `tcp://` engines, by host name (`hostTls`): which hosts have some is known, the material is secret. */
     hostTls?: Record<string, pulumi.Output<{ ca: string; cert: string; key: string }>>;
     /**
-     * A digest of the secret values, known before anything is created, so that a change of a secret counts
-     * as a change of the replicas' settings when a rollout is planned. Defaults to none.
+     * Key every replica checks (`VLLM_API_KEY`). Without client keys, clients send it; with them, the
+     * balancer sends it to the replicas in place of the client's key.
+     */
+    apiKey?: pulumi.Output<string>;
+    /** `clientKeys` as JSON text: a list of `{name, key, rps?, burst?, concurrent?}`. */
+    clientKeys?: pulumi.Output<string>;
+    /** PEM certificate chain of the balancer (`tls.mode` `provided`). */
+    tlsCertificate?: pulumi.Output<string>;
+    /** PEM private key of `tlsCertificate`. */
+    tlsKey?: pulumi.Output<string>;
+    /**
+     * A digest of the replicas' secret values (`hfToken`, `apiKey`), known before anything is created, so
+     * that a change of one counts as a change of the replicas' settings when a rollout is planned. The
+     * balancer's secrets are not in it: a new client key or certificate is a reload, not a rollout.
+     * Defaults to none.
      */
     digest?: string;
 }

@@ -1,8 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
+import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import { createHash } from "crypto";
 import type { KeyProblem, PreviousDeployment } from "../planning";
 import { decodeConfigValue } from "./decode";
-import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS } from "./keys";
+import { CONFIG_NAMESPACE, ENCRYPTED_CONFIG_KEYS, REPLICA_SECRET_KEYS, SECRET_CONFIG_KEYS, isUnset } from "./keys";
 import { parseFleetConfig } from "./parse";
 import { FleetConfigError, type RawConfig } from "./reader";
 import type { FleetSecrets, FleetSettings } from "./settings";
@@ -14,19 +15,22 @@ import type { FleetSecrets, FleetSettings } from "./settings";
  */
 export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecrets } {
     const raw: RawConfig = {};
+    const secretValues: RawConfig = {};
     const prefix = `${CONFIG_NAMESPACE}:`;
     for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
-        if (fullKey.startsWith(prefix) && !SECRET_CONFIG_KEYS.includes(fullKey.slice(prefix.length))) {
-            raw[fullKey.slice(prefix.length)] = decodeConfigValue(value);
+        if (fullKey.startsWith(prefix)) {
+            const key = fullKey.slice(prefix.length);
+            (SECRET_CONFIG_KEYS.includes(key) ? secretValues : raw)[key] = decodeConfigValue(value);
         }
     }
     // The plain values of secrets are in the program's config already: they are checked here, and only
     // their digest and secret outputs leave this function.
     const all = pulumi.runtime.allConfig();
+    const unencrypted = ENCRYPTED_CONFIG_KEYS.filter((key) => !isUnset(secretValues[key]) && !isConfigSecret(`${prefix}${key}`));
     let settings: FleetSettings | undefined;
     const problems: KeyProblem[] = [];
     try {
-        settings = parseFleetConfig(raw, pulumi.getStack(), new pulumi.Config("docker").get("host"));
+        settings = parseFleetConfig(raw, pulumi.getStack(), new pulumi.Config("docker").get("host"), { values: secretValues, unencrypted });
     } catch (error) {
         if (!(error instanceof FleetConfigError)) {
             throw error;
@@ -40,13 +44,24 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
     }
     const config = new pulumi.Config(CONFIG_NAMESPACE);
     const digest = createHash("sha256")
-        .update(JSON.stringify(SECRET_CONFIG_KEYS.map((key) => all[`${prefix}${key}`] ?? null)))
+        .update(JSON.stringify(REPLICA_SECRET_KEYS.map((key) => all[`${prefix}${key}`] ?? null)))
         .digest("hex");
     const tlsText = all[`${prefix}hostTls`];
     const hostTls = tlsText
         ? Object.fromEntries(Object.keys(JSON.parse(tlsText) as object).map((host) => [host, config.requireSecretObject<Record<string, { ca: string; cert: string; key: string }>>("hostTls").apply((all) => all[host])]))
         : undefined;
-    return { settings, secrets: { hfToken: config.getSecret("hfToken"), apiKey: config.getSecret("apiKey"), hostTls, digest } };
+    return {
+        settings,
+        secrets: {
+            hfToken: config.getSecret("hfToken"),
+            apiKey: config.getSecret("apiKey"),
+            hostTls,
+            clientKeys: config.getSecret("clientKeys"),
+            tlsCertificate: config.getSecret("tlsCertificate"),
+            tlsKey: config.getSecret("tlsKey"),
+            digest,
+        },
+    };
 }
 
 /**
@@ -77,6 +92,11 @@ export function checkHostTls(value: string | undefined, hosts: unknown): KeyProb
         }
     }
     return problems;
+}
+
+/** Whether the CLI handed the program `fullKey` as a secret (a value or a structure with an encrypted part). */
+function isConfigSecret(fullKey: string): boolean {
+    return (runtimeConfig as unknown as { isConfigSecret(key: string): boolean }).isConfigSecret(fullKey);
 }
 
 /**

@@ -19,7 +19,7 @@ export const LABELS = {
     model: "vllm-nginx.model",
     /** How long a deploy waits for a replica's /health, in seconds. */
     startupTimeout: "vllm-nginx.startup-timeout",
-    /** The number of client keys the balancer checks. */
+    /** Whether the balancer checks client keys (`on` or `off`). */
     clientKeys: "vllm-nginx.client-keys",
     /** Whether the balancer terminates TLS (`on` or `off`). */
     tls: "vllm-nginx.tls",

@@ -1,16 +1,16 @@
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import type { BalancerSettings, ReplicaSettings } from "../config";
+import type { BalancerSettings, EdgeSettings, ReplicaSettings } from "../config";
 import { labelList } from "../docker/labels";
 import { lifecycle } from "../docker/lifecycle";
 import type { Engine } from "../docker/providers";
 import { envList } from "../docker/proxy";
 import { rolloutScript, runRolloutScript } from "../rollout/scripts";
 import { rotationEnvironment, type RotationTarget } from "../rollout/target";
+import { OPEN_EDGE_SETTINGS, edgeInstallCommand, edgeLabels, edgePorts, emptyEdgeBundle } from "../edge/wiring";
 import { applyTransform, type Transform } from "../transform";
 import { BALANCER_HEALTH_PROBE } from "./control";
-import { BALANCER_CONTAINER_PORT } from "./paths";
 import type { ConfigTemplate } from "./render";
 
 export interface NginxBalancerArgs {
@@ -24,6 +24,11 @@ export interface NginxBalancerArgs {
     publish: Pick<BalancerSettings, "port" | "bind">;
     /** The rendered config template (see `renderTemplate`); replicas join its rotation as they pass /health. */
     config: pulumi.Input<ConfigTemplate>;
+    /**
+     * The front door: its settings (ports, labels, the TLS mode) and its secret files as one secret text
+     * (`edgeSecretBundle`), installed before the config that reads them. Defaults to no keys and no TLS.
+     */
+    edge?: { settings: EdgeSettings; bundle: pulumi.Input<string> };
     /** Proxy variables for the container's environment. Defaults to none. */
     proxyEnv?: Record<string, string>;
     /** How the container stops and restarts: `stopGraceSeconds` (default 120) and `restartPolicy` (default `unless-stopped`). */
@@ -44,6 +49,8 @@ export class NginxBalancer extends pulumi.ComponentResource {
     /** The id of the config template, known once the install command has seen nginx serve it. */
     readonly configId: pulumi.Output<string>;
     readonly container: docker.Container;
+    /** Installs the front door's secret files (client keys, the replicas' key, a TLS pair) and reloads. */
+    readonly installEdge: command.local.Command;
     readonly installConfig: command.local.Command;
     /** What replicas need to join and leave this balancer's rotation. */
     readonly rotation: RotationTarget;
@@ -52,6 +59,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
         super("vllm-nginx:balancer:NginxBalancer", name, {}, opts);
         const childOpts = { parent: this, provider: args.engine?.provider };
         const config = pulumi.output(args.config);
+        const edge = args.edge?.settings ?? OPEN_EDGE_SETTINGS;
 
         this.container = new docker.Container(
             ...applyTransform(
@@ -62,7 +70,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
                     image: args.image,
                     envs: envList(args.proxyEnv ?? {}),
                     networksAdvanced: [{ name: args.networkName, aliases: ["nginx-lb"] }],
-                    ports: [{ internal: BALANCER_CONTAINER_PORT, external: args.publish.port, ip: args.publish.bind }],
+                    ports: edgePorts(edge, args.publish),
                     // SIGQUIT is nginx's graceful shutdown: open requests are finished first.
                     stopSignal: "SIGQUIT",
                     ...lifecycle({
@@ -74,7 +82,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
                         waitSeconds: 120,
                         restartPolicy: args.lifecycle.restartPolicy,
                         stopGraceSeconds: args.lifecycle.stopGraceSeconds,
-                        extraLabels: labelList({ clientKeys: "0", tls: "off" }),
+                        extraLabels: labelList(edgeLabels(edge)),
                     }),
                     // The config command waits for nginx to answer, sooner than Docker's first healthcheck: a new
                     // balancer (a new image) serves again within a second or two of its start.
@@ -86,6 +94,20 @@ export class NginxBalancer extends pulumi.ComponentResource {
         this.containerName = this.container.name;
 
         const own: RotationTarget = { container: this.container.name, engine: args.engine, installed: this.container };
+        // The key maps, the replicas' key and the TLS pair, before the config that includes them; again on a
+        // new container, whose files start empty. A change of keys or certificate is a reload.
+        const install = edgeInstallCommand(edge, rotationEnvironment(own));
+        this.installEdge = new command.local.Command(
+            `${name}-edge`,
+            {
+                create: install.create,
+                update: install.create,
+                stdin: pulumi.secret(args.edge?.bundle ?? emptyEdgeBundle()),
+                environment: install.environment,
+                triggers: [this.container.id],
+            },
+            { parent: this, dependsOn: [this.container], additionalSecretOutputs: ["stdout", "stderr"] },
+        );
         this.installConfig = new command.local.Command(
             `${name}-config`,
             {
@@ -96,7 +118,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
                 // A new container starts from the image's bootstrap config: install the config again.
                 triggers: [this.container.id],
             },
-            { parent: this, dependsOn: [this.container] },
+            { parent: this, dependsOn: [this.container, this.installEdge] },
         );
         this.configId = pulumi.all([config.id, this.installConfig.stdout]).apply(([id]) => id);
         this.rotation = { container: this.container.name, engine: args.engine, installed: this.installConfig };

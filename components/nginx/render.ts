@@ -6,6 +6,7 @@
 import { createHash } from "crypto";
 import type { Balancer, BalancerSettings } from "../config";
 import { nginxSeconds } from "../config/units";
+import { EDGE_LOG_FIELDS, OPEN_EDGE, edgeHttpLines, edgeListenLines, edgePlainServerLines, edgeProxyLines, edgeServerLines, type EdgeConfig } from "../edge/render";
 
 /** Path of the balancer's own health endpoint; it answers even when every replica is down. */
 export const BALANCER_HEALTH_PATH = "/nginx-health";
@@ -44,6 +45,12 @@ export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind"> 
     accessLog?: string;
     /** Written into the header comment only. */
     stack?: string;
+    /**
+     * Client keys and their limits, TLS, and what the public port refuses (see `components/edge`). With TLS,
+     * the public server listens on `edge.tls.listen` and `listen` keeps the health endpoint for probes.
+     * Defaults to no keys, no TLS, `/metrics` refused.
+     */
+    edge?: EdgeConfig;
 }
 
 /** A rendered `conf.d` file and its id, a short content hash that the health endpoint serves. */
@@ -104,9 +111,12 @@ export function fillTemplate(template: string, states: Record<string, UpstreamSt
             .split(`{{note:${name}}}`)
             .join(state === "active" ? "" : state === "draining" ? " (draining)" : " (out of rotation)");
     }
+    // Every occurrence, as the balancer's sed does line by line: with TLS two servers report the rotation.
     return text
-        .replace("{{in}}", names.filter((n) => states[n] === "active").join(","))
-        .replace("{{out}}", names.filter((n) => states[n] !== "active").join(","));
+        .split("{{in}}")
+        .join(names.filter((n) => states[n] === "active").join(","))
+        .split("{{out}}")
+        .join(names.filter((n) => states[n] !== "active").join(","));
 }
 
 /** Renders the template of the `conf.d` file (see `ConfigTemplate`). */
@@ -125,6 +135,15 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
     });
     const balancerDirective = BALANCER_DIRECTIVES[config.method];
     const accessLog = config.accessLog ?? "/dev/stdout";
+    const accessLogLine = accessLog === "off" ? "off" : `${accessLog} vllm_nginx`;
+    const edge = config.edge ?? OPEN_EDGE;
+    const health = [
+        `    location = ${BALANCER_HEALTH_PATH} {`,
+        "        access_log off;",
+        "        default_type text/plain;",
+        `        return 200 "ok ${CONFIG_ID_PLACEHOLDER} in={{in}} out={{out}}\\n";`,
+        "    }",
+    ];
 
     const text = [
         `# vllm-nginx balancer${config.stack ? ` for stack "${config.stack}"` : ""}; config ${CONFIG_ID_PLACEHOLDER}.`,
@@ -134,8 +153,10 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         "log_format vllm_nginx '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent '",
         "                      'upstream=$upstream_addr upstream_status=$upstream_status '",
         "                      'request_time=$request_time upstream_connect=$upstream_connect_time '",
-        "                      'upstream_header=$upstream_header_time';",
+        "                      'upstream_header=$upstream_header_time '",
+        `                      '${EDGE_LOG_FIELDS}';`,
         "",
+        ...edgeHttpLines(edge),
         "upstream vllm_backend {",
         // Shared by all workers: in-flight counts (least_conn) and failures (max_fails) are per fleet,
         // not per worker process.
@@ -148,17 +169,13 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         "}",
         "",
         "server {",
-        `    listen ${config.listen};`,
+        ...edgeListenLines(edge, config.listen),
         "    server_tokens off;",
-        `    access_log ${accessLog === "off" ? "off" : `${accessLog} vllm_nginx`};`,
+        `    access_log ${accessLogLine};`,
         `    client_max_body_size ${nginxBytes(config.maxBodyBytes)};`,
         "    client_body_buffer_size 1m;",
-        "",
-        `    location = ${BALANCER_HEALTH_PATH} {`,
-        "        access_log off;",
-        "        default_type text/plain;",
-        `        return 200 "ok ${CONFIG_ID_PLACEHOLDER} in={{in}} out={{out}}\\n";`,
-        "    }",
+        ...edgeServerLines(edge),
+        ...health,
         "",
         "    location / {",
         "        proxy_pass http://vllm_backend;",
@@ -183,9 +200,11 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         `        proxy_next_upstream_tries ${config.upstreams.length};`,
         // When the client goes away, nginx closes the upstream connection, and vLLM aborts the request.
         "        proxy_ignore_client_abort off;",
+        ...edgeProxyLines(edge),
         "    }",
         "}",
         "",
+        ...edgePlainServerLines(edge, config.listen, accessLogLine, health),
         "# nginx's own counters, for the metrics exporter on the fleet's network; this port is not published.",
         "server {",
         `    listen ${config.statusListen};`,

@@ -17,7 +17,12 @@ export const ENGINE_TLS_SCRIPT = read("engine-tls.sh");
 
 /** A rollout script with the functions it uses, for the `ROLLOUT_SH` environment variable. */
 export function rolloutScript(script: RolloutScript): string {
-    return `${ENGINE_TLS_SCRIPT}\n${read("common.sh")}\n${read(`${script}.sh`)}`;
+    return withRolloutFunctions(read(`${script}.sh`));
+}
+
+/** A script of another module with the rollout scripts' functions (reaching the balancer on its engine, `lb`, `retry`). */
+export function withRolloutFunctions(script: string): string {
+    return `${ENGINE_TLS_SCRIPT}\n${read("common.sh")}\n${script}`;
 }
 
 /** The command line that runs the script in `ROLLOUT_SH`: short, so that an error shows what failed, not the script. */

@@ -61,7 +61,7 @@ export function replica(
 }
 
 /** The nginx container. */
-export function balancer(opts: { ip?: string; clientKeys?: number; tls?: "on" | "off"; port?: number } = {}): SyntheticResource {
+export function balancer(opts: { ip?: string; clientKeys?: boolean; tls?: "on" | "off"; port?: number } = {}): SyntheticResource {
     return {
         type: CONTAINER_TYPE,
         name: "fleet-lb-container",
@@ -72,7 +72,7 @@ export function balancer(opts: { ip?: string; clientKeys?: number; tls?: "on" | 
             labels: labelList({
                 "vllm-nginx.stack": "test",
                 "vllm-nginx.role": "balancer",
-                "vllm-nginx.client-keys": opts.clientKeys === undefined ? undefined : String(opts.clientKeys),
+                "vllm-nginx.client-keys": opts.clientKeys === undefined ? undefined : opts.clientKeys ? "on" : "off",
                 "vllm-nginx.tls": opts.tls,
             }),
         },

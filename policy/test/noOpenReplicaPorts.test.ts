@@ -20,7 +20,7 @@ describe("no-open-replica-ports (mandatory)", () => {
     it("fires for each replica published on 0.0.0.0 while the balancer checks no key", async () => {
         const vllm0 = replica("vllm0", { ip: "0.0.0.0" });
         const vllm1 = replica("vllm1", { ip: "127.0.0.1", port: 8082 });
-        const violations = await checkStack(noOpenReplicaPorts, [vllm0, vllm1, balancer({ clientKeys: 0 })]);
+        const violations = await checkStack(noOpenReplicaPorts, [vllm0, vllm1, balancer({ clientKeys: false })]);
         expect(violations).toHaveLength(1);
         expect(violations[0].urn).toBe(urnOf(vllm0));
         expect(violations[0].message).toContain("replica vllm0 publishes 0.0.0.0:8081 beyond the loopback while the balancer checks no client key");
@@ -42,6 +42,6 @@ describe("no-open-replica-ports (mandatory)", () => {
     });
 
     it("does not fire once client keys guard the balancer", async () => {
-        expect(await checkStack(noOpenReplicaPorts, [replica("vllm0", { ip: "0.0.0.0" }), balancer({ clientKeys: 2 })])).toEqual([]);
+        expect(await checkStack(noOpenReplicaPorts, [replica("vllm0", { ip: "0.0.0.0" }), balancer({ clientKeys: true })])).toEqual([]);
     });
 });

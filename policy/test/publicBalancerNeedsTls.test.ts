@@ -14,9 +14,10 @@ describe("public-balancer-needs-tls (advisory)", () => {
         ]);
     });
 
-    it("names the client keys that would travel in clear text", async () => {
-        const [violation] = await checkResource(publicBalancerNeedsTls, balancer({ ip: "0.0.0.0", clientKeys: 3 }));
-        expect(violation.message).toContain("(vllm-nginx.tls=unset): prompts, completions and the 3 client keys cross the network in clear text");
+    it("leaves a balancer that checks client keys to client-keys-need-tls", async () => {
+        expect(await checkResource(publicBalancerNeedsTls, balancer({ ip: "0.0.0.0", clientKeys: true }))).toEqual([]);
+        const [violation] = await checkResource(publicBalancerNeedsTls, balancer({ ip: "0.0.0.0", clientKeys: false }));
+        expect(violation.message).toContain("(vllm-nginx.tls=unset): prompts and completions cross the network in clear text");
     });
 
     it("does not fire with TLS on, or on the loopback", async () => {

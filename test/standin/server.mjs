@@ -1470,10 +1470,19 @@ async function main(options, write) {
         if (raw === "too-large") {
             return sendError(res, 413, "BadRequestError", `request body larger than the stand-in's limit of ${MAX_BODY_BYTES} bytes`);
         }
+        /** @type {string} */
+        let decoded;
+        try {
+            decoded = new TextDecoder("utf-8", { fatal: true }).decode(raw);
+        } catch {
+            // FastAPI: a body json.loads cannot decode is not a JSONDecodeError but HTTPException(400), which
+            // vLLM's handler renders with the status phrase as its type.
+            return sendError(res, 400, "Bad Request", "There was an error parsing the body");
+        }
         /** @type {any} */
         let body;
         try {
-            body = JSON.parse(raw.toString("utf8"));
+            body = JSON.parse(decoded);
         } catch (err) {
             return sendError(res, 400, "BadRequestError", `JSON decode error: ${/** @type {Error} */ (err).message}`);
         }

@@ -2,9 +2,11 @@
  * What the integration tier, the end-to-end tier and the benchmark share: waiting, an HTTP/SSE client,
  * stand-in vLLM servers, the real nginx, Prometheus text and percentiles.
  */
+export * from "./edge";
 export * from "./http";
 export * from "./nginx";
 export * from "./prometheus";
 export * from "./standin";
 export * from "./stats";
+export * from "./tls";
 export * from "./wait";

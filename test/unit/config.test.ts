@@ -1,7 +1,8 @@
-import { describe, expect, it } from "vitest";
-import { FleetConfigError, RawConfig, parseFleetConfig } from "../../components/config";
+import { describe, expect, it, vi } from "vitest";
+import { FleetConfigError, RawConfig, parseFleetConfig, type SecretConfig } from "../../components/config";
 import { DEFAULTS } from "../../components/config/keys";
 import { defaultSubnet } from "../../components/planning/subnet";
+import { makeCertificate } from "../support/tls";
 
 const CPU: RawConfig = { model: "Qwen/Qwen2.5-0.5B-Instruct", backend: "cpu", replicas: "2" };
 const GPU: RawConfig = { model: "meta-llama/Llama-2-7b-chat-hf", gpus: ["0", "1"] };
@@ -140,5 +141,105 @@ describe("defaults", () => {
     it("derives different subnets for different stacks", () => {
         expect(defaultSubnet("dev")).not.toBe(defaultSubnet("prod"));
         expect(defaultSubnet("dev")).toMatch(/^172\.29\.\d{1,3}\.0\/24$/);
+    });
+});
+
+describe("the front door's config: client keys, limits, TLS", () => {
+    const ALICE = "alice-key-0123456789+/=";
+    const BOB = "bob-key-abcdefghijklmnop";
+    const pair = makeCertificate();
+    const other = makeCertificate();
+
+    function problemsWith(raw: RawConfig, secrets: SecretConfig): string {
+        try {
+            parseFleetConfig({ ...GPU, ...raw }, "test", undefined, secrets);
+        } catch (error) {
+            expect(error).toBeInstanceOf(FleetConfigError);
+            return (error as Error).message;
+        }
+        throw new Error(`expected ${JSON.stringify(raw)} to be rejected`);
+    }
+
+    // [case, plain config, secret values, key, value as shown, what is allowed]
+    const table: [string, RawConfig, RawConfig, string, string, RegExp][] = [
+        ["clientKeys not a list", {}, { clientKeys: { name: "alice", key: ALICE } }, "clientKeys", "(secret)", /a list of \{name, key, rps\?, burst\?, concurrent\?\}/],
+        ["an entry that is not an object", {}, { clientKeys: [ALICE] }, "clientKeys[0]", "(secret)", /a list of \{name, key/],
+        ["a name with a space", {}, { clientKeys: [{ name: "alice smith", key: ALICE }] }, "clientKeys[0].name", '"alice smith"', /a name of up to 64 letters, digits/],
+        ["a name nginx reads as its own word", {}, { clientKeys: [{ name: "default", key: ALICE }] }, "clientKeys[0].name", '"default"', /a name other than default, hostnames, include, volatile/],
+        ["two names that differ in case only", {}, { clientKeys: [{ name: "alice", key: ALICE }, { name: "Alice", key: BOB }] }, "clientKeys[1].name", '"Alice"', /names are unique \(letter case aside\): clientKeys\[0\]/],
+        ["a key too short", {}, { clientKeys: [{ name: "alice", key: "short" }] }, "clientKeys[0].key", "(secret)", /required: a bearer token of 16 to 256 characters/],
+        ["a key with a quote", {}, { clientKeys: [{ name: "alice", key: 'alice"key-0123456789' }] }, "clientKeys[0].key", "(secret)", /letters, digits and - \. _ ~ \+ \/ =/],
+        ["a missing key", {}, { clientKeys: [{ name: "alice" }] }, "clientKeys[0].key", "(not set)", /required/],
+        ["the same key twice", {}, { clientKeys: [{ name: "alice", key: ALICE }, { name: "bob", key: ALICE }] }, "clientKeys[1].key", "(secret)", /keys are unique: clientKeys\[0\] has the same key/],
+        ["a misspelt field (which may hold the key)", {}, { clientKeys: [{ name: "alice", kye: ALICE }] }, "clientKeys[0].kye", "(secret)", /not a field of a client key; its fields are name, key, rps, burst, concurrent/],
+        ["a rate of 0", {}, { clientKeys: [{ name: "alice", key: ALICE, rps: 0 }] }, "clientKeys[0].rps", "0", /above 0/],
+        ["a rate nginx cannot count", {}, { clientKeys: [{ name: "alice", key: ALICE, rps: 0.33 }] }, "clientKeys[0].rps", "0.33", /a whole number per minute \(0\.5 is 30 a minute\)/],
+        ["a rate that is not a number", {}, { clientKeys: [{ name: "alice", key: ALICE, rps: "fast" }] }, "clientKeys[0].rps", '"fast"', /requests per second/],
+        ["a burst without a rate", {}, { clientKeys: [{ name: "alice", key: ALICE, burst: 5 }] }, "clientKeys[0].burst", "5", /only together with rps/],
+        ["a negative burst", {}, { clientKeys: [{ name: "alice", key: ALICE, rps: 5, burst: -1 }] }, "clientKeys[0].burst", "-1", /a whole number from 0 to 1000000/],
+        ["no request at once", {}, { clientKeys: [{ name: "alice", key: ALICE, concurrent: 0 }] }, "clientKeys[0].concurrent", "0", /a whole number from 1 to 1000000/],
+        ["clientKeys in plain text in the stack file", {}, { clientKeys: [{ name: "alice", key: ALICE }] }, "clientKeys", "(secret)", /stored in plain text in the stack file: set it with `pulumi config set --secret/],
+        ["a replica key the balancer cannot send", {}, { clientKeys: [{ name: "alice", key: ALICE }], apiKey: "has space" }, "apiKey", "(secret)", /with clientKeys, the balancer sends it to the replicas: a bearer token/],
+        ["an unknown TLS mode", { tls: "on" }, {}, "tls.mode", '"on"', /one of "off", "self-signed", "provided"/],
+        ["tls not an object", { tls: ["self-signed"] }, {}, "tls", '["self-signed"]', /an object \{mode, http\?, httpPort\?, hosts\?\}/],
+        ["an unknown TLS field", { tls: { mode: "self-signed", redirect: true } }, {}, "tls.redirect", "true", /not a field of tls; its fields are mode, http, httpPort, hosts/],
+        ["a redirect without TLS", { tls: { http: "redirect" } }, {}, "tls.http", '"redirect"', /only with tls.mode "self-signed" or "provided"/],
+        ["an unknown plain HTTP choice", { tls: { mode: "self-signed", http: "upgrade" } }, {}, "tls.http", '"upgrade"', /one of "off", "redirect"/],
+        ["a redirect port that is lbPort", { lbPort: "8443", tls: { mode: "self-signed", http: "redirect", httpPort: 8443 } }, {}, "tls.httpPort", "8443", /a port other than lbPort \(8443\)/],
+        ["a redirect port without a redirect", { tls: { mode: "self-signed", httpPort: 8080 } }, {}, "tls.httpPort", "8080", /only with tls.http "redirect"/],
+        ["a certificate name that is neither a host nor an address", { tls: { mode: "self-signed", hosts: ["localhost", "bad host"] } }, {}, "tls.hosts", '["localhost","bad host"]', /"bad host" is neither/],
+        ["hosts with a provided certificate", { tls: { mode: "provided", hosts: ["localhost"] } }, { tlsCertificate: pair.certificate, tlsKey: pair.privateKey }, "tls.hosts", '["localhost"]', /only with tls.mode "self-signed"/],
+        ["provided without a certificate", { tls: "provided" }, { tlsKey: pair.privateKey }, "tlsCertificate", "(not set)", /required with tls.mode "provided": the PEM certificate chain/],
+        ["provided without a key", { tls: "provided" }, { tlsCertificate: pair.certificate }, "tlsKey", "(not set)", /required with tls.mode "provided": the PEM private key/],
+        ["a certificate without TLS provided", { tls: "self-signed" }, { tlsCertificate: pair.certificate }, "tlsCertificate", "(secret)", /only with tls.mode "provided"/],
+        ["a certificate that is not PEM", { tls: "provided" }, { tlsCertificate: "not a certificate", tlsKey: pair.privateKey }, "tlsCertificate", "(secret)", /a PEM certificate/],
+        ["a key that is not PEM", { tls: "provided" }, { tlsCertificate: pair.certificate, tlsKey: "not a key" }, "tlsKey", "(secret)", /a PEM private key without a passphrase/],
+        ["the key of another certificate", { tls: "provided" }, { tlsCertificate: pair.certificate, tlsKey: other.privateKey }, "tlsKey", "(secret)", /the private key of tlsCertificate \(CN=vllm-nginx test\); this key belongs to another certificate/],
+        ["exposeMetrics not a boolean", { exposeMetrics: "yes" }, {}, "exposeMetrics", '"yes"', /true or false/],
+    ];
+
+    it.each(table)("%s", (what, raw, values, key, shown, allowed) => {
+        const message = problemsWith(raw, { values, unencrypted: what.includes("plain text") ? ["clientKeys"] : [] });
+        const line = message.split("\n").find((l) => l.includes(`vllm-nginx:${key} = ${shown}:`));
+        expect(line, message).toBeDefined();
+        expect(line).toMatch(allowed);
+        // No problem ever shows a secret: not a key, not a line of a PEM.
+        for (const secret of [ALICE, BOB, 'alice"key-0123456789', "has space", ...[pair, other].flatMap((p) => p.privateKey.split("\n").filter((l) => l.length > 20 && !l.startsWith("-----")))]) {
+            expect(message).not.toContain(secret);
+        }
+    });
+
+    it("refuses an expired certificate", () => {
+        vi.useFakeTimers({ toFake: ["Date"] });
+        try {
+            vi.setSystemTime(Date.now() + 5 * 86400_000); // the test pair is valid for 2 days
+            const message = problemsWith({ tls: "provided" }, { values: { tlsCertificate: pair.certificate, tlsKey: pair.privateKey } });
+            expect(message).toMatch(/vllm-nginx:tlsCertificate = \(secret\): a certificate that has not expired; this one expired on /);
+        } finally {
+            vi.useRealTimers();
+        }
+    });
+
+    it("reads names and limits, never keys, and applies the defaults", () => {
+        const s = parseFleetConfig({ ...GPU, tls: "self-signed" }, "t", undefined, {
+            values: { clientKeys: [{ name: "alice", key: ALICE, rps: 5, concurrent: 4 }, { name: "ci", key: BOB, rps: "0.5" }, { name: "ops", key: "ops-key-0123456789abcdef" }] },
+        });
+        expect(s.edge.clients).toEqual([
+            { name: "alice", rps: 5, burst: 5, concurrent: 4 },
+            { name: "ci", rps: 0.5, burst: 1, concurrent: undefined },
+            { name: "ops", rps: undefined, burst: undefined, concurrent: undefined },
+        ]);
+        expect(JSON.stringify(s)).not.toContain(ALICE);
+        expect(s.edge.tls).toEqual({ mode: "self-signed", http: "off", httpPort: 80, hosts: ["localhost", "127.0.0.1"] });
+        expect(s.edge.exposeMetrics).toBe(false);
+    });
+
+    it("defaults to no keys, no TLS, /metrics refused", () => {
+        expect(parseFleetConfig(GPU, "t").edge).toEqual({ clients: [], tls: { mode: "off", http: "off", httpPort: 80, hosts: ["localhost", "127.0.0.1"] }, exposeMetrics: false });
+    });
+
+    it("accepts a provided pair that belongs together", () => {
+        const s = parseFleetConfig({ ...GPU, tls: { mode: "provided", http: "redirect", httpPort: "8080" } }, "t", undefined, { values: { tlsCertificate: pair.certificate, tlsKey: pair.privateKey } });
+        expect(s.edge.tls).toMatchObject({ mode: "provided", http: "redirect", httpPort: 8080 });
     });
 });

@@ -19,11 +19,12 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
         // vLLM, nginx, Prometheus, the nginx exporter.
         expect(count("docker:index/remoteImage:RemoteImage")).toBe(4);
         expect(count("docker:index/container:Container")).toBe(5);
-        // The check that the engine answers, the config install, one rotation member per replica, one rollout
-        // step per replica (maxUnavailable 1), and Prometheus's config.
+        // The check that the engine answers, the front door's files and the config install, one rotation member
+        // per replica, one rollout step per replica (maxUnavailable 1), and Prometheus's config.
         expect(ofType(resources, "command:local:Command").map((c) => c.name).sort()).toEqual([
             "fleet-engine",
             "fleet-lb-config",
+            "fleet-lb-edge",
             "fleet-monitoring-prometheus-config",
             "fleet-rollout-0-step",
             "fleet-rollout-1-step",
@@ -130,7 +131,7 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
 
     it("installs the config template as soon as the balancer runs, and again for a new balancer container", () => {
         const install = ofType(resources, "command:local:Command").find((c) => c.name === "fleet-lb-config")!;
-        expect(install.dependsOn).toContain("fleet-lb-container");
+        expect(install.dependsOn).toEqual(expect.arrayContaining(["fleet-lb-container", "fleet-lb-edge"]));
         expect(install.dependsOn.filter((d) => d.includes("vllm")), "it does not wait for any replica").toEqual([]);
         expect(install.inputs.stdin).toContain("server 172.29.10.10:8000 max_fails=3 fail_timeout=30s{{down:vllm0}};  # vllm0{{note:vllm0}}");
         expect(install.inputs.stdin).toContain("# vllm-nginx:replica vllm1 172.29.10.11:8000");

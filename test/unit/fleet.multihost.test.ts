@@ -26,6 +26,18 @@ describe("multihost stack resource graph (three GPU hosts over ssh)", () => {
         expect(lb.provider).toBe("fleet-gpu-a-docker-gpu-a");
     });
 
+    it("guards the replicas that are on the network with client keys over TLS at the balancer, installed on gpu-a's engine", () => {
+        const lb = containers().find((c) => c.inputs.name === "multihost-nginx-lb")!;
+        const labels = Object.fromEntries(lb.inputs.labels.map((l: any) => [l.label, l.value]));
+        expect(labels).toMatchObject({ "vllm-nginx.client-keys": "on", "vllm-nginx.tls": "on" });
+        expect(lb.inputs.ports).toEqual([{ internal: 443, external: 8000, ip: "0.0.0.0" }]);
+        const edge = ofType(resources, "command:local:Command").find((c) => c.name === "fleet-lb-edge")!;
+        expect(edge.secretInputs).toContain("stdin");
+        expect(edge.inputs.environment).toMatchObject({ LB_ENGINE: "ssh://deploy@gpu-a.example.internal", TLS_MODE: "self-signed", TLS_NAMES: "DNS:gpu-a.example.internal" });
+        expect(edge.inputs.stdin).toMatch(/^"~\^\(\?i:bearer\)\[ \\t\]\+mock-secret-[0-9a-f]{24}\[ \\t\]\*\$" team-a;$/m);
+        expect(outputs.endpoint).toBe("https://gpu-a.example.internal:8000");
+    });
+
     it("builds the vLLM image on each host and the balancer's only on gpu-a", () => {
         const images = ofType(resources, "docker:index/remoteImage:RemoteImage").map((i) => [i.name, i.provider]);
         expect(images).toEqual(

@@ -2,6 +2,7 @@
  * Runs the program under Pulumi's mocks for one of the repo's stacks and records every resource the
  * program registers: its type, inputs and the resources it depends on. No engine, no Docker.
  */
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as yaml from "js-yaml";
 import * as path from "path";
@@ -22,11 +23,46 @@ export interface RecordedResource {
     provider?: string;
 }
 
-/** Stack config as the CLI hands it to the program: project defaults, then the stack file's values. */
+function stackFileValues(stack: string): Record<string, unknown> {
+    const stackFile = path.join(REPO, `Pulumi.${stack}.yaml`);
+    return fs.existsSync(stackFile) ? ((yaml.load(fs.readFileSync(stackFile, "utf8")) as { config?: Record<string, unknown> }).config ?? {}) : {};
+}
+
+/** `{secure: <ciphertext>}` parts of a stack file's value, in place of which the program gets a stand-in plain value. */
+function isSecure(value: unknown): value is { secure: string } {
+    return typeof value === "object" && value !== null && typeof (value as { secure?: unknown }).secure === "string" && Object.keys(value).length === 1;
+}
+
+/** A value with each encrypted part replaced by a stand-in (a bearer token derived from the ciphertext), as the CLI would decrypt it. */
+function decryptStandIn(value: unknown): unknown {
+    if (isSecure(value)) {
+        return `mock-secret-${createHash("sha256").update(value.secure).digest("hex").slice(0, 24)}`;
+    }
+    if (Array.isArray(value)) {
+        return value.map(decryptStandIn);
+    }
+    if (typeof value === "object" && value !== null) {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, decryptStandIn(v)]));
+    }
+    return value;
+}
+
+/** The keys of a stack file with an encrypted part: the CLI hands them to the program as secrets. */
+export function stackSecretKeys(stack: string): string[] {
+    const hasSecure = (value: unknown): boolean =>
+        isSecure(value) || (Array.isArray(value) ? value.some(hasSecure) : typeof value === "object" && value !== null && Object.values(value).some(hasSecure));
+    return Object.entries(stackFileValues(stack))
+        .filter(([, value]) => hasSecure(value))
+        .map(([key]) => (key.includes(":") ? key : `vllm-nginx:${key}`));
+}
+
+/**
+ * Stack config as the CLI hands it to the program: project defaults, then the stack file's values (an
+ * encrypted part as a stand-in plain value; see `stackSecretKeys`).
+ */
 export function stackConfig(stack: string, overrides: Record<string, unknown> = {}): Record<string, string> {
     const project = yaml.load(fs.readFileSync(path.join(REPO, "Pulumi.yaml"), "utf8")) as { config: Record<string, { default?: unknown }> };
-    const stackFile = path.join(REPO, `Pulumi.${stack}.yaml`);
-    const values = fs.existsSync(stackFile) ? ((yaml.load(fs.readFileSync(stackFile, "utf8")) as { config?: Record<string, unknown> }).config ?? {}) : {};
+    const values = decryptStandIn(stackFileValues(stack)) as Record<string, unknown>;
     const config: Record<string, string> = {};
     const put = (key: string, value: unknown) => {
         config[key] = typeof value === "string" ? value : JSON.stringify(value);
@@ -55,7 +91,7 @@ export async function runProgram(
 ) {
     const resources: RecordedResource[] = [];
 
-    pulumi.runtime.setAllConfig(stackConfig(stack, overrides), secretKeys);
+    pulumi.runtime.setAllConfig(stackConfig(stack, overrides), [...secretKeys, ...stackSecretKeys(stack)]);
     await pulumi.runtime.setMocks(
         {
             newResource(args) {
