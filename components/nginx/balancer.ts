@@ -8,6 +8,7 @@ import type { Engine } from "../docker/providers";
 import { envList } from "../docker/proxy";
 import { rolloutScript, runRolloutScript } from "../rollout/scripts";
 import { rotationEnvironment, type RotationTarget } from "../rollout/target";
+import { EDGE_DIR } from "../edge/render";
 import { OPEN_EDGE_SETTINGS, edgeInstallCommand, edgeLabels, edgePorts, emptyEdgeBundle } from "../edge/wiring";
 import { applyTransform, type Transform } from "../transform";
 import { BALANCER_HEALTH_PROBE } from "./control";
@@ -61,6 +62,10 @@ export class NginxBalancer extends pulumi.ComponentResource {
         const config = pulumi.output(args.config);
         const edge = args.edge?.settings ?? OPEN_EDGE_SETTINGS;
 
+        // The front door's files outlive a container replaced for a new image: a self-signed certificate
+        // clients trust stays the same. The edge install writes them again all the same.
+        const edgeFiles = new docker.Volume(`${name}-edge`, { name: `${args.prefix}-nginx-edge`, labels: labelList({ stack: args.prefix }) }, childOpts);
+
         this.container = new docker.Container(
             ...applyTransform(
                 args.transform?.container,
@@ -71,6 +76,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
                     envs: envList(args.proxyEnv ?? {}),
                     networksAdvanced: [{ name: args.networkName, aliases: ["nginx-lb"] }],
                     ports: edgePorts(edge, args.publish),
+                    volumes: [{ volumeName: edgeFiles.name, containerPath: EDGE_DIR }],
                     // SIGQUIT is nginx's graceful shutdown: open requests are finished first.
                     stopSignal: "SIGQUIT",
                     ...lifecycle({

@@ -6,17 +6,20 @@
  * default: they abort what they serve on SIGTERM and exit when their engine dies.
  */
 import * as fs from "fs";
-import * as http from "http";
+import * as http2 from "http2";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PrometheusApi, sleep, waitFor } from "../support";
+import { PrometheusApi, request, sleep, stream, waitFor, type Response } from "../support";
 import { dashboardQueries } from "../../components/monitoring/dashboard";
 import { execFile } from "child_process";
-import { E2eStack, REPO, RotationSampler, checkDockerPrerequisites, docker, followLogs, leftovers, removeLeftovers, rotation } from "./harness";
-import { API_KEY, AUTH, LoadCounts, SteadyLoad, chunks, streamCompletion } from "./load";
+import { E2eStack, REPO, RotationSampler, balancerCertificate, checkDockerPrerequisites, docker, followLogs, leftovers, removeLeftovers, rotation } from "./harness";
+import { ALICE_KEY, API_KEY, BOB_KEY, LoadCounts, SteadyLoad, chunks, streamCompletion, type Front } from "./load";
 
+/** HTTPS, the public port. */
 const LB_PORT = 18000;
+/** Plain HTTP: redirected to HTTPS, and the health endpoint the rollout scripts and this test read. */
+const HEALTH_PORT = 18080;
 const PROMETHEUS = new PrometheusApi("http://127.0.0.1:19090");
 const MODEL = "tiny-chat";
 const SECRET = "hf_e2e_secret_value_never_in_state";
@@ -58,25 +61,37 @@ async function args(container: string): Promise<string[]> {
     return JSON.parse(await docker(["inspect", "-f", "{{json .Args}}", container])) as string[];
 }
 
-function get(pathname: string, headers: http.OutgoingHttpHeaders = AUTH, port = LB_PORT): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
-    return new Promise((resolve, reject) => {
-        http.get({ host: "127.0.0.1", port, path: pathname, agent: false, headers }, (res) => {
-            let body = "";
-            res.on("data", (d) => (body += d));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-        }).on("error", reject);
-    });
+/** What clients send the balancer: alice's key, over HTTPS, trusting the balancer's self-signed certificate. */
+let front: Front = { url: `https://127.0.0.1:${LB_PORT}`, headers: { authorization: `Bearer ${ALICE_KEY}` } };
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+/** A request through the front door (alice's key unless told otherwise). */
+function call(pathname: string, headers: Record<string, string> = front.headers, body?: unknown): Promise<Response> {
+    return request(`${front.url}${pathname}`, { headers, body, ca: front.ca, agent: false, timeoutMs: 30_000 });
 }
 
-function post(url: string, payload: unknown, headers: http.OutgoingHttpHeaders = AUTH): Promise<{ status: number; body: any; replica: string }> {
+/** A replica's own port (plain HTTP, the loopback), as the rollout scripts and operators reach it. */
+function direct(url: string, body?: unknown): Promise<Response> {
+    return request(url, { headers: { authorization: `Bearer ${API_KEY}` }, body, agent: false, timeoutMs: 10_000 });
+}
+
+/** One request over HTTP/2 through the front door; the protocol ALPN chose, and the answer. */
+function http2Get(pathname: string, key: string): Promise<{ protocol: string | false; status: number; body: string }> {
     return new Promise((resolve, reject) => {
-        const req = http.request(url, { method: "POST", agent: false, headers: { ...headers, "content-type": "application/json" } }, (res) => {
-            let body = "";
-            res.on("data", (d) => (body += d));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: body ? JSON.parse(body) : undefined, replica: String(res.headers["x-replica-id"]) }));
+        const session = http2.connect(front.url, { ca: front.ca });
+        session.on("error", reject);
+        const req = session.request({ ":path": pathname, authorization: `Bearer ${key}` });
+        let status = 0;
+        let body = "";
+        req.on("response", (headers) => (status = Number(headers[":status"])));
+        req.on("data", (d: Buffer) => (body += d.toString()));
+        req.on("end", () => {
+            const protocol = session.alpnProtocol ?? false;
+            session.close();
+            resolve({ protocol, status, body });
         });
         req.on("error", reject);
-        req.end(JSON.stringify(payload));
+        req.end();
     });
 }
 
@@ -86,12 +101,14 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
     let destroyed = false;
     let context: string;
     let outputs: Record<string, any> = {};
+    /** What the first `pulumi up` printed. */
+    let upOutput = "";
     const replicaContainers = () => (outputs.replicas as Array<{ name: string; container: string; url: string }>).map((r) => r.container);
 
     /** `pulumi up` under load, sampling nginx's rotation every 200 ms; returns the load's counts and the sampler. */
     async function upUnderLoad(step: string, extra: string[] = [], expectFailure = false) {
-        const sampler = new RotationSampler(LB_PORT).start();
-        load = new SteadyLoad(LB_PORT, MODEL, 6, 100, 900);
+        const sampler = new RotationSampler(HEALTH_PORT).start();
+        load = new SteadyLoad(front, MODEL, 6, 100, 900);
         load.start();
         await sleep(2000);
         const started = Date.now();
@@ -145,14 +162,16 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         const { seconds, output } = await stack.up();
         note(`pulumi up (create, 3 replicas, images built): ${seconds.toFixed(1)}s`);
         outputs = await stack.outputs();
-        expect(outputs.endpoint).toBe(`http://127.0.0.1:${LB_PORT}`);
+        expect(outputs.endpoint).toBe(`https://127.0.0.1:${LB_PORT}`);
+        front = { ...front, url: outputs.endpoint, ca: await balancerCertificate(outputs.balancerContainer) };
+        upOutput = output;
         expect(replicaContainers()).toEqual(["e2e-vllm0", "e2e-vllm1", "e2e-vllm2"]);
         // No polling: in rotation the moment `up` returned.
-        expect(await rotation(LB_PORT)).toEqual({ id: outputs.configId, in: ["vllm0", "vllm1", "vllm2"], out: [] });
+        expect(await rotation(HEALTH_PORT)).toEqual({ id: outputs.configId, in: ["vllm0", "vllm1", "vllm2"], out: [] });
         for (const name of replicaContainers()) {
             const state = await inspect(name);
             expect(state.status, name).toBe("running");
-            expect((await get("/health", {}, Number(new URL(outputs.replicas.find((r: any) => r.container === name).url).port))).status, name).toBe(200);
+            expect((await direct(`${outputs.replicas.find((r: any) => r.container === name).url}/health`)).status, name).toBe(200);
         }
         // Docker's own healthcheck of the balancer agrees within its first interval.
         await waitFor("the balancer's Docker healthcheck", 30_000, async () => ((await inspect(outputs.balancerContainer)).health === "healthy" ? true : undefined), 500);
@@ -166,32 +185,80 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(await docker(["inspect", "-f", "{{json .Config.Env}}", "e2e-vllm0"])).toContain("HTTPS_PROXY=http://proxy.invalid:3128");
     });
 
-    it("keeps the HF token and the API key out of the state in plain text, and hands them to the replicas", async () => {
+    it("keeps the HF token, the API key, the client keys and the TLS key out of the state, outputs, output, containers, logs and images, and hands each only where it belongs", async () => {
+        // Requests with each key first, so that the logs have had the chance to show them.
+        expect((await call("/v1/models")).status).toBe(200);
+        expect((await call("/v1/models", bearer(BOB_KEY))).status).toBe(200);
         const state = stack.stateText();
         expect(state.length).toBeGreaterThan(1000);
-        expect(state).not.toContain(SECRET);
-        expect(state).not.toContain(API_KEY);
+        const places: Record<string, string> = {
+            state,
+            "pulumi stack export": await stack.pulumi(["stack", "export"]),
+            "pulumi stack output --json": await stack.pulumi(["stack", "output", "--json"]),
+            "the first pulumi up's output": upOutput,
+            "the balancer's docker inspect": await docker(["inspect", "e2e-nginx-lb"]),
+            "the balancer's log": await docker(["logs", "e2e-nginx-lb"]).catch((e: Error) => e.message),
+            "the balancer image's history": await docker(["history", "--no-trunc", "vllm-nginx/e2e-nginx-lb:latest"]),
+            "a replica's log": await docker(["logs", "e2e-vllm0"]).catch((e: Error) => e.message),
+        };
+        for (const [where, text] of Object.entries(places)) {
+            for (const secret of [SECRET, API_KEY, ALICE_KEY, BOB_KEY, "PRIVATE KEY"]) {
+                expect(text.includes(secret), `${secret.slice(0, 12)}... in ${where}`).toBe(false);
+            }
+        }
+        expect(outputs.nginxConfig).toContain("include /etc/nginx/vllm-nginx/edge/client-keys.map;");
+        // The replicas get their own key and the token; the balancer holds the client keys in files only root reads.
         const env = await docker(["inspect", "-f", "{{json .Config.Env}}", "e2e-vllm1"]);
         expect(env).toContain(`HF_TOKEN=${SECRET}`);
         expect(env).toContain(`VLLM_API_KEY=${API_KEY}`);
+        expect(await docker(["exec", "e2e-nginx-lb", "stat", "-c", "%a %U %n", "/etc/nginx/vllm-nginx/edge", "/etc/nginx/vllm-nginx/edge/client-keys.map", "/etc/nginx/vllm-nginx/edge/tls.key"])).toBe(
+            ["700 root /etc/nginx/vllm-nginx/edge", "600 root /etc/nginx/vllm-nginx/edge/client-keys.map", "600 root /etc/nginx/vllm-nginx/edge/tls.key"].join("\n"),
+        );
+        expect(await docker(["exec", "e2e-nginx-lb", "grep", "-c", "bearer", "/etc/nginx/vllm-nginx/edge/client-keys.map"])).toBe("2");
     });
 
-    it("guards /v1 with the API key through the balancer, and leaves the balancer's health open", async () => {
-        expect((await get("/v1/models", {})).status).toBe(401);
-        expect((await get("/v1/models", { authorization: "Bearer wrong" })).status).toBe(401);
-        expect((await get("/v1/models")).status).toBe(200);
-        expect((await get("/nginx-health", {})).status).toBe(200);
+    it("the front door: client keys before any replica, limits per key, HTTPS with HTTP/2, plain HTTP redirected, the operator paths refused", async () => {
+        const unauthorized = await call("/v1/models", {});
+        expect([unauthorized.status, unauthorized.json]).toEqual([401, { error: "Unauthorized" }]);
+        expect((await call("/v1/models", bearer("wrong-key-0123456789"))).status).toBe(401);
+        // The replicas' own key is not a client key: only the balancer sends it, in place of the client's.
+        expect((await call("/v1/models", bearer(API_KEY))).status).toBe(401);
+        expect((await call("/v1/models")).status).toBe(200);
+        expect((await call("/nginx-health", {})).status).toBe(200);
+        expect((await call("/metrics")).status).toBe(404);
+        expect((await call("/reset_prefix_cache", front.headers, {})).status).toBe(404);
+        expect(await http2Get("/v1/models", ALICE_KEY)).toMatchObject({ protocol: "h2", status: 200 });
+        const plain = await request(`http://127.0.0.1:${HEALTH_PORT}/v1/models`, { headers: front.headers, agent: false });
+        expect([plain.status, plain.headers.location]).toEqual([308, `https://127.0.0.1:${LB_PORT}/v1/models`]);
+        // bob: 2 a second with a burst of 2, one at a time. Ten at once: nginx answers what is over at once.
+        const burst = await Promise.all(Array.from({ length: 10 }, () => call("/v1/models", bearer(BOB_KEY))));
+        const limited = burst.filter((r) => r.status === 429);
+        note(`front door: bob's 10 requests at once: ${burst.filter((r) => r.status === 200).length} served, ${limited.length} answered 429`);
+        expect(limited.length).toBeGreaterThanOrEqual(5);
+        expect(limited[0]!.headers["retry-after"]).toBeDefined();
+        expect(limited[0]!.json.error.type).toBe("RateLimitError");
+        expect(burst.filter((r) => r.status !== 200 && r.status !== 429)).toEqual([]);
+        // One stream at a time: a second request while bob's stream runs is refused; alice is untouched.
+        await sleep(1500);
+        const long = stream(`${front.url}/v1/chat/completions`, { model: MODEL, stream: true, max_tokens: 100, messages: [{ role: "user", content: "long" }] }, { headers: bearer(BOB_KEY), ca: front.ca, agent: false });
+        await long.firstEvent;
+        await sleep(600);
+        const second = await call("/v1/models", bearer(BOB_KEY));
+        expect(second.status).toBe(429);
+        expect(second.json.error.message).toContain("bob");
+        expect((await call("/v1/models")).status).toBe(200);
+        expect(await long.result).toMatchObject({ status: 200, done: true });
     });
 
     it("serves streamed and plain completions through the balancer, from every replica", async () => {
-        const stream = await streamCompletion(LB_PORT, MODEL, 16);
-        expect(stream).toMatchObject({ status: 200, done: true });
-        expect(chunks(stream)).toBeGreaterThanOrEqual(16);
+        const streamed = await streamCompletion(front, MODEL, 16);
+        expect(streamed).toMatchObject({ status: 200, done: true });
+        expect(chunks(streamed)).toBeGreaterThanOrEqual(16);
         const replicas = new Set<string>();
         for (let i = 0; i < 12; i++) {
-            const plain = await post(`http://127.0.0.1:${LB_PORT}/v1/completions`, { model: MODEL, prompt: "Hello", max_tokens: 8 });
+            const plain = await call("/v1/completions", front.headers, { model: MODEL, prompt: "Hello", max_tokens: 8 });
             expect(plain.status).toBe(200);
-            replicas.add(plain.replica);
+            replicas.add(String(plain.headers["x-replica-id"]));
         }
         const hostnames = await Promise.all(replicaContainers().map(async (n) => (await inspect(n)).hostname));
         expect([...replicas].sort()).toEqual(hostnames.sort());
@@ -264,7 +331,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(targets).toMatchObject({ "vllm/vllm0": "up", "vllm/vllm1": "up", "vllm/vllm2": "up" });
         expect(Object.entries(targets).filter(([job]) => job.startsWith("nginx/")).map(([, health]) => health)).toEqual(["up"]);
         // Traffic in the last minute, for the rate windows.
-        load = new SteadyLoad(LB_PORT, MODEL, 6, 40, 60);
+        load = new SteadyLoad(front, MODEL, 6, 40, 60);
         load.start();
         await sleep(15_000);
         const empty: string[] = [];
@@ -338,7 +405,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(broken.output).toContain("argument --max-model-len: invalid value: 'banana'");
         expectNothingLost(broken.counts);
         expect(broken.sampler.fewest).toBeGreaterThanOrEqual(2);
-        expect((await rotation(LB_PORT))?.out).toEqual(["vllm0"]);
+        expect((await rotation(HEALTH_PORT))?.out).toEqual(["vllm0"]);
         for (const container of ["e2e-vllm1", "e2e-vllm2"]) {
             expect(await args(container), `${container} keeps its previous settings`).not.toContain("banana");
         }
@@ -347,7 +414,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         const fixed = await upUnderLoad("the fix");
         expectNothingLost(fixed.counts);
         expect(fixed.sampler.fewest).toBeGreaterThanOrEqual(2);
-        expect(await rotation(LB_PORT)).toMatchObject({ in: ["vllm0", "vllm1", "vllm2"], out: [] });
+        expect(await rotation(HEALTH_PORT)).toMatchObject({ in: ["vllm0", "vllm1", "vllm2"], out: [] });
         for (const container of replicaContainers()) {
             expect(await args(container), container).toEqual(expect.arrayContaining(["--max-num-seqs", "32"]));
         }
@@ -363,25 +430,25 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(after).toBeGreaterThanOrEqual(15);
         expect(after).toBeLessThan(45);
         await docker(["start", "e2e-vllm2"]);
-        await waitFor("vllm2 to serve again", 60_000, async () => ((await get("/health", {}, 18083).catch(() => ({ status: 0 }))).status === 200 ? true : undefined), 500);
+        await waitFor("vllm2 to serve again", 60_000, async () => ((await direct("http://127.0.0.1:18083/health").catch(() => ({ status: 0 }))).status === 200 ? true : undefined), 500);
         await waitFor("VllmReplicaDown to clear", 60_000, async () => ((await PROMETHEUS.firing("VllmReplicaDown")).length === 0 ? true : undefined), 1000);
     });
 
     it("restarts a replica whose engine died (it exits, as vLLM does); requests that begin after it went away succeed", async () => {
         const victim = await inspect("e2e-vllm1");
         const url = outputs.replicas.find((r: any) => r.name === "vllm1").url as string;
-        load = new SteadyLoad(LB_PORT, MODEL, 6, 100, 300);
+        load = new SteadyLoad(front, MODEL, 6, 100, 300);
         load.start();
         await sleep(3000);
         note(describeCounts("load before the engine died (3 s)", load.take()));
-        await post(`${url}/standin/kill-engine`, {}, {});
+        await direct(`${url}/standin/kill-engine`, {});
         const diedAt = Date.now();
         await waitFor("e2e-vllm1 to exit and be restarted by Docker", 30_000, async () => (await inspect("e2e-vllm1")).restarts > victim.restarts, 200);
         const goneAfter = (Date.now() - diedAt) / 1000;
         const untilGone = load.take();
         note(`engine death: the server exited and Docker restarted it after ${goneAfter.toFixed(1)}s`);
         note(describeCounts("  from the engine's death until the process went away", untilGone));
-        const back = await waitFor("e2e-vllm1 back in service", 60_000, async () => ((await get("/health", {}, Number(new URL(url).port)).catch(() => ({ status: 0 }))).status === 200 ? true : undefined), 500);
+        const back = await waitFor("e2e-vllm1 back in service", 60_000, async () => ((await direct(`${url}/health`).catch(() => ({ status: 0 }))).status === 200 ? true : undefined), 500);
         expect(back).toBe(true);
         const whileRestarting = load.take();
         note(describeCounts("  while it restarted", whileRestarting));
@@ -426,7 +493,26 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(change.sampler.fewest).toBe(3);
         const nginxAfter = await inspect("e2e-nginx-lb");
         expect(nginxAfter.startedAt, "nginx was not restarted").toBe(nginxBefore.startedAt);
-        expect((await rotation(LB_PORT))?.id).toBe(outputs.configId);
+        expect((await rotation(HEALTH_PORT))?.id).toBe(outputs.configId);
+    });
+
+    it("adds a client key with a reload: nothing lost, nginx not restarted, no replica replaced, the new key served at once", async () => {
+        const nginxBefore = await inspect("e2e-nginx-lb");
+        const replicasBefore = await Promise.all(replicaContainers().map(async (c) => (await inspect(c)).id));
+        const carol = "e2e-carol-key-3b9e71c05d2a84";
+        expect((await call("/v1/models", bearer(carol))).status).toBe(401);
+        await stack.pulumi(["config", "set", "--path", "vllm-nginx:clientKeys[2].name", "carol"]);
+        await stack.pulumi(["config", "set", "--path", "--secret", "vllm-nginx:clientKeys[2].key", carol]);
+        const preview = await stack.pulumi(["preview"]);
+        expect(preview).not.toMatch(/vllm\d-container/);
+        const change = await upUnderLoad("a new client key");
+        expectNothingLost(change.counts);
+        expect(change.sampler.fewest).toBe(3);
+        expect(change.output).not.toContain(carol);
+        expect(stack.stateText()).not.toContain(carol);
+        expect((await inspect("e2e-nginx-lb")).startedAt, "nginx was not restarted").toBe(nginxBefore.startedAt);
+        expect(await Promise.all(replicaContainers().map(async (c) => (await inspect(c)).id))).toEqual(replicasBefore);
+        expect((await call("/v1/models", bearer(carol))).status).toBe(200);
     });
 
     it("replaces the balancer for a new nginx image with a short outage, and every replica is back in rotation at once", async () => {
@@ -442,7 +528,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         let polling = true;
         const poll = (async () => {
             while (polling) {
-                const ok = (await rotation(LB_PORT))?.in.length === 3;
+                const ok = (await rotation(HEALTH_PORT))?.in.length === 3;
                 if (!ok && since === 0) {
                     since = Date.now();
                 }
@@ -461,7 +547,11 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         note(`pulumi up (new nginx image, the balancer container replaced): ${seconds.toFixed(1)}s; the balancer did not serve all replicas for ${(longest / 1000).toFixed(1)}s (${down} gap)`);
         expect(down).toBe(1);
         expect(longest).toBeLessThan(30_000);
-        expect((await rotation(LB_PORT))?.in).toEqual(outputs.replicas.map((r: { name: string }) => r.name));
+        expect((await rotation(HEALTH_PORT))?.in).toEqual(outputs.replicas.map((r: { name: string }) => r.name));
+        // The front door's files outlived the old container: the same self-signed certificate, every key.
+        expect(await balancerCertificate(outputs.balancerContainer)).toBe(front.ca);
+        expect((await call("/v1/models")).status).toBe(200);
+        expect((await call("/v1/models", bearer("e2e-carol-key-3b9e71c05d2a84"))).status).toBe(200);
         await docker(["rmi", "vllm-nginx/debian:bookworm-e2e"]).catch(() => undefined);
     });
 

@@ -177,6 +177,11 @@ export function followLogs(container: string): { done: Promise<string> } {
     return { done: new Promise((resolve) => child.on("close", () => resolve(text))) };
 }
 
+/** The certificate a balancer with a self-signed pair serves, as clients take it to trust it (see README). */
+export function balancerCertificate(container: string, host?: string): Promise<string> {
+    return docker(["exec", container, "cat", "/etc/nginx/vllm-nginx/edge/tls.crt"], host);
+}
+
 /** `{in, out}` replica names from the balancer's health line, `ok <id> in=a,b out=c`; undefined when it does not answer. */
 export async function rotation(port: number, host = "127.0.0.1"): Promise<{ id: string; in: string[]; out: string[] } | undefined> {
     try {

@@ -18,16 +18,30 @@ export interface LoadCounts {
     errors: string[];
 }
 
-/** The API key the e2e stack sets (vLLM's `--api-key`, through the stack's `apiKey` secret). */
+/** The client keys of Pulumi.e2e.yaml (encrypted there for the empty passphrase): alice unlimited, bob at 2 a second, 1 at a time. */
+export const ALICE_KEY = "e2e-alice-key-5f0c2d9a41b7e3";
+export const BOB_KEY = "e2e-bob-key-8d1e6a0f72c4b9";
+
+/** The API key the e2e stack sets (vLLM's `--api-key`, through the stack's `apiKey` secret): the replicas' own key. */
 export const API_KEY = "sk-e2e-api-key-never-in-state";
 export const AUTH = { authorization: `Bearer ${API_KEY}` };
 
-/** One streamed chat completion through the balancer at `base`:`port`; resolves with what the client saw. */
-export function streamCompletion(port: number, model: string, maxTokens: number, timeoutMs = 120_000, base = "http://127.0.0.1"): Promise<StreamResult> {
+/** Where clients reach the balancer, and what they send it. */
+export interface Front {
+    /** The balancer's base URL, `http(s)://host:port` (the stack's `endpoint`). */
+    url: string;
+    /** Headers of every request: the client's key. */
+    headers: Record<string, string>;
+    /** The certificate to trust over HTTPS (a self-signed balancer's). */
+    ca?: string;
+}
+
+/** One streamed chat completion through the balancer; resolves with what the client saw. */
+export function streamCompletion(front: Front, model: string, maxTokens: number, timeoutMs = 120_000): Promise<StreamResult> {
     return stream(
-        `${base}:${port}/v1/chat/completions`,
+        `${front.url}/v1/chat/completions`,
         { model, stream: true, max_tokens: maxTokens, messages: [{ role: "user", content: "count for me" }] },
-        { headers: AUTH, agent: false, timeoutMs },
+        { headers: front.headers, ca: front.ca, agent: false, timeoutMs },
     ).result;
 }
 
@@ -42,13 +56,11 @@ export class SteadyLoad {
     private workers: Promise<void>[] = [];
 
     constructor(
-        private readonly port: number,
+        private readonly front: Front,
         private readonly model: string,
         private readonly concurrency: number,
         private readonly maxTokens: number,
         private readonly maxSeconds: number,
-        /** Where the balancer is, without its port. */
-        private readonly base = "http://127.0.0.1",
     ) {}
 
     start(): void {
@@ -59,7 +71,7 @@ export class SteadyLoad {
             await sleep(worker * 150);
             while (this.running && Date.now() < deadline) {
                 this.counts.sent++;
-                const result = await streamCompletion(this.port, this.model, this.maxTokens, 120_000, this.base);
+                const result = await streamCompletion(this.front, this.model, this.maxTokens, 120_000);
                 if (!this.record(result)) {
                     // As a client that failed would, wait before the next request rather than spin.
                     await sleep(200);

@@ -8,11 +8,12 @@ import { execFile, execFileSync } from "child_process";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sleep, waitFor } from "../support";
-import { E2eStack, REPO, RotationSampler, docker, leftovers, removeLeftovers, rotation } from "./harness";
-import { LoadCounts, SteadyLoad } from "./load";
+import { E2eStack, REPO, RotationSampler, balancerCertificate, docker, leftovers, removeLeftovers, rotation } from "./harness";
+import { ALICE_KEY, LoadCounts, SteadyLoad, type Front } from "./load";
 
 const STACK = "mh";
 const LB_PORT = 28000;
+const HEALTH_PORT = 28080;
 const MODEL = "tiny-chat";
 
 interface Host {
@@ -51,7 +52,11 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
     let b: Host;
     let load: SteadyLoad | undefined;
     let destroyed = false;
-    const lb = () => LB_PORT;
+    // The balancer's plain HTTP port on hosta: the redirect to HTTPS, and the health line read here.
+    const lb = () => HEALTH_PORT;
+    /** Clients reach hosta over HTTPS with alice's key (the e2e stack's keys), trusting the pair made there. */
+    let ca: string | undefined;
+    const front = (): Front => ({ url: `https://${a.ip}:${LB_PORT}`, headers: { authorization: `Bearer ${ALICE_KEY}` }, ca });
 
     /** Hostnames (the stand-ins' replica ids) of the stack's replicas on `host`, by replica name. */
     async function hostnames(host: Host): Promise<Record<string, string>> {
@@ -80,6 +85,7 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
             // Clients reach the balancer at hosta's address, as they would a GPU box's.
             c.lbBind = a.ip;
             c.lbPort = String(LB_PORT);
+            c.tls = { mode: "self-signed", hosts: [a.ip], http: "redirect", httpPort: String(HEALTH_PORT) };
             c.replicaPortBase = "28081";
             c.networkSubnet = "172.29.50.0/24";
             c.hfCacheDir = "/tmp/vllm-nginx-e2e-mh/hf-cache";
@@ -104,6 +110,9 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         expect(output).toContain(`host ${a.name}: Docker engine`);
         expect(output).toContain(`host ${b.name}: Docker engine`);
         const outputs = await stack.outputs();
+        // The front door's files went to hosta's balancer through the ssh engine, as every other command did.
+        expect(outputs.endpoint).toBe(`https://${a.ip}:${LB_PORT}`);
+        ca = await balancerCertificate(`${STACK}-nginx-lb`, a.dockerHost);
         expect(outputs.replicas.map((r: any) => [r.name, r.host])).toEqual([
             [`${a.name}-vllm0`, a.name],
             [`${a.name}-vllm1`, a.name],
@@ -117,7 +126,7 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         // hostb's replicas publish on hostb's address only.
         expect(await docker(["port", `${STACK}-${b.name}-vllm0`, "8000"], b.dockerHost)).toBe(`${b.ip}:28081`);
 
-        const load = new SteadyLoad(lb(), MODEL, 8, 20, 30, `http://${a.ip}`);
+        const load = new SteadyLoad(front(), MODEL, 8, 20, 30);
         load.start();
         await sleep(8000);
         const counts = await load.stop();
@@ -129,7 +138,7 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
 
     it("adds a replica on hostb and removes one from hosta under load: nothing fails, nothing is cut", async () => {
         const sampler = new RotationSampler(lb(), 200, a.ip).start();
-        load = new SteadyLoad(lb(), MODEL, 6, 100, 600, `http://${a.ip}`);
+        load = new SteadyLoad(front(), MODEL, 6, 100, 600);
         load.start();
         await sleep(2000);
         stack.editConfig((c) => {
@@ -153,7 +162,7 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
     });
 
     it("loses only hostb's streams when hostb's engine stops; requests that start 2 s later succeed; `pulumi up` after it is back restores it", async () => {
-        load = new SteadyLoad(lb(), MODEL, 6, 100, 600, `http://${a.ip}`);
+        load = new SteadyLoad(front(), MODEL, 6, 100, 600);
         load.start();
         await sleep(3000);
         load.take();

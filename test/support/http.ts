@@ -1,9 +1,10 @@
 /**
  * A small HTTP client for the tests and the benchmark: plain requests, and streamed completions whose
- * every chunk is timestamped, plus free ports on 127.0.0.1. Never talks to anything but the loopback
+ * every chunk is timestamped (over HTTPS for an https: URL, trusting `ca`), plus free ports on 127.0.0.1. Never talks to anything but the loopback
  * or the addresses a test hands it.
  */
 import * as http from "http";
+import * as https from "https";
 import * as net from "net";
 import { performance } from "perf_hooks";
 
@@ -46,6 +47,17 @@ export interface RequestOptions {
     headers?: Record<string, string>;
     agent?: http.Agent | false;
     timeoutMs?: number;
+    /** For an https: URL, the certificate (PEM) to trust; defaults to the system's. */
+    ca?: string;
+}
+
+/** `http.request` or, for an https: URL, `https.request` trusting `ca`. */
+function send(url: string, options: http.RequestOptions & { ca?: string }, callback: (res: http.IncomingMessage) => void): http.ClientRequest {
+    if (url.startsWith("https:")) {
+        return https.request(url, options as https.RequestOptions, callback);
+    }
+    const { ca: _ca, ...plain } = options;
+    return http.request(url, plain, callback);
 }
 
 /** One HTTP request; the body (if any) is sent as JSON unless it is a string or Buffer. */
@@ -53,11 +65,12 @@ export function request(url: string, options: RequestOptions = {}): Promise<Resp
     const started = performance.now();
     return new Promise((resolve, reject) => {
         const payload = options.body === undefined ? undefined : typeof options.body === "string" || Buffer.isBuffer(options.body) ? options.body : JSON.stringify(options.body);
-        const req = http.request(
+        const req = send(
             url,
             {
                 method: options.method ?? (payload === undefined ? "GET" : "POST"),
                 agent: options.agent,
+                ca: options.ca,
                 headers: { ...(payload !== undefined ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {}), ...options.headers },
             },
             (res) => {
@@ -122,6 +135,8 @@ export interface StreamHandle {
 export interface StreamOptions {
     headers?: Record<string, string>;
     agent?: http.Agent | false;
+    /** For an https: URL, the certificate (PEM) to trust; defaults to the system's. */
+    ca?: string;
     onEvent?: (e: SseEvent, all: SseEvent[]) => void;
     /** Gives up (and records an error) after this long without the stream ending. */
     timeoutMs?: number;
@@ -157,11 +172,12 @@ export function stream(url: string, body: unknown, options: StreamOptions = {}):
                 resolve(r);
             }
         };
-        req = http.request(
+        req = send(
             url,
             {
                 method: "POST",
                 agent: options.agent,
+                ca: options.ca,
                 headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload), ...options.headers },
             },
             (res) => {

@@ -14,8 +14,8 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
     it("creates the network, the caches, the images, two replicas with their rotation and rollout steps, the balancer and its config, and monitoring", () => {
         const count = (type: string) => ofType(resources, type).length;
         expect(count("docker:index/network:Network")).toBe(1);
-        // The compile cache, and Prometheus's data.
-        expect(count("docker:index/volume:Volume")).toBe(2);
+        // The compile cache, the front door's files, and Prometheus's data.
+        expect(count("docker:index/volume:Volume")).toBe(3);
         // vLLM, nginx, Prometheus, the nginx exporter.
         expect(count("docker:index/remoteImage:RemoteImage")).toBe(4);
         expect(count("docker:index/container:Container")).toBe(5);
