@@ -49,16 +49,28 @@ export const noOpenReplicaPorts: StackValidationPolicy = {
     },
 };
 
-/** The balancer's ports published beyond the loopback when it does not terminate TLS; none with TLS on. */
-function clearTextPorts(args: ResourceValidationArgs): ReturnType<typeof portsOf> {
-    if (args.type !== CONTAINER_TYPE) {
-        return [];
-    }
-    const labels = labelsOf(args.props);
-    if (labels.get(LABEL.role) !== "balancer" || labels.get(LABEL.tls) === "on") {
-        return [];
-    }
-    return portsOf(args.props).filter((port) => !isLoopback(port.ip));
+/**
+ * A rule on a balancer published beyond the loopback without TLS, for a balancer that checks client keys
+ * (`keys: true`) or one that does not: `message` says what crosses the network, given the open ports.
+ */
+function clearTextBalancer(rule: Pick<ResourceValidationPolicy, "name" | "description" | "enforcementLevel" | "remediationSteps"> & { keys: boolean; message: (open: string) => string }): ResourceValidationPolicy {
+    const { keys, message, ...policy } = rule;
+    return {
+        ...policy,
+        validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
+            if (args.type !== CONTAINER_TYPE) {
+                return;
+            }
+            const labels = labelsOf(args.props);
+            if (labels.get(LABEL.role) !== "balancer" || labels.get(LABEL.tls) === "on" || checksKeys(labels) !== keys) {
+                return;
+            }
+            const open = portsOf(args.props).filter((port) => !isLoopback(port.ip));
+            if (open.length > 0) {
+                reportViolation(message(`${open.map(describePort).join(", ")} beyond the loopback without TLS (${LABEL.tls}=${labels.get(LABEL.tls) ?? "unset"})`));
+            }
+        },
+    };
 }
 
 /**
@@ -66,43 +78,31 @@ function clearTextPorts(args: ResourceValidationArgs): ReturnType<typeof portsOf
  * completions cross the network in clear text. Advisory: on a private network, or behind a TLS proxy of
  * the user's, that can be what they want.
  */
-export const publicBalancerNeedsTls: ResourceValidationPolicy = {
+export const publicBalancerNeedsTls = clearTextBalancer({
     name: "public-balancer-needs-tls",
     description: "A balancer published beyond the loopback terminates TLS.",
     enforcementLevel: "advisory",
     remediationSteps: "Publish the balancer on 127.0.0.1 (vllm-nginx:lbBind) behind your own TLS proxy, or turn on TLS (vllm-nginx:tls).",
-    validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
-        const open = clearTextPorts(args);
-        if (open.length === 0 || checksKeys(labelsOf(args.props))) {
-            return;
-        }
-        reportViolation(
-            `the balancer publishes ${open.map(describePort).join(", ")} beyond the loopback without TLS (${LABEL.tls}=${labelsOf(args.props).get(LABEL.tls) ?? "unset"}): ` +
-                "prompts and completions cross the network in clear text. Publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy, or turn on TLS (vllm-nginx:tls).",
-        );
-    },
-};
+    keys: false,
+    message: (open) =>
+        `the balancer publishes ${open}: prompts and completions cross the network in clear text. ` +
+        "Publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy, or turn on TLS (vllm-nginx:tls).",
+});
 
 /**
  * The balancer checks client keys on an address other hosts reach, without TLS: every request carries a
  * key in clear text, and anyone on the path can take it and use the fleet under its name and limits.
  */
-export const clientKeysNeedTls: ResourceValidationPolicy = {
+export const clientKeysNeedTls = clearTextBalancer({
     name: "client-keys-need-tls",
     description: "A balancer that checks client keys beyond the loopback terminates TLS.",
     enforcementLevel: "mandatory",
     remediationSteps: "Turn on TLS (vllm-nginx:tls, provided or self-signed), or publish the balancer on 127.0.0.1 (vllm-nginx:lbBind) behind your own TLS proxy.",
-    validateResource: (args: ResourceValidationArgs, reportViolation: ReportViolation) => {
-        const open = clearTextPorts(args);
-        if (open.length === 0 || !checksKeys(labelsOf(args.props))) {
-            return;
-        }
-        reportViolation(
-            `the balancer checks client keys (${LABEL.clientKeys}=on) on ${open.map(describePort).join(", ")} beyond the loopback without TLS: ` +
-                "every request carries its key in clear text, for anyone on the path to take. Turn on TLS (vllm-nginx:tls) or publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy.",
-        );
-    },
-};
+    keys: true,
+    message: (open) =>
+        `the balancer checks client keys (${LABEL.clientKeys}=on) on ${open}: every request carries its key in clear text, for anyone on the path to take. ` +
+        "Turn on TLS (vllm-nginx:tls) or publish it on 127.0.0.1 (vllm-nginx:lbBind) behind a TLS proxy.",
+});
 
 /**
  * Images named by a moving tag (or none, which is `latest`): two deploys of one commit can then run

@@ -10,7 +10,7 @@ describe("client-keys-need-tls (mandatory)", () => {
     it("fires for a balancer that checks keys on 0.0.0.0 without TLS", async () => {
         const violations = await checkResource(clientKeysNeedTls, balancer({ ip: "0.0.0.0", clientKeys: true, tls: "off" }));
         expect(violations.map((v) => v.message)).toEqual([
-            expect.stringContaining("the balancer checks client keys (vllm-nginx.client-keys=on) on 0.0.0.0:8000 beyond the loopback without TLS: every request carries its key in clear text"),
+            expect.stringContaining("the balancer checks client keys (vllm-nginx.client-keys=on) on 0.0.0.0:8000 beyond the loopback without TLS (vllm-nginx.tls=off): every request carries its key in clear text"),
         ]);
     });
 

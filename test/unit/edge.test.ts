@@ -9,22 +9,9 @@ import { endpointHost } from "../../components/fleet";
 import { OPERATOR_PATHS, type EdgeConfig } from "../../components/edge/render";
 import { clientKeyEntry } from "../../components/edge/secrets";
 import { BalancerConfig, fillTemplate, renderNginxConfig, renderTemplate } from "../../components/nginx/render";
+import { GUIDE_TOPOLOGY } from "./balancerConfig";
 
-const BASE: BalancerConfig = {
-    upstreams: [
-        { name: "vllm0", address: "172.29.20.10:8000" },
-        { name: "vllm1", address: "172.29.20.11:8000" },
-    ],
-    method: "least_conn",
-    maxFails: 3,
-    failTimeoutSeconds: 30,
-    readTimeoutSeconds: 3600,
-    connectTimeoutSeconds: 5,
-    maxBodyBytes: 100 * 1024 * 1024,
-    listen: "80",
-    statusListen: "8081",
-    stack: "prod",
-};
+const BASE: BalancerConfig = { ...GUIDE_TOPOLOGY, stack: "prod" };
 
 const SETTINGS: EdgeSettings = {
     clients: [

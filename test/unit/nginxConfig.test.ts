@@ -1,21 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { BalancerConfig, renderNginxConfig } from "../../components/nginx/render";
+import { renderNginxConfig } from "../../components/nginx/render";
+import { GUIDE_TOPOLOGY } from "./balancerConfig";
 
-const GUIDE_TOPOLOGY: BalancerConfig = {
-    upstreams: [
-        { name: "vllm0", address: "172.29.20.10:8000" },
-        { name: "vllm1", address: "172.29.20.11:8000" },
-    ],
-    method: "least_conn",
-    maxFails: 3,
-    failTimeoutSeconds: 30,
-    readTimeoutSeconds: 3600,
-    connectTimeoutSeconds: 5,
-    maxBodyBytes: 100 * 1024 * 1024,
-    listen: "80",
-    statusListen: "8081",
-    stack: "gpu",
-};
 
 describe("rendered nginx config", () => {
     const rendered = renderNginxConfig(GUIDE_TOPOLOGY);
