@@ -8,6 +8,7 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
+import * as https from "https";
 import {
     ReplicaLoad,
     STATUS_QUERIES,
@@ -21,24 +22,30 @@ import {
     reportJson,
 } from "./statusReport";
 
-const USAGE = "usage: scripts/status <stack> [--json] [--outputs FILE]\n  --json          print the report as JSON\n  --outputs FILE  read the stack's outputs from FILE (as `pulumi stack output --json` prints them)";
+const USAGE =
+    "usage: scripts/status <stack> [--json] [--outputs FILE] [--ca FILE]\n  --json          print the report as JSON\n  --outputs FILE  read the stack's outputs from FILE (as `pulumi stack output --json` prints them)\n" +
+    "  --ca FILE       trust this certificate (PEM) for an https endpoint, e.g. a self-signed balancer's (see README, the front door)";
 
 interface Args {
     stack: string;
     json: boolean;
     outputsFile?: string;
+    ca?: string;
 }
 
 function parseArgs(argv: string[]): Args {
     let stack: string | undefined;
     let json = false;
     let outputsFile: string | undefined;
+    let caFile: string | undefined;
     for (let i = 0; i < argv.length; i++) {
         const arg = argv[i];
         if (arg === "--json") {
             json = true;
         } else if (arg === "--outputs") {
             outputsFile = argv[++i];
+        } else if (arg === "--ca") {
+            caFile = argv[++i];
         } else if (arg === "-h" || arg === "--help") {
             console.log(USAGE);
             process.exit(0);
@@ -48,22 +55,24 @@ function parseArgs(argv: string[]): Args {
             throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
         }
     }
-    if (stack === undefined || (argv.includes("--outputs") && !outputsFile)) {
-        throw new UsageError(stack === undefined ? "no stack given" : "--outputs needs a file");
+    if (stack === undefined || (argv.includes("--outputs") && !outputsFile) || (argv.includes("--ca") && !caFile)) {
+        throw new UsageError(stack === undefined ? "no stack given" : `${argv.includes("--ca") && !caFile ? "--ca" : "--outputs"} needs a file`);
     }
-    return { stack, json, outputsFile };
+    return { stack, json, outputsFile, ca: caFile === undefined ? undefined : fs.readFileSync(caFile, "utf8") };
 }
 
 class UsageError extends Error {}
 
-/** A GET on the loopback or the stack's hosts, with a short timeout; never through a proxy. */
-function get(url: string, timeoutMs = 3000): Promise<{ status: number; text: string }> {
+/** A GET on the loopback or the stack's hosts, with a short timeout; never through a proxy. Over HTTPS, trusting `ca` (else the system's CAs). */
+function get(url: string, timeoutMs = 3000, ca?: string): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
-        const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+        const options = { agent: false as const, timeout: timeoutMs };
+        const answer = (res: http.IncomingMessage) => {
             let text = "";
             res.setEncoding("utf8").on("data", (d: string) => (text += d));
             res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-        });
+        };
+        const req = url.startsWith("https:") ? https.get(url, { ...options, ca }, answer) : http.get(url, options, answer);
         req.on("timeout", () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
         req.on("error", reject);
     });
@@ -106,8 +115,13 @@ async function metricsLoads(replicas: Array<{ name: string; url: string }>): Pro
 
 async function collect(args: Args): Promise<StatusReport> {
     const outputs = parseStackOutputs(readOutputs(args));
+    let balancerError: string | undefined;
     const [balancer, ...health] = await Promise.all([
-        get(`${outputs.endpoint}/nginx-health`).catch(() => undefined),
+        get(`${outputs.endpoint}/nginx-health`, 3000, args.ca).catch((error: Error) => {
+            const untrusted = /self[- ]signed|unable to verify|certificate/i.test(error.message);
+            balancerError = untrusted ? `${error.message}: pass its certificate with --ca (README, the front door)` : error.message;
+            return undefined;
+        }),
         ...outputs.replicas.map((r) => get(`${r.url}/health`).catch(() => undefined)),
     ]);
     let loads: Map<string, ReplicaLoad>;
@@ -128,6 +142,7 @@ async function collect(args: Args): Promise<StatusReport> {
         stack: args.stack,
         outputs,
         balancerHealth: balancer?.status === 200 ? balancer.text : undefined,
+        balancerError: balancer === undefined ? balancerError : balancer.status === 200 ? undefined : `it answered ${balancer.status}`,
         healthCodes: Object.fromEntries(outputs.replicas.map((r, i) => [r.name, health[i]?.status])),
         loads,
         source,

@@ -214,6 +214,8 @@ export interface StatusReport {
         configId?: string;
         /** The config id of the last `pulumi up`. */
         deployedConfigId?: string;
+        /** Why the balancer did not answer, when it did not. */
+        error?: string;
     };
     /** Where the load numbers come from, and the TTFT window that implies. */
     source: { kind: "prometheus"; url: string; ttftWindow: "1m" } | { kind: "metrics"; ttftWindow: "since start"; reason: string };
@@ -225,6 +227,8 @@ export interface ReportInput {
     outputs: StackOutputs;
     /** The balancer's health line, or undefined when it did not answer. */
     balancerHealth?: string;
+    /** Why the balancer's health line could not be read. */
+    balancerError?: string;
     /** Each replica's `/health` status code, or undefined when it did not answer. */
     healthCodes: Record<string, number | undefined>;
     loads: Map<string, ReplicaLoad>;
@@ -245,7 +249,7 @@ export function buildReport(input: ReportInput): StatusReport {
     return {
         stack: input.stack,
         endpoint: input.outputs.endpoint,
-        balancer: { reachable: balancer !== undefined, configId: balancer?.configId, deployedConfigId: input.outputs.configId },
+        balancer: { reachable: balancer !== undefined, configId: balancer?.configId, deployedConfigId: input.outputs.configId, error: balancer === undefined ? input.balancerError : undefined },
         source: input.source,
         replicas: input.outputs.replicas.map((r) => {
             const code = input.healthCodes[r.name];
@@ -280,7 +284,7 @@ export function reportJson(report: StatusReport): string {
 export function formatReport(report: StatusReport): string {
     const b = report.balancer;
     const balancerLine = !b.reachable
-        ? `balancer  not answering at ${report.endpoint}/nginx-health`
+        ? `balancer  not answering at ${report.endpoint}/nginx-health${b.error ? ` (${b.error})` : ""}`
         : `balancer  config ${b.configId}` +
           (b.deployedConfigId === undefined ? "" : b.deployedConfigId === b.configId ? " (as deployed)" : ` (deployed: ${b.deployedConfigId}; a reload is pending or failed)`);
     const sourceLine =

@@ -193,7 +193,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(state.length).toBeGreaterThan(1000);
         const places: Record<string, string> = {
             state,
-            "pulumi stack export": await stack.pulumi(["stack", "export"]),
+            "pulumi stack export": await stack.exportState(),
             "pulumi stack output --json": await stack.pulumi(["stack", "output", "--json"]),
             "the first pulumi up's output": upOutput,
             "the balancer's docker inspect": await docker(["inspect", "e2e-nginx-lb"]),
@@ -351,8 +351,10 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         // The status command, on the running fleet.
         const outputsFile = path.join(stack.stateDir, "outputs.json");
         fs.writeFileSync(outputsFile, JSON.stringify(outputs));
+        const caFile = path.join(stack.stateDir, "balancer.crt");
+        fs.writeFileSync(caFile, front.ca!);
         const status = await new Promise<string>((resolve, reject) =>
-            execFile(path.join(REPO, "scripts", "status"), ["e2e", "--outputs", outputsFile], { encoding: "utf8" }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stdout}${stderr}`)) : resolve(stdout))),
+            execFile(path.join(REPO, "scripts", "status"), ["e2e", "--outputs", outputsFile, "--ca", caFile], { encoding: "utf8" }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stdout}${stderr}`)) : resolve(stdout))),
         );
         note(`  scripts/status e2e:\n${status.replace(/^/gm, "      ")}`);
         for (const name of ["vllm0", "vllm1", "vllm2"]) {

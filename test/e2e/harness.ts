@@ -90,6 +90,11 @@ export class E2eStack {
         });
     }
 
+    /** `pulumi stack export`: the state as the CLI hands it out (secrets still encrypted). */
+    exportState(): Promise<string> {
+        return this.run(["stack", "export", "--stack", this.stack, "--non-interactive"]);
+    }
+
     setConfig(key: string, value: string, secret = false): Promise<string> {
         return this.pulumi(["config", "set", `vllm-nginx:${key}`, value, ...(secret ? ["--secret"] : [])]);
     }
