@@ -118,8 +118,9 @@ export class E2eStack {
         return { seconds: (Date.now() - started) / 1000, output };
     }
 
-    async outputs(): Promise<Record<string, any>> {
-        return JSON.parse(await this.run(["stack", "output", "--json", "--stack", this.stack, "--non-interactive"]));
+    /** `pulumi stack output --json` (with `--show-secrets` when asked), parsed. */
+    async outputs(showSecrets = false): Promise<Record<string, any>> {
+        return JSON.parse(await this.run(["stack", "output", "--json", ...(showSecrets ? ["--show-secrets"] : []), "--stack", this.stack, "--non-interactive"]));
     }
 
     /** Everything the stack's state holds, as text (to look for secrets in it). */
