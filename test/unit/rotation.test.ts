@@ -30,6 +30,9 @@ function config(addresses: string[]): BalancerConfig {
     return {
         upstreams: addresses.map((address, i) => ({ name: `vllm${i}`, address })),
         method: "least_conn",
+        sessionHeader: "x-user-id",
+        loadBound: 1.25,
+        healthCheckIntervalSeconds: 1,
         maxFails: 3,
         failTimeoutSeconds: 30,
         readTimeoutSeconds: 3600,
@@ -83,6 +86,23 @@ describe("rotation.sh, the balancer's rotation", () => {
         expect(await lb.run(["install"], smaller)).toBe("in= out=vllm0,vllm1");
         expect(lb.live()).toContain(`return 200 "ok ${id} in= out=vllm0,vllm1\\n";`);
         expect(lb.calls().filter((c) => c === "-s reload")).toHaveLength(6);
+    });
+
+    it("fills in the Lua balancer's replica list as nginx's server lines, in every mode", async () => {
+        for (const method of ["least_conn", "cache_aware"] as const) {
+            const { template } = renderTemplate({ ...config(["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]), method });
+            const lb = balancer();
+            await lb.run(["install"], template);
+            await lb.run(["admit", "vllm0"]);
+            await lb.run(["admit", "vllm2"]);
+            expect(await lb.run(["retire", "vllm2"])).toBe("in=vllm0 out=vllm1,vllm2");
+            const live = lb.live();
+            expect(live).toBe(fillTemplate(template, { vllm0: "active", vllm1: "down", vllm2: "down" }));
+            expect(live).toContain('{ name = "vllm0", address = "127.0.0.1:1", out = "" },');
+            expect(live).toContain('{ name = "vllm1", address = "127.0.0.1:2", out = " down" },');
+            expect(live).toContain('{ name = "vllm2", address = "127.0.0.1:3", out = " down" },');
+            expect(live).not.toContain("{{");
+        }
     });
 
     it("keeps the previous config when nginx rejects the new one", async () => {

@@ -1,0 +1,474 @@
+-- The balancer inside nginx (Debian's libnginx-mod-http-lua): picks a replica for every request, in
+-- every balancing mode, from the replicas in rotation that pass their active /health checks.
+--
+--   init_worker_by_lua   routing.start(config)   this worker's peers, ring and health-check timer
+--   access_by_lua        routing.access()        cache_aware and consistent_hash: the routing key
+--   balancer_by_lua      routing.balance()       the replica, and again on each retry
+--   log_by_lua           routing.log()           the request no longer counts as in flight
+--   content_by_lua       routing.status()        JSON: every replica's rotation, health and load
+--
+-- State shared by the workers (and kept across reloads) lives in `lua_shared_dict vllm_routing`:
+-- requests in flight per replica, passive failures (maxFails within failTimeout), and health.
+local balancer = require("ngx.balancer")
+local cjson = require("cjson.safe")
+
+local ngx = ngx
+local dict = ngx.shared.vllm_routing
+local crc32 = ngx.crc32_long
+local floor, ceil, random = math.floor, math.ceil, math.random
+
+local M = {}
+
+-- Points per replica on the hash ring (nginx's `hash ... consistent` uses 160 per weight unit).
+local RING_POINTS = 160
+-- Consecutive failed (passed) probes that take a replica out of (back into) service.
+local HEALTH_FALL, HEALTH_RISE = 2, 2
+-- Idle health-check connections are closed before vLLM closes them (after 5 s).
+local KEEPALIVE_IDLE_MS = 4000
+-- Completions prompts have no message boundaries: their key is their first characters.
+local PROMPT_KEY_CHARS = 4096
+
+local conf -- this worker's config: method, settings and peers
+local own_rotation -- "name@address ..." of the replicas this worker's config has in rotation
+local newer_rotation, newer_members -- the newest config's, when a reload replaced this worker's
+local peers = {} -- { name, address, host, port, in_rotation }
+local ring_points, ring_peers = {}, {}
+
+local function build_ring()
+    local points = {}
+    for i, p in ipairs(peers) do
+        for v = 1, RING_POINTS do
+            points[#points + 1] = { crc32(p.name .. "#" .. v), i }
+        end
+    end
+    table.sort(points, function(a, b)
+        return a[1] < b[1]
+    end)
+    ring_points, ring_peers = {}, {}
+    for i, point in ipairs(points) do
+        ring_points[i], ring_peers[i] = point[1], point[2]
+    end
+end
+
+-- Index of the first ring point at or after `hash` (wrapping to 1).
+local function ring_start(hash)
+    local lo, hi = 1, #ring_points
+    if hi == 0 or hash > ring_points[hi] then
+        return 1
+    end
+    while lo < hi do
+        local mid = floor((lo + hi) / 2)
+        if ring_points[mid] < hash then
+            lo = mid + 1
+        else
+            hi = mid
+        end
+    end
+    return lo
+end
+
+local function load_of(p)
+    return dict:get("inflight:" .. p.name) or 0
+end
+
+local function healthy(p)
+    return not dict:get("hc:down:" .. p.address)
+end
+
+local function banned(p)
+    return dict:get("banned:" .. p.name) ~= nil
+end
+
+local function release(p)
+    local n = dict:incr("inflight:" .. p.name, -1, 0)
+    if n and n < 0 then
+        dict:set("inflight:" .. p.name, 0)
+    end
+end
+
+-- A connection error or timeout, as nginx's max_fails counts them: maxFails of them within
+-- failTimeout keep the replica out for failTimeout.
+local function record_failure(p)
+    if conf.max_fails == 0 then
+        return
+    end
+    local n = dict:incr("fails:" .. p.name, 1, 0, conf.fail_timeout)
+    if n and n >= conf.max_fails then
+        dict:set("banned:" .. p.name, true, conf.fail_timeout)
+        dict:delete("fails:" .. p.name)
+        ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") failed ", n, " time(s): skipped for ", conf.fail_timeout, "s")
+    end
+end
+
+-- Replicas this request may go to: in rotation and not tried yet; healthy and not failing unless no
+-- replica in rotation is (then every one in rotation is tried rather than none).
+--
+-- For 100 ms after a reload nginx runs the old workers beside the new ones, and both accept requests:
+-- every worker follows the rotation of the newest config (published in the shared dict by the
+-- workers it started), so a replica that left rotation gets nothing new from an old worker either.
+local function in_newest_rotation(p)
+    local newest = dict:get("rotation")
+    if newest == nil or newest == own_rotation then
+        return true
+    end
+    if newest ~= newer_rotation then
+        newer_rotation, newer_members = newest, {}
+        for member in newest:gmatch("%S+") do
+            newer_members[member] = true
+        end
+    end
+    return newer_members[p.name .. "@" .. p.address] == true
+end
+
+local function candidates(tried)
+    local strict, relaxed = {}, {}
+    for _, p in ipairs(peers) do
+        if p.in_rotation and not tried[p.name] and in_newest_rotation(p) then
+            relaxed[#relaxed + 1] = p
+            if healthy(p) and not banned(p) then
+                strict[#strict + 1] = p
+            end
+        end
+    end
+    if #strict > 0 then
+        return strict
+    end
+    return relaxed
+end
+
+local function least_conn(list, loads)
+    local start = (dict:incr("rr", 1, 0) or 0) % #list
+    local best, best_load
+    for k = 0, #list - 1 do
+        local i = (start + k) % #list + 1
+        if best == nil or loads[i] < best_load then
+            best, best_load = i, loads[i]
+        end
+    end
+    return list[best]
+end
+
+-- Consistent hashing with bounded loads: the first replica clockwise from the key whose requests in
+-- flight, with this one, stay within load_bound x the mean (ceil, as Mirrokni et al.); else the least
+-- loaded.
+local function bounded_hash(list, loads, key)
+    local total = 0
+    local index = {}
+    for i, p in ipairs(list) do
+        total = total + loads[i]
+        index[p.name] = i
+    end
+    local capacity = ceil(conf.load_bound * (total + 1) / #list)
+    local seen, distinct = {}, 0
+    local n = #ring_points
+    local at = ring_start(key)
+    for _ = 1, n do
+        local p = peers[ring_peers[at]]
+        if not seen[p.name] then
+            seen[p.name] = true
+            distinct = distinct + 1
+            local i = index[p.name]
+            if i and loads[i] + 1 <= capacity then
+                return p
+            end
+            if distinct == #peers then
+                break
+            end
+        end
+        at = at % n + 1
+    end
+    return least_conn(list, loads)
+end
+
+local function choose(ctx)
+    local list = candidates(ctx.tried or {})
+    if #list == 0 then
+        return nil
+    end
+    local loads = {}
+    for i, p in ipairs(list) do
+        loads[i] = load_of(p)
+    end
+    local method = conf.method
+    if method == "round_robin" then
+        return list[(dict:incr("rr", 1, 0) or 0) % #list + 1]
+    elseif method == "random_two_least_conn" then
+        if #list == 1 then
+            return list[1]
+        end
+        local a = random(#list)
+        local b = random(#list - 1)
+        if b >= a then
+            b = b + 1
+        end
+        return loads[b] < loads[a] and list[b] or list[a]
+    elseif method == "cache_aware" and ctx.route_key then
+        return bounded_hash(list, loads, ctx.route_key)
+    end
+    return least_conn(list, loads)
+end
+
+-- Text of a message's content: a string, or the text parts of a list.
+local function content_text(content)
+    if type(content) == "string" then
+        return content
+    end
+    if type(content) == "table" then
+        local parts = {}
+        for _, part in ipairs(content) do
+            if type(part) == "table" and type(part.text) == "string" then
+                parts[#parts + 1] = part.text
+            end
+        end
+        return table.concat(parts, "\n")
+    end
+    return ""
+end
+
+-- The part of a request that every turn of its conversation repeats: chat messages up to and with the
+-- first user message (system prompts and the opening question); a completions prompt's first
+-- characters. A preamble shared by every user is followed, in the same first message, by what is the
+-- user's own, so keys do not collapse onto one replica.
+function M.leading_content(doc)
+    if type(doc) ~= "table" then
+        return nil
+    end
+    if type(doc.messages) == "table" then
+        local parts = {}
+        for _, m in ipairs(doc.messages) do
+            if type(m) == "table" then
+                parts[#parts + 1] = tostring(m.role) .. "\n" .. content_text(m.content)
+                if m.role == "user" then
+                    break
+                end
+            end
+        end
+        return #parts > 0 and table.concat(parts, "\n") or nil
+    end
+    if type(doc.prompt) == "string" then
+        return doc.prompt:sub(1, PROMPT_KEY_CHARS)
+    end
+    if type(doc.prompt) == "table" then
+        local ids = {}
+        for i = 1, math.min(#doc.prompt, PROMPT_KEY_CHARS / 4) do
+            ids[i] = tostring(doc.prompt[i])
+        end
+        return #ids > 0 and table.concat(ids, ",") or nil
+    end
+    return nil
+end
+
+local function request_body()
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if body then
+        return body
+    end
+    -- Larger than client_body_buffer_size: nginx wrote it to a temp file.
+    local path = ngx.req.get_body_file()
+    if not path then
+        return nil
+    end
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    body = f:read("*a")
+    f:close()
+    return body
+end
+
+function M.access()
+    if conf.method ~= "cache_aware" and conf.method ~= "consistent_hash" then
+        return
+    end
+    local key = ngx.var[conf.session_var]
+    local source = "header"
+    if key == nil or key == "" then
+        source = "body"
+        local body = request_body()
+        local leading = body and M.leading_content(cjson.decode(body))
+        key = leading and leading ~= "" and leading or nil
+    end
+    if key then
+        local hash = crc32(key)
+        ngx.ctx.route_key = hash
+        ngx.var.vllm_route_key = tostring(hash)
+        ngx.var.vllm_route_source = source
+    end
+end
+
+function M.balance()
+    local ctx = ngx.ctx
+    local previous = ctx.peer
+    if previous then
+        release(previous)
+        ctx.peer = nil
+        if balancer.get_last_failure() then
+            record_failure(previous)
+        end
+        ctx.tried = ctx.tried or {}
+        ctx.tried[previous.name] = true
+    end
+    local p = choose(ctx)
+    if not p then
+        ngx.log(ngx.ERR, "vllm-nginx: no replica in rotation")
+        return ngx.exit(502)
+    end
+    dict:incr("inflight:" .. p.name, 1, 0)
+    ctx.peer = p
+    local ok, err = balancer.set_current_peer(p.host, p.port)
+    if not ok then
+        release(p)
+        ctx.peer = nil
+        ngx.log(ngx.ERR, "vllm-nginx: cannot use ", p.address, ": ", err)
+        return ngx.exit(502)
+    end
+end
+
+function M.log()
+    local p = ngx.ctx.peer
+    if p then
+        release(p)
+        ngx.ctx.peer = nil
+    end
+end
+
+-- One GET of the health path; true when it answers 200. The connection is kept for the next probe
+-- (idle for less than vLLM's 5 s keep-alive), so probes do not open a connection every interval.
+local function probe(p)
+    local sock = ngx.socket.tcp()
+    sock:settimeout(conf.health_timeout_ms)
+    local ok, err = sock:connect(p.host, p.port)
+    if not ok then
+        return false, err
+    end
+    local sent
+    sent, err = sock:send("GET " .. conf.health_path .. " HTTP/1.1\r\nHost: " .. p.address .. "\r\nUser-Agent: vllm-nginx-health\r\n\r\n")
+    if not sent then
+        sock:close()
+        return false, err
+    end
+    local line
+    line, err = sock:receive("*l")
+    if not line then
+        sock:close()
+        return false, err
+    end
+    local status = line:match("^HTTP/%d%.%d (%d%d%d)")
+    local length, close
+    while true do
+        local header
+        header, err = sock:receive("*l")
+        if not header then
+            sock:close()
+            return false, err
+        end
+        if header == "" then
+            break
+        end
+        local name, value = header:match("^([^:]+):%s*(.-)%s*$")
+        name = name and name:lower()
+        if name == "content-length" then
+            length = tonumber(value)
+        elseif name == "connection" and value:lower() == "close" then
+            close = true
+        end
+    end
+    if length and length > 0 then
+        local _, body_err = sock:receive(length)
+        if body_err then
+            close = true
+        end
+    end
+    if length and not close then
+        sock:setkeepalive(KEEPALIVE_IDLE_MS, 1)
+    else
+        sock:close()
+    end
+    return status == "200", "status " .. tostring(status)
+end
+
+local function check(p)
+    local ok, why = probe(p)
+    local down_key = "hc:down:" .. p.address
+    if ok then
+        dict:set("hc:fails:" .. p.address, 0)
+        local passes = dict:incr("hc:passes:" .. p.address, 1, 0)
+        if dict:get(down_key) and passes >= HEALTH_RISE then
+            dict:delete(down_key)
+            ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") passes ", conf.health_path, " again: back in service")
+        end
+    else
+        dict:set("hc:passes:" .. p.address, 0)
+        local fails = dict:incr("hc:fails:" .. p.address, 1, 0)
+        if not dict:get(down_key) and fails >= HEALTH_FALL then
+            dict:set(down_key, true)
+            ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") fails ", conf.health_path, " (", tostring(why), "): no new requests until it passes again")
+        end
+    end
+end
+
+local function check_all(premature)
+    if premature or ngx.worker.exiting() then
+        return
+    end
+    -- One worker per interval probes every replica; the others find the lock taken.
+    if not dict:add("hc:lock", true, conf.health_interval * 0.8) then
+        return
+    end
+    local threads = {}
+    for _, p in ipairs(peers) do
+        threads[#threads + 1] = ngx.thread.spawn(check, p)
+    end
+    for _, t in ipairs(threads) do
+        ngx.thread.wait(t)
+    end
+end
+
+-- config: { method, session_header, load_bound, max_fails, fail_timeout, health_interval,
+-- health_timeout_ms, health_path, peers = { { name, address, out } } }, where `out` is "" for a
+-- replica in rotation (the rotation fills it in, as it fills in nginx's `down`).
+function M.start(config)
+    conf = config
+    conf.session_var = "http_" .. config.session_header:lower():gsub("-", "_")
+    peers = {}
+    for _, spec in ipairs(config.peers) do
+        local host, port = spec.address:match("^%[?(.-)%]?:(%d+)$")
+        peers[#peers + 1] = { name = spec.name, address = spec.address, host = host, port = tonumber(port), in_rotation = spec.out == "" }
+    end
+    build_ring()
+    local members = {}
+    for _, p in ipairs(peers) do
+        if p.in_rotation then
+            members[#members + 1] = p.name .. "@" .. p.address
+        end
+    end
+    own_rotation = table.concat(members, " ")
+    dict:set("rotation", own_rotation)
+    math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
+    if conf.health_interval > 0 then
+        local ok, err = ngx.timer.every(conf.health_interval, check_all)
+        if not ok then
+            ngx.log(ngx.ERR, "vllm-nginx: cannot start health checks: ", err)
+        end
+    end
+end
+
+function M.status()
+    local out = {}
+    for _, p in ipairs(peers) do
+        out[#out + 1] = {
+            name = p.name,
+            address = p.address,
+            in_rotation = p.in_rotation,
+            healthy = healthy(p),
+            failing = banned(p),
+            in_flight = load_of(p),
+        }
+    end
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(cjson.encode({ method = conf.method, replicas = out }))
+end
+
+return M
