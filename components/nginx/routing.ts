@@ -91,7 +91,7 @@ export function upstreamBlock(config: RoutingConfig, keepalive: { connections: n
         ? [
               // The Lua balancer picks among the replicas in rotation that pass /health; the server lines
               // above it stay for nginx's bookkeeping and are marked down with the rotation as well.
-              `    # ${config.method}, active /health checks every ${config.healthCheckIntervalSeconds}s: ${ROUTING_STATUS_PATH} on the status listener`,
+              `    # ${config.method}, ${config.healthCheckIntervalSeconds > 0 ? `active /health checks every ${config.healthCheckIntervalSeconds}s` : "no active health checks"}: ${ROUTING_STATUS_PATH} on the status listener`,
               '    balancer_by_lua_block { require("vllm_nginx.routing").balance() }',
           ]
         : ["    hash $vllm_route_key consistent;"];

@@ -14,7 +14,7 @@ local cjson = require("cjson.safe")
 
 local ngx = ngx
 local dict = ngx.shared.vllm_routing
-local crc32 = ngx.crc32_long
+local md5 = ngx.md5
 local floor, ceil, random = math.floor, math.ceil, math.random
 
 local M = {}
@@ -28,6 +28,12 @@ local KEEPALIVE_IDLE_MS = 4000
 -- Completions prompts have no message boundaries: their key is their first characters.
 local PROMPT_KEY_CHARS = 4096
 
+-- 32 bits of MD5: keys such as "user-1", "user-2" spread over the ring, where CRC32's (nginx's own
+-- hash) cluster.
+local function hash32(text)
+    return tonumber(md5(text):sub(1, 8), 16)
+end
+
 local conf -- this worker's config: method, settings and peers
 local own_rotation -- "name@address ..." of the replicas this worker's config has in rotation
 local newer_rotation, newer_members -- the newest config's, when a reload replaced this worker's
@@ -38,7 +44,7 @@ local function build_ring()
     local points = {}
     for i, p in ipairs(peers) do
         for v = 1, RING_POINTS do
-            points[#points + 1] = { crc32(p.name .. "#" .. v), i }
+            points[#points + 1] = { hash32(p.name .. "#" .. v), i }
         end
     end
     table.sort(points, function(a, b)
@@ -291,7 +297,7 @@ function M.access()
         key = leading and leading ~= "" and leading or nil
     end
     if key then
-        local hash = crc32(key)
+        local hash = hash32(key)
         ngx.ctx.route_key = hash
         ngx.var.vllm_route_key = tostring(hash)
         ngx.var.vllm_route_source = source
