@@ -56,6 +56,39 @@ describe("cache_aware: one replica per session or conversation", () => {
         expect(hits / queries).toBeGreaterThan(0.5);
     });
 
+    it("keeps users who share a document (a system prompt carrying at most one replica's share of the traffic) on its replica, and splits an application-wide system prompt by user", async () => {
+        const rs = await standIns(3, ["--itl-ms", "1", "--time-scale", "0"]);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { method: "cache_aware" }), port);
+        const documents = Array.from({ length: 6 }, (_, g) => `Answer questions about document ${g}: ${"text ".repeat(300)}`);
+        const byDocument: Record<number, string[]> = {};
+        for (let round = 0; round < 8; round += 1) {
+            for (let g = 0; g < documents.length; g += 1) {
+                const replica = await chat(lb.url, [{ role: "system", content: documents[g]! }, { role: "user", content: `question ${round} from user ${g * 10 + round}` }]);
+                (byDocument[g] ??= []).push(replica);
+            }
+        }
+        // Once the balancer has counted 20 requests to know each document's share (1/6, under 1/3):
+        for (const replicas of Object.values(byDocument)) {
+            expect(new Set(replicas.slice(-4)).size).toBe(1);
+        }
+        expect(new Set(Object.values(byDocument).map((r) => r[r.length - 1])).size).toBeGreaterThanOrEqual(2);
+        // One system prompt for everyone: once it carries more than a third of the traffic, each
+        // conversation is keyed by its opening message, and they spread out.
+        const app = "You are a helpful assistant. ".repeat(40);
+        const byUser: Record<number, string[]> = {};
+        for (let turn = 0; turn < 5; turn += 1) {
+            for (let user = 0; user < 12; user += 1) {
+                const history = [{ role: "system", content: app }, { role: "user", content: `I am user ${user}` }, ...(turn > 0 ? [{ role: "assistant", content: "Hello" }, { role: "user", content: `turn ${turn}` }] : [])];
+                (byUser[user] ??= []).push(await chat(lb.url, history));
+            }
+        }
+        for (const replicas of Object.values(byUser)) {
+            expect(new Set(replicas.slice(-3)).size).toBe(1);
+        }
+        expect(new Set(Object.values(byUser).map((r) => r[r.length - 1])).size).toBeGreaterThanOrEqual(2);
+    });
+
     it("routes a body too large for memory (in nginx's temp file) by its key, as a small one", async () => {
         const rs = await standIns(3, ["--itl-ms", "1", "--time-scale", "0", "--max-model-len", "2000000", "--kv-cache-tokens", "2100000"]);
         const port = await freePort();

@@ -23,6 +23,10 @@ local M = {}
 local RING_POINTS = 160
 -- Consecutive failed (passed) probes that take a replica out of (back into) service.
 local HEALTH_FALL, HEALTH_RISE = 2, 2
+-- System prompts' share of the traffic is counted over two windows of this many seconds, once at
+-- least this many requests were counted.
+local POPULARITY_WINDOW = 10
+local POPULARITY_MIN_REQUESTS = 20
 -- Idle health-check connections are closed before vLLM closes them (after 5 s).
 local KEEPALIVE_IDLE_MS = 4000
 -- Completions prompts have no message boundaries: their key is their first characters.
@@ -231,25 +235,50 @@ local function content_text(content)
     return ""
 end
 
--- The part of a request that every turn of its conversation repeats: chat messages up to and with the
--- first user message (system prompts and the opening question); a completions prompt's first
--- characters. A preamble shared by every user is followed, in the same first message, by what is the
--- user's own, so keys do not collapse onto one replica.
-function M.leading_content(doc)
+-- Share of recent cache-keyed requests whose leading system prompt is `preamble`: requests are counted
+-- in two windows of POPULARITY_WINDOW seconds (the current and the last).
+local function preamble_share(preamble)
+    local bucket = floor(ngx.now() / POPULARITY_WINDOW)
+    local h = tostring(hash32(preamble))
+    local ttl = 2 * POPULARITY_WINDOW + 1
+    local mine = dict:incr("pop:" .. bucket .. ":" .. h, 1, 0, ttl) + (dict:get("pop:" .. (bucket - 1) .. ":" .. h) or 0)
+    local all = (dict:get("pop:" .. bucket .. ":*") or 0) + (dict:get("pop:" .. (bucket - 1) .. ":*") or 0)
+    if all < POPULARITY_MIN_REQUESTS then
+        return 1
+    end
+    return mine / all
+end
+
+-- The routing key of a request without a session header: what every turn of its conversation repeats.
+-- Chat: the messages before the first user message (system prompts) and that message. A system prompt
+-- alone is the key when it carries at most one replica's share of the traffic (a document a group of
+-- users asks about: they all reuse its cache); one that more requests share (an application's prompt
+-- for every user) is followed by the opening user message, so conversations do not collapse onto one
+-- replica. Completions: the prompt's first characters.
+function M.body_key(doc, replicas)
     if type(doc) ~= "table" then
         return nil
     end
     if type(doc.messages) == "table" then
-        local parts = {}
+        local preamble, opening = {}, nil
         for _, m in ipairs(doc.messages) do
             if type(m) == "table" then
-                parts[#parts + 1] = tostring(m.role) .. "\n" .. content_text(m.content)
+                local part = tostring(m.role) .. "\n" .. content_text(m.content)
                 if m.role == "user" then
+                    opening = part
                     break
                 end
+                preamble[#preamble + 1] = part
             end
         end
-        return #parts > 0 and table.concat(parts, "\n") or nil
+        local shared = table.concat(preamble, "\n")
+        if opening == nil then
+            return shared ~= "" and shared or nil
+        end
+        if shared ~= "" and preamble_share(shared) * replicas <= 1 then
+            return shared
+        end
+        return shared .. "\n" .. opening
     end
     if type(doc.prompt) == "string" then
         return doc.prompt:sub(1, PROMPT_KEY_CHARS)
@@ -288,13 +317,16 @@ function M.access()
     if conf.method ~= "cache_aware" and conf.method ~= "consistent_hash" then
         return
     end
+    dict:incr("pop:" .. floor(ngx.now() / POPULARITY_WINDOW) .. ":*", 1, 0, 2 * POPULARITY_WINDOW + 1)
     local key = ngx.var[conf.session_var]
     local source = "header"
     if key == nil or key == "" then
         source = "body"
         local body = request_body()
-        local leading = body and M.leading_content(cjson.decode(body))
-        key = leading and leading ~= "" and leading or nil
+        key = body and M.body_key(cjson.decode(body), conf.rotation_size) or nil
+        if key == "" then
+            key = nil
+        end
     end
     if key then
         local hash = hash32(key)
@@ -451,6 +483,7 @@ function M.start(config)
         end
     end
     own_rotation = table.concat(members, " ")
+    conf.rotation_size = math.max(1, #members)
     dict:set("rotation", own_rotation)
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
     if conf.health_interval > 0 then
