@@ -8,8 +8,8 @@
  *   cache_aware      balancer = cache_aware (session header, else leading content; bounded load)
  *   consistent_hash  nginx's own `hash $key consistent` on the same key, no load bound
  *   ideal            no nginx: a router in this process that knows every replica's cache (it replays
- *                    the stand-in's block hashing and LRU) and never puts more than ceil(mean) in flight
- *                    on a replica; it sends each request straight to the replica it picked
+ *                    the stand-in's block hashing and LRU) and never loads a replica beyond cache_aware's
+ *                    bound; it sends each request straight to the replica it picked
  */
 import * as crypto from "crypto";
 import * as http from "http";
@@ -37,6 +37,12 @@ export interface RoutingFigures {
     keys_moved_share?: number | null;
 }
 
+/** Per run, beside the figures: connection errors retried once, as OpenAI's clients do. */
+export interface RoutingRetries {
+    retried: number;
+    detail: string[];
+}
+
 export interface RoutingOptions {
     short: boolean;
     /** Run only these workloads (default: all). */
@@ -49,6 +55,8 @@ export interface RoutingOptions {
 // The stand-in's prompt model, replayed by the ideal router (test/standin/server.mjs, "The engine")
 
 const BLOCK_TOKENS = 16;
+/** The ideal router never loads a replica beyond what cache_aware's default loadBound allows. */
+const IDEAL_LOAD_BOUND = 1.25;
 const CHARS_PER_TOKEN = 4;
 const BLOCK_CHARS = BLOCK_TOKENS * CHARS_PER_TOKEN;
 
@@ -151,6 +159,8 @@ class Run {
     readonly samples: Sample[] = [];
     /** Why requests failed: status, error, tokens received. */
     readonly errors: string[] = [];
+    /** Requests sent again after their connection closed before anything was read (see chat). */
+    readonly retries: string[] = [];
     private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
     private nginx?: Nginx;
     private standIns: StandIn[] = [];
@@ -217,11 +227,15 @@ class Run {
         }
     }
 
-    /** The ideal router's pick: among replicas with at most ceil(mean) in flight, the one with the longest cached prefix. */
+    /**
+     * The ideal router's pick: among the replicas within cache_aware's load bound (at most
+     * ceil(1.25 x the mean) requests in flight, this one included), the one with the longest cached
+     * prefix of this prompt; ties to the one with the fewest in flight.
+     */
     private pickIdeal(prompt: { blocks: string[]; tokens: number }): number {
         const n = this.inRotation;
         const total = this.inflight.slice(0, n).reduce((a, b) => a + b, 0);
-        const cap = Math.ceil((total + 1) / n);
+        const cap = Math.ceil((IDEAL_LOAD_BOUND * (total + 1)) / n);
         let best = -1;
         let bestCached = -1;
         for (let i = 0; i < n; i += 1) {
@@ -248,7 +262,18 @@ class Run {
             url = this.standIns[picked]!.url;
         }
         const headers: Record<string, string> = spec.session ? { "x-user-id": spec.session } : {};
-        const r = await stream(`${url}/v1/chat/completions`, { model: "m", messages: spec.messages, max_tokens: spec.maxTokens, stream: true }, { agent: this.agent, headers, timeoutMs: 120_000 }).result;
+        const body = { model: "m", messages: spec.messages, max_tokens: spec.maxTokens, stream: true };
+        let r = await stream(`${url}/v1/chat/completions`, body, { agent: this.agent, headers, timeoutMs: 120_000 }).result;
+        if (r.status === 0 && r.events.length === 0 && /socket hang up|ECONNRESET/.test(r.error ?? "")) {
+            // A reload closes the old workers' idle keep-alive connections; a request written on one at
+            // that moment is never read (nor proxied), and the client sees the connection close. OpenAI's
+            // clients retry such connection errors (max_retries); so does this one, once, and counts it.
+            this.retries.push(`${r.error} at ${Math.round(r.sentAt - this.t0)} ms (event at ${Math.round(this.eventAt - this.t0)} ms)`);
+            const sentAt = r.sentAt;
+            // On a new connection: the agent's other idle ones may be closing too.
+            r = await stream(`${url}/v1/chat/completions`, body, { agent: false, headers, timeoutMs: 120_000 }).result;
+            r.sentAt = sentAt;
+        }
         const endAt = performance.now();
         if (picked >= 0) {
             this.inflight[picked]! -= 1;
@@ -469,6 +494,7 @@ export interface RoutingRunData {
 
 export async function runRouting(options: RoutingOptions): Promise<{ results: Record<RoutingWorkload, Record<RoutingVariant, RoutingFigures>>; data: Record<RoutingWorkload, Record<RoutingVariant, RoutingRunData>>; describe: Record<string, unknown> }> {
     const specs = workloads(options.short);
+    const retries: Record<string, RoutingRetries> = {};
     const results = {} as Record<RoutingWorkload, Record<RoutingVariant, RoutingFigures>>;
     const data = {} as Record<RoutingWorkload, Record<RoutingVariant, RoutingRunData>>;
     for (const workload of ROUTING_WORKLOADS.filter((w) => !options.only || options.only.includes(w))) {
@@ -506,13 +532,20 @@ export async function runRouting(options: RoutingOptions): Promise<{ results: Re
             for (const e of run.errors.slice(0, 5)) {
                 options.log(`    failed: ${e}`);
             }
+            for (const e of run.retries) {
+                options.log(`    retried: ${e}`);
+            }
+            retries[`${workload}.${variant}`] = { retried: run.retries.length, detail: run.retries };
             data[workload][variant] = { ttft, e2e };
             options.log(
                 `  routing ${workload.padEnd(14)} ${variant.padEnd(15)} ${String(run.samples.length).padStart(4)} req, TTFT p50 ${figures.ttft_ms_p50} ms, p99 ${figures.ttft_ms_p99} ms, e2e p99 ${figures.e2e_ms_p99} ms, hit ${figures.hit_rate}, ${figures.tokens_per_s} tok/s, load max/mean ${figures.max_over_mean_load}, failures ${figures.failures}${figures.keys_moved_share !== undefined ? `, keys moved ${figures.keys_moved_share}` : ""}`,
             );
         }
     }
-    const describe = Object.fromEntries(ROUTING_WORKLOADS.map((w) => [w, { ...specs[w].describe, replicas: specs[w].stage.replicas, kv_blocks_per_replica: specs[w].stage.blocks, time_scale: specs[w].stage.timeScale }]));
+    const describe = {
+        ...Object.fromEntries(ROUTING_WORKLOADS.map((w) => [w, { ...specs[w].describe, replicas: specs[w].stage.replicas, kv_blocks_per_replica: specs[w].stage.blocks, time_scale: specs[w].stage.timeScale }])),
+        retried_connection_errors: retries,
+    };
     return { results, data, describe };
 }
 

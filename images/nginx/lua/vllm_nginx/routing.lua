@@ -455,9 +455,12 @@ local function check_all(premature)
     if not dict:add("hc:lock", true, conf.health_interval * 0.8) then
         return
     end
+    -- Replicas out of rotation are not probed: a deploy admits one only once its /health answers.
     local threads = {}
     for _, p in ipairs(peers) do
-        threads[#threads + 1] = ngx.thread.spawn(check, p)
+        if p.in_rotation then
+            threads[#threads + 1] = ngx.thread.spawn(check, p)
+        end
     end
     for _, t in ipairs(threads) do
         ngx.thread.wait(t)
