@@ -16,6 +16,7 @@ import * as http from "http";
 import * as path from "path";
 import * as os from "os";
 import { performance } from "perf_hooks";
+import { DEFAULTS } from "../components/config/keys";
 import { renderNginxConfig } from "../components/nginx/render";
 import type { RoutingMethod } from "../components/nginx/routing";
 import { Nginx, StandIn, freePort, metricValue, oursConfig, percentile, scrape, sleep, startNginx, startStandIn, stream } from "../test/support";
@@ -45,6 +46,8 @@ export interface RoutingRetries {
 
 export interface RoutingOptions {
     short: boolean;
+    /** cache_aware's loadBound, and the ideal router's. Defaults to the program's default. */
+    loadBound?: number;
     /** Run only these workloads (default: all). */
     only?: RoutingWorkload[];
     workers: number | "auto";
@@ -55,8 +58,7 @@ export interface RoutingOptions {
 // The stand-in's prompt model, replayed by the ideal router (test/standin/server.mjs, "The engine")
 
 const BLOCK_TOKENS = 16;
-/** The ideal router never loads a replica beyond what cache_aware's default loadBound allows. */
-const IDEAL_LOAD_BOUND = 1.25;
+
 const CHARS_PER_TOKEN = 4;
 const BLOCK_CHARS = BLOCK_TOKENS * CHARS_PER_TOKEN;
 
@@ -176,6 +178,8 @@ class Run {
         readonly variant: RoutingVariant,
         readonly stage: Stage,
         private readonly workers: number | "auto",
+        /** cache_aware's loadBound; the ideal router keeps to it too. */
+        private readonly loadBound: number,
     ) {}
 
     async start(): Promise<void> {
@@ -211,7 +215,7 @@ class Run {
         const config = oursConfig(
             this.standIns.map((s) => s.port),
             this.port,
-            { method: this.variant as RoutingMethod, statusListen: `unix:${this.statusSocket}` },
+            { method: this.variant as RoutingMethod, loadBound: this.loadBound, statusListen: `unix:${this.statusSocket}` },
         );
         config.upstreams.forEach((u, i) => (u.state = i < this.inRotation ? "active" : "down"));
         return renderNginxConfig(config).text;
@@ -235,7 +239,7 @@ class Run {
     private pickIdeal(prompt: { blocks: string[]; tokens: number }): number {
         const n = this.inRotation;
         const total = this.inflight.slice(0, n).reduce((a, b) => a + b, 0);
-        const cap = Math.ceil((IDEAL_LOAD_BOUND * (total + 1)) / n);
+        const cap = Math.ceil((this.loadBound * (total + 1)) / n);
         let best = -1;
         let bestCached = -1;
         for (let i = 0; i < n; i += 1) {
@@ -502,7 +506,7 @@ export async function runRouting(options: RoutingOptions): Promise<{ results: Re
         results[workload] = {} as Record<RoutingVariant, RoutingFigures>;
         data[workload] = {} as Record<RoutingVariant, RoutingRunData>;
         for (const variant of ROUTING_VARIANTS) {
-            const run = new Run(variant, spec.stage, options.workers);
+            const run = new Run(variant, spec.stage, options.workers, options.loadBound ?? DEFAULTS.loadBound);
             let counts = { hits: NaN, queries: NaN };
             try {
                 await run.start();

@@ -11,7 +11,8 @@
  *   npm run bench                 full run, writes bench/results/latest.{json,svg,meta.json,routing.svg}
  *   npm run bench -- --short      CI run, writes bench/results/latest-short.*
  *   options: --workers N|auto (nginx worker_processes, default auto), --out NAME, --only proxy|routing,
- *            --workloads multi_round_qa,... (routing workloads to run, for development: no table)
+ *            --workloads multi_round_qa,... (routing workloads to run, for development: no table),
+ *            --load-bound X (cache_aware's loadBound and the ideal router's; default the program's)
  *
  * All traffic goes to 127.0.0.1, bounded in count and time. See bench/README.md for what the numbers
  * mean and their limits.
@@ -522,7 +523,8 @@ async function routingBenchmark(): Promise<Part> {
     const loadBefore = os.loadavg();
     console.log(`\nbench (${SHORT ? "short" : "full"}), routing: stand-ins with the prefix-cache model; variants ${ROUTING_VARIANTS.join(", ")}`);
     const only = flag("--workloads")?.split(",") as RoutingWorkload[] | undefined;
-    const { results, describe } = await runRouting({ short: SHORT, only, workers: WORKERS, log: (line) => console.log(line) });
+    const loadBound = flag("--load-bound") === undefined ? undefined : Number(flag("--load-bound"));
+    const { results, describe } = await runRouting({ short: SHORT, only, loadBound, workers: WORKERS, log: (line) => console.log(line) });
     if (only) {
         return { results: results as unknown as Record<string, unknown>, meta: { workloads: describe } };
     }

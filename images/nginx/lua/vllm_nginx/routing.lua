@@ -27,6 +27,8 @@ local HEALTH_FALL, HEALTH_RISE = 2, 2
 -- least this many requests were counted.
 local POPULARITY_WINDOW = 10
 local POPULARITY_MIN_REQUESTS = 20
+-- How long a key's home is remembered after its last request.
+local KEY_TTL = 1800
 -- Idle health-check connections are closed before vLLM closes them (after 5 s).
 local KEEPALIVE_IDLE_MS = 4000
 -- Completions prompts have no message boundaries: their key is their first characters.
@@ -42,6 +44,7 @@ local conf -- this worker's config: method, settings and peers
 local own_rotation -- "name@address ..." of the replicas this worker's config has in rotation
 local newer_rotation, newer_members -- the newest config's, when a reload replaced this worker's
 local peers = {} -- { name, address, host, port, in_rotation }
+local in_rotation_by_name = {}
 local ring_points, ring_peers = {}, {}
 
 local function build_ring()
@@ -158,18 +161,13 @@ local function least_conn(list, loads)
     return list[best]
 end
 
--- Consistent hashing with bounded loads: the first replica clockwise from the key whose requests in
--- flight, with this one, stay within load_bound x the mean (ceil, as Mirrokni et al.); else the least
--- loaded.
-local function bounded_hash(list, loads, key)
-    local total = 0
+-- Candidates (indexes into `list`) in ring order from the key: the ring's replica for it first.
+local function ring_order(list, key)
     local index = {}
     for i, p in ipairs(list) do
-        total = total + loads[i]
         index[p.name] = i
     end
-    local capacity = ceil(conf.load_bound * (total + 1) / #list)
-    local seen, distinct = {}, 0
+    local order, seen, distinct = {}, {}, 0
     local n = #ring_points
     local at = ring_start(key)
     for _ = 1, n do
@@ -177,15 +175,65 @@ local function bounded_hash(list, loads, key)
         if not seen[p.name] then
             seen[p.name] = true
             distinct = distinct + 1
-            local i = index[p.name]
-            if i and loads[i] + 1 <= capacity then
-                return p
+            if index[p.name] then
+                order[#order + 1] = index[p.name]
             end
             if distinct == #peers then
                 break
             end
         end
         at = at % n + 1
+    end
+    return order, index
+end
+
+-- Consistent hashing with bounded loads (Mirrokni et al.; KubeAI's CHWBL): a key's requests go to its
+-- home while that replica's requests in flight, with this one, stay within ceil(load_bound x the mean);
+-- else to the next replica clockwise on the ring that has room; else to the least loaded.
+--
+-- A key's home is remembered from its first request (in the shared dict, for KEY_TTL seconds after
+-- its last): the ring's replica for the key ("@ring": it follows the ring, so a new replica takes over
+-- its arcs' keys and only those) when that replica is among the least busy, else the first of the
+-- least busy in ring order, pinned by name. So keys spread as evenly as least_conn spreads requests
+-- (a key seen once, such as a one-shot prompt, costs nothing against least_conn), and a busy ring
+-- arc does not collect more new keys.
+local function bounded_hash(list, loads, key)
+    local total, least = 0, math.huge
+    for i = 1, #list do
+        total = total + loads[i]
+        if loads[i] < least then
+            least = loads[i]
+        end
+    end
+    local capacity = ceil(conf.load_bound * (total + 1) / #list)
+    local order, index = ring_order(list, key)
+    local entry_key = "home:" .. key
+    local entry = dict:get(entry_key)
+    local home
+    if entry == "@ring" then
+        home = order[1]
+    elseif entry ~= nil then
+        home = index[entry]
+        if home == nil and not in_rotation_by_name[entry] then
+            entry = nil -- its replica left the rotation: a new home
+        end
+    end
+    if entry == nil then
+        for _, i in ipairs(order) do
+            if loads[i] == least then
+                dict:set(entry_key, i == order[1] and "@ring" or list[i].name, KEY_TTL)
+                return list[i]
+            end
+        end
+    end
+    dict:expire(entry_key, KEY_TTL)
+    if home and loads[home] + 1 <= capacity then
+        return list[home]
+    end
+    for _, i in ipairs(order) do
+        if loads[i] + 1 <= capacity then
+            return list[i]
+        end
     end
     return least_conn(list, loads)
 end
@@ -473,8 +521,9 @@ end
 function M.start(config)
     conf = config
     conf.session_var = "http_" .. config.session_header:lower():gsub("-", "_")
-    peers = {}
+    peers, in_rotation_by_name = {}, {}
     for _, spec in ipairs(config.peers) do
+        in_rotation_by_name[spec.name] = spec.out == ""
         local host, port = spec.address:match("^%[?(.-)%]?:(%d+)$")
         peers[#peers + 1] = { name = spec.name, address = spec.address, host = host, port = tonumber(port), in_rotation = spec.out == "" }
     end
