@@ -9,7 +9,8 @@
  *   consistent_hash  nginx's own `hash $key consistent` on the same key, no load bound
  *   ideal            no nginx: a router in this process that knows every replica's cache (it replays
  *                    the stand-in's block hashing and LRU) and never loads a replica beyond cache_aware's
- *                    bound; it sends each request straight to the replica it picked
+ *                    bound; it places new sessions on the replica with the fewest, and sends each
+ *                    request straight to the replica it picked
  */
 import * as crypto from "crypto";
 import * as http from "http";
@@ -169,6 +170,9 @@ class Run {
     private inRotation = 0;
     private readonly inflight: number[] = [];
     private readonly caches: CacheModel[] = [];
+    /** The ideal router's view of sessions: where each was last sent, and how many each replica has. */
+    private readonly sessionHome = new Map<string, number>();
+    private readonly sessionsOn: number[] = [];
     private port = 0;
     private statusSocket = "";
     eventAt = NaN;
@@ -202,6 +206,7 @@ class Run {
         this.inRotation = this.stage.initial;
         for (let i = 0; i < this.stage.replicas; i += 1) {
             this.inflight.push(0);
+            this.sessionsOn.push(0);
             this.caches.push(new CacheModel(this.stage.blocks - 1));
         }
         if (this.variant !== "ideal") {
@@ -233,13 +238,16 @@ class Run {
 
     /**
      * The ideal router's pick: among the replicas within cache_aware's load bound (at most
-     * ceil(1.25 x the mean) requests in flight, this one included), the one with the longest cached
-     * prefix of this prompt; ties to the one with the fewest in flight.
+     * ceil(loadBound x the mean) requests in flight, this one included), the one with the longest
+     * cached prefix of this prompt; ties to the one with the fewest in flight. A session's first
+     * request goes to the replica with the fewest sessions (ties: the longest cached prefix), so that
+     * a prefix every session shares does not pile sessions onto the replicas that have it.
      */
-    private pickIdeal(prompt: { blocks: string[]; tokens: number }): number {
+    private pickIdeal(prompt: { blocks: string[]; tokens: number }, session: string | undefined): number {
         const n = this.inRotation;
         const total = this.inflight.slice(0, n).reduce((a, b) => a + b, 0);
         const cap = Math.ceil((this.loadBound * (total + 1)) / n);
+        const fresh = session !== undefined && !this.sessionHome.has(session);
         let best = -1;
         let bestCached = -1;
         for (let i = 0; i < n; i += 1) {
@@ -247,10 +255,21 @@ class Run {
                 continue;
             }
             const cached = this.caches[i]!.cachedTokens(prompt);
-            if (cached > bestCached || (cached === bestCached && this.inflight[i]! < this.inflight[best]!)) {
+            const better = fresh
+                ? best < 0 || this.sessionsOn[i]! < this.sessionsOn[best]! || (this.sessionsOn[i] === this.sessionsOn[best] && cached > bestCached)
+                : cached > bestCached || (cached === bestCached && this.inflight[i]! < this.inflight[best]!);
+            if (better) {
                 best = i;
                 bestCached = cached;
             }
+        }
+        if (session !== undefined && this.sessionHome.get(session) !== best) {
+            const previous = this.sessionHome.get(session);
+            if (previous !== undefined) {
+                this.sessionsOn[previous]! -= 1;
+            }
+            this.sessionHome.set(session, best);
+            this.sessionsOn[best]! += 1;
         }
         return best;
     }
@@ -260,7 +279,7 @@ class Run {
         let picked = -1;
         if (this.variant === "ideal") {
             const prompt = promptBlocks(spec.messages);
-            picked = this.pickIdeal(prompt);
+            picked = this.pickIdeal(prompt, spec.session);
             this.caches[picked]!.admit(prompt);
             this.inflight[picked]! += 1;
             url = this.standIns[picked]!.url;

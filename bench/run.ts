@@ -539,7 +539,7 @@ async function routingBenchmark(): Promise<Part> {
     const loadAfter = os.loadavg();
     const meta = {
         workloads: describe,
-        ideal: "a router in the benchmark process: it replays the stand-in's block hashing (ChatML render, 4-character tokens, 16-token chained blocks) and an LRU of each replica's pool, and sends each request straight to the replica with the longest cached prefix among those with at most ceil(1.25 x mean) requests in flight (cache_aware's default bound)",
+        ideal: "a router in the benchmark process: it replays the stand-in's block hashing (ChatML render, 4-character tokens, 16-token chained blocks) and an LRU of each replica's pool, and sends each request straight to the replica with the longest cached prefix among those with at most ceil(1.25 x mean) requests in flight (cache_aware's default bound); a session's first request goes to the replica with the fewest sessions",
         targets: checks,
         loadavg_1m_before: round(loadBefore[0]!, 2),
         loadavg_1m_after: round(loadAfter[0]!, 2),
