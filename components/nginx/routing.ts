@@ -63,6 +63,9 @@ export function routingHttpDirectives(config: RoutingConfig): string[] {
     return [
         `lua_package_path ${q(`${config.luaPath ?? IMAGE_LUA_PATH}/?.lua;;`)};`,
         `lua_shared_dict ${SHARED_DICT} 10m;`,
+        // cache_aware keys' homes (about 100 bytes each): a dict of their own, so that when it is full
+        // its least recently used keys make room, never the counts.
+        `lua_shared_dict ${SHARED_DICT}_keys 20m;`,
         "init_worker_by_lua_block {",
         '    require("vllm_nginx.routing").start({',
         `        method = ${q(config.method)},`,

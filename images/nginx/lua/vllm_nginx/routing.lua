@@ -8,12 +8,16 @@
 --   content_by_lua       routing.status()        JSON: every replica's rotation, health and load
 --
 -- State shared by the workers (and kept across reloads) lives in `lua_shared_dict vllm_routing`:
--- requests in flight per replica, passive failures (maxFails within failTimeout), and health.
+-- requests in flight per replica, passive failures (maxFails within failTimeout), and health; and in
+-- `vllm_routing_keys`: each cache_aware key's home.
 local balancer = require("ngx.balancer")
 local cjson = require("cjson.safe")
 
 local ngx = ngx
 local dict = ngx.shared.vllm_routing
+-- Keys' homes, one entry per session or conversation: apart, so that when it is full its least
+-- recently used homes make room, never the counts above.
+local homes = ngx.shared.vllm_routing_keys
 local md5 = ngx.md5
 local floor, ceil, random = math.floor, math.ceil, math.random
 
@@ -207,8 +211,8 @@ local function bounded_hash(list, loads, key)
     end
     local capacity = ceil(conf.load_bound * (total + 1) / #list)
     local order, index = ring_order(list, key)
-    local entry_key = "home:" .. key
-    local entry = dict:get(entry_key)
+    local entry_key = tostring(key)
+    local entry = homes:get(entry_key)
     local home
     if entry == "@ring" then
         home = order[1]
@@ -221,12 +225,12 @@ local function bounded_hash(list, loads, key)
     if entry == nil then
         for _, i in ipairs(order) do
             if loads[i] == least then
-                dict:set(entry_key, i == order[1] and "@ring" or list[i].name, KEY_TTL)
+                homes:set(entry_key, i == order[1] and "@ring" or list[i].name, KEY_TTL)
                 return list[i]
             end
         end
     end
-    dict:expire(entry_key, KEY_TTL)
+    homes:expire(entry_key, KEY_TTL)
     if home and loads[home] + 1 <= capacity then
         return list[home]
     end
