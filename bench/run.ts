@@ -1,12 +1,19 @@
 /**
- * Benchmark: the same stand-in replicas reached three ways, `direct` (the client picks a replica,
+ * Benchmark, in two parts.
+ *
+ * The proxy: the same stand-in replicas reached three ways, `direct` (the client picks a replica,
  * round robin), `guide` (vLLM's nginx guide config, as written) and `ours` (renderNginxConfig), under
  * three workloads: streaming latency, short-request throughput and a mixed-length open-loop load; then
  * the front door's flood scenario (bench/flood.ts: one client key floods, another streams).
  *
- *   npm run bench                 full run (~7 min), writes bench/results/latest.{json,svg,meta.json}
- *   npm run bench -- --short      CI run (~3 min), writes bench/results/latest-short.*
- *   options: --workers N|auto (nginx worker_processes, default auto), --out NAME
+ * Routing (bench/routing.ts): stand-ins with the prefix-cache model behind least_conn, cache_aware,
+ * nginx's plain consistent hash and an ideal router, under five workloads.
+ *
+ *   npm run bench                 full run, writes bench/results/latest.{json,svg,meta.json,routing.svg}
+ *   npm run bench -- --short      CI run, writes bench/results/latest-short.*
+ *   options: --workers N|auto (nginx worker_processes, default auto), --out NAME, --only proxy|routing,
+ *            --workloads multi_round_qa,... (routing workloads to run, for development: no table),
+ *            --load-bound X (cache_aware's loadBound and the ideal router's; default the program's)
  *
  * All traffic goes to 127.0.0.1, bounded in count and time. See bench/README.md for what the numbers
  * mean and their limits.
@@ -34,6 +41,7 @@ import {
 import { BALANCER_HEALTH_PATH } from "../components/nginx/render";
 import { FLOOD_FULL, FLOOD_SHORT, floodMeta, runFlood } from "./flood";
 import { Arrival, Interval, MixSpec, ReplicaModel, imbalance, mixedSchedule, simulate } from "./model";
+import { ROUTING_VARIANTS, ROUTING_WORKLOADS, runRouting, targets, type RoutingFigures, type RoutingWorkload } from "./routing";
 
 // ---------------------------------------------------------------------------------------------------
 // Settings
@@ -46,6 +54,7 @@ const flag = (name: string): string | undefined => {
 };
 const WORKERS: number | "auto" = flag("--workers") === undefined || flag("--workers") === "auto" ? "auto" : Number(flag("--workers"));
 const OUT = flag("--out") ?? (SHORT ? "latest-short" : "latest");
+const ONLY = flag("--only");
 const RESULTS_DIR = path.resolve(__dirname, "results");
 
 const REPLICAS = 3;
@@ -300,11 +309,17 @@ function table(results: Record<Variant, VariantResult>, jsqP99: number, rrModelP
 // ---------------------------------------------------------------------------------------------------
 // Main
 
-async function main(): Promise<void> {
+interface Part {
+    results: Record<string, unknown>;
+    meta: Record<string, unknown>;
+    svg?: string;
+}
+
+async function proxyBenchmark(): Promise<Part> {
     const started = performance.now();
     const loadBefore = os.loadavg();
     const version = nginxVersion();
-    console.log(`bench (${SHORT ? "short" : "full"}): ${REPLICAS} stand-in replicas (itl ${ITL_MS} ms, max-num-seqs ${MAX_NUM_SEQS}), ${version}, worker_processes ${WORKERS}, ${os.cpus().length} cores`);
+    console.log(`bench (${SHORT ? "short" : "full"}), the proxy: ${REPLICAS} stand-in replicas (itl ${ITL_MS} ms, max-num-seqs ${MAX_NUM_SEQS}), ${version}, worker_processes ${WORKERS}, ${os.cpus().length} cores`);
     const standIns: StandIn[] = [];
     const balancers: Nginx[] = [];
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-bench-"));
@@ -313,7 +328,8 @@ async function main(): Promise<void> {
             standIns.push(
                 await startStandIn({
                     replicaId: `r${i}`,
-                    args: ["--served-model-name", "m", "--itl-ms", String(ITL_MS), "--batch-slowdown", String(BATCH_SLOWDOWN), "--max-num-seqs", String(MAX_NUM_SEQS), "--disable-uvicorn-access-log"],
+                    // No prefill time: these workloads measure the proxy, and bench/model.ts has none.
+                    args: ["--served-model-name", "m", "--itl-ms", String(ITL_MS), "--batch-slowdown", String(BATCH_SLOWDOWN), "--max-num-seqs", String(MAX_NUM_SEQS), "--prefill-overhead-ms", "0", "--prefill-ms-per-token", "0", "--disable-uvicorn-access-log"],
                 }),
             );
         }
@@ -377,7 +393,6 @@ async function main(): Promise<void> {
                 `${flood.ttft_ms_p50_flooded_unlimited} ms while a key without limits floods (${flood.ratio_unlimited}x).`,
         );
 
-        fs.mkdirSync(RESULTS_DIR, { recursive: true });
         const edge = {
             flood: {
                 ttft_ms_p50_alone: flood.ttft_ms_p50_alone,
@@ -387,7 +402,6 @@ async function main(): Promise<void> {
                 ratio_unlimited: flood.ratio_unlimited,
             },
         };
-        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify({ ...results, edge }, null, 2)}\n`);
         const meta = {
             mode: SHORT ? "short" : "full",
             date: new Date().toISOString(),
@@ -429,11 +443,11 @@ async function main(): Promise<void> {
             },
             seconds: round((performance.now() - started) / 1000, 0),
         };
-        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.meta.json`), `${JSON.stringify(meta, null, 2)}\n`);
         const subtitle = `${meta.mode} run ${meta.date.slice(0, 16)}Z: ${REPLICAS} stand-ins (itl ${ITL_MS} ms), ${version}, worker_processes ${WORKERS}, ${meta.cores} cores shared by client, nginx and stand-ins. direct = client round robin.`;
-        fs.writeFileSync(
-            path.join(RESULTS_DIR, `${OUT}.svg`),
-            svg(
+        return {
+            results: { ...results, edge } as unknown as Record<string, unknown>,
+            meta,
+            svg: svg(
                 [
                     { title: "(a) time to first token, CDF", xLabel: "ms (log)", series: VARIANTS.map((v) => ({ name: v, values: streaming[v].ttft })) },
                     { title: "(a) gap between token chunks, CDF", xLabel: "ms (log; 0 shown at the left edge)", series: VARIANTS.map((v) => ({ name: v, values: streaming[v].gaps })) },
@@ -445,13 +459,141 @@ async function main(): Promise<void> {
                 ],
                 subtitle,
             ),
-        );
-        console.log(`\nwrote ${path.relative(process.cwd(), path.join(RESULTS_DIR, `${OUT}.json`))}, .meta.json and .svg in ${meta.seconds} s`);
+        };
     } finally {
         await Promise.all(balancers.map((b) => b.stop()));
         await Promise.all(standIns.map((s) => s.kill()));
         fs.rmSync(tmp, { recursive: true, force: true });
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Routing: table, chart
+
+const ROUTING_COLORS: Record<string, string> = { least_conn: "#1f77b4", cache_aware: "#2ca02c", consistent_hash: "#d62728", ideal: "#7f7f7f" };
+
+function routingTable(results: Record<string, Record<string, RoutingFigures>>): string {
+    const cols: Array<[keyof RoutingFigures, string]> = [
+        ["ttft_ms_p50", "TTFT p50 ms"],
+        ["ttft_ms_p99", "TTFT p99 ms"],
+        ["e2e_ms_p99", "e2e p99 ms"],
+        ["hit_rate", "hit rate"],
+        ["tokens_per_s", "tok/s"],
+        ["max_over_mean_load", "load max/mean"],
+        ["failures", "failures"],
+        ["keys_moved_share", "keys moved"],
+    ];
+    const rows = [["workload", "variant", ...cols.map((c) => c[1])]];
+    for (const w of ROUTING_WORKLOADS) {
+        for (const v of ROUTING_VARIANTS) {
+            const f = results[w]![v]!;
+            rows.push([w, v, ...cols.map(([k]) => (f[k] === undefined ? "" : f[k] === null ? "n/a" : String(f[k])))]);
+        }
+    }
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    return rows.map((r) => r.map((x, c) => x.padEnd(widths[c]!)).join("  ")).join("\n");
+}
+
+/** Grouped bars per workload: TTFT p50 (log scale), hit rate, e2e p99 (log scale). */
+function routingSvg(results: Record<string, Record<string, RoutingFigures>>, subtitle: string): string {
+    const panels: Array<[keyof RoutingFigures, string, boolean]> = [
+        ["ttft_ms_p50", "time to first token, p50 (ms, log)", true],
+        ["hit_rate", "prefix-cache hit rate", false],
+        ["e2e_ms_p99", "end-to-end, p99 (ms, log)", true],
+    ];
+    const W = 520;
+    const H = 260;
+    const M = { left: 50, right: 10, top: 35, bottom: 60 };
+    const pw = W - M.left - M.right;
+    const ph = H - M.top - M.bottom;
+    const parts: string[] = [];
+    panels.forEach(([key, title, log], p) => {
+        const oy = p * H;
+        const values = ROUTING_WORKLOADS.flatMap((w) => ROUTING_VARIANTS.map((v) => Number(results[w]![v]![key] ?? NaN))).filter((x) => Number.isFinite(x) && x > 0);
+        const hi = log ? Math.pow(10, Math.ceil(Math.log10(Math.max(...values)))) : 1;
+        const lo = log ? Math.pow(10, Math.floor(Math.log10(Math.min(...values)))) : 0;
+        const y = (v: number) => oy + M.top + ph - (log ? (Math.log10(Math.max(lo, v)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo)) : v / hi) * ph;
+        parts.push(`<text x="${W / 2}" y="${oy + 20}" text-anchor="middle" font-weight="bold">${title}</text>`);
+        parts.push(`<rect x="${M.left}" y="${oy + M.top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
+        const ticks = log ? Array.from({ length: Math.round(Math.log10(hi / lo)) + 1 }, (_, i) => lo * 10 ** i) : [0, 0.25, 0.5, 0.75, 1];
+        for (const t of ticks) {
+            parts.push(`<line x1="${M.left}" y1="${y(t)}" x2="${M.left + pw}" y2="${y(t)}" stroke="#eee"/>`);
+            parts.push(`<text x="${M.left - 4}" y="${y(t) + 3}" text-anchor="end" font-size="10">${t}</text>`);
+        }
+        const groupW = pw / ROUTING_WORKLOADS.length;
+        const barW = (groupW - 12) / ROUTING_VARIANTS.length;
+        ROUTING_WORKLOADS.forEach((w, g) => {
+            const gx = M.left + g * groupW + 6;
+            parts.push(`<text x="${gx + (groupW - 12) / 2}" y="${oy + M.top + ph + 14}" text-anchor="middle" font-size="10">${w}</text>`);
+            ROUTING_VARIANTS.forEach((v, k) => {
+                const value = Number(results[w]![v]![key] ?? NaN);
+                if (!Number.isFinite(value)) {
+                    return;
+                }
+                const top = y(value);
+                parts.push(`<rect x="${(gx + k * barW).toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${(oy + M.top + ph - top).toFixed(1)}" fill="${ROUTING_COLORS[v]}"/>`);
+            });
+        });
+        ROUTING_VARIANTS.forEach((v, k) => parts.push(`<text x="${M.left + 10 + k * 120}" y="${oy + M.top + ph + 34}" font-size="11" fill="${ROUTING_COLORS[v]}">&#9632; ${v}</text>`));
+    });
+    return [
+        `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H * panels.length + 20}" font-family="sans-serif" font-size="12">`,
+        `<rect width="100%" height="100%" fill="white"/>`,
+        ...parts,
+        `<text x="10" y="${H * panels.length + 12}" font-size="10" fill="#555">${subtitle}</text>`,
+        "</svg>",
+        "",
+    ].join("\n");
+}
+
+async function routingBenchmark(): Promise<Part> {
+    const started = performance.now();
+    const loadBefore = os.loadavg();
+    console.log(`\nbench (${SHORT ? "short" : "full"}), routing: stand-ins with the prefix-cache model; variants ${ROUTING_VARIANTS.join(", ")}`);
+    const only = flag("--workloads")?.split(",") as RoutingWorkload[] | undefined;
+    const loadBound = flag("--load-bound") === undefined ? undefined : Number(flag("--load-bound"));
+    const { results, describe } = await runRouting({ short: SHORT, only, loadBound, workers: WORKERS, log: (line) => console.log(line) });
+    if (only) {
+        return { results: results as unknown as Record<string, unknown>, meta: { workloads: describe } };
+    }
+    console.log("");
+    console.log(routingTable(results));
+    const checks = targets(results);
+    console.log("\ntargets (ratios within this run):");
+    for (const t of checks) {
+        console.log(`  ${t.met === null ? "n/a " : t.met ? "met " : "NOT "} ${t.what}: ${t.ratio ?? "n/a"} (target ${t.bound})`);
+    }
+    const seconds = round((performance.now() - started) / 1000, 0);
+    const loadAfter = os.loadavg();
+    const meta = {
+        workloads: describe,
+        ideal: "a router in the benchmark process: it replays the stand-in's block hashing (ChatML render, 4-character tokens, 16-token chained blocks) and an LRU of each replica's pool, and sends each request straight to the replica with the longest cached prefix among those with at most ceil(1.25 x mean) requests in flight (cache_aware's default bound); a session's first request goes to the replica with the fewest sessions",
+        targets: checks,
+        loadavg_1m_before: round(loadBefore[0]!, 2),
+        loadavg_1m_after: round(loadAfter[0]!, 2),
+        seconds,
+    };
+    const svgText = routingSvg(results, `${SHORT ? "short" : "full"} run ${new Date().toISOString().slice(0, 16)}Z, ${os.cpus().length} cores shared by client, nginx and stand-ins; load average ${meta.loadavg_1m_before} -> ${meta.loadavg_1m_after}.`);
+    return { results: results as unknown as Record<string, unknown>, meta, svg: svgText };
+}
+
+async function main(): Promise<void> {
+    const started = performance.now();
+    const proxy = ONLY === "routing" ? undefined : await proxyBenchmark();
+    const routing = ONLY === "proxy" ? undefined : await routingBenchmark();
+    fs.mkdirSync(RESULTS_DIR, { recursive: true });
+    const results = { ...(proxy?.results ?? {}), ...(routing ? { routing: routing.results } : {}) };
+    fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify(results, null, 2)}\n`);
+    const seconds = round((performance.now() - started) / 1000, 0);
+    const meta = { ...(proxy?.meta ?? {}), ...(routing ? { routing: routing.meta } : {}), seconds };
+    fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.meta.json`), `${JSON.stringify(meta, null, 2)}\n`);
+    if (proxy?.svg) {
+        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.svg`), proxy.svg);
+    }
+    if (routing?.svg) {
+        fs.writeFileSync(path.join(RESULTS_DIR, `${OUT}.routing.svg`), routing.svg);
+    }
+    console.log(`\nwrote ${path.relative(process.cwd(), path.join(RESULTS_DIR, `${OUT}.json`))}, .meta.json and the charts in ${seconds} s`);
 }
 
 main().then(

@@ -10,6 +10,7 @@ import { defaultSubnet } from "../planning/subnet";
 import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
+import { DURATION_FORMS, parseDurationSeconds } from "./units";
 import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } from "./settings";
 
 /**
@@ -121,6 +122,9 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         },
         balancer: {
             method: read.oneOf("balancer", BALANCERS, DEFAULTS.balancer),
+            sessionHeader: readHeaderName(read, "sessionHeader", DEFAULTS.sessionHeader),
+            loadBound: read.number("loadBound", DEFAULTS.loadBound, 1, 100),
+            healthCheckIntervalSeconds: readHealthInterval(read),
             maxFails: read.integer("maxFails", DEFAULTS.maxFails, 0, 1000),
             failTimeoutSeconds: read.duration("failTimeout", DEFAULTS.failTimeout, 1),
             readTimeoutSeconds: read.duration("readTimeout", DEFAULTS.readTimeout, 1),
@@ -330,6 +334,27 @@ function readVllmBuild(read: ConfigReader): VllmBuildSpec | undefined {
         target: spec.target ?? DEFAULTS.vllmBuildTarget,
         args: Object.fromEntries(Object.entries((spec.args as Record<string, unknown> | undefined) ?? {}).map(([k, v]) => [k, String(v)])),
     };
+}
+
+/** An HTTP header name as nginx exposes it in `$http_*`: letters, digits and dashes. */
+function readHeaderName(read: ConfigReader, key: string, fallback: string): string {
+    const name = read.string(key, fallback);
+    if (!/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(name)) {
+        read.problem(key, name, 'an HTTP header name of letters, digits and dashes, e.g. "x-user-id"');
+        return fallback;
+    }
+    return name.toLowerCase();
+}
+
+/** `healthCheckInterval`: from 200ms to 60s, so that a failing replica leaves within a few intervals. */
+function readHealthInterval(read: ConfigReader): number {
+    const text = read.string("healthCheckInterval", DEFAULTS.healthCheckInterval);
+    const seconds = parseDurationSeconds(text);
+    if (seconds === undefined || seconds < 0.2 || seconds > 60) {
+        read.problem("healthCheckInterval", text, `a duration from 200ms to 60s: ${DURATION_FORMS}`);
+        return parseDurationSeconds(DEFAULTS.healthCheckInterval)!;
+    }
+    return seconds;
 }
 
 function expandHome(dir: string): string {

@@ -93,6 +93,20 @@ export class ConfigReader {
         return number;
     }
 
+    /** A number (decimals allowed) from `min` to `max`. */
+    number(key: string, fallback: number, min: number, max: number): number {
+        const value = this.value(key);
+        if (value === undefined) {
+            return fallback;
+        }
+        const number = typeof value === "number" ? value : typeof value === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+        if (!Number.isFinite(number) || number < min || number > max) {
+            this.problem(key, value, `a number from ${min} to ${max}`);
+            return fallback;
+        }
+        return number;
+    }
+
     boolean(key: string, fallback: boolean): boolean {
         const value = this.value(key);
         if (value === undefined) {

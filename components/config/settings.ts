@@ -6,8 +6,8 @@ import type * as pulumi from "@pulumi/pulumi";
 import type { MonitoringSettings } from "../monitoring/settings";
 import type { Backend, Placement } from "../planning";
 
-export type Balancer = "least_conn" | "round_robin" | "random_two_least_conn";
-export const BALANCERS: readonly Balancer[] = ["least_conn", "round_robin", "random_two_least_conn"];
+export type Balancer = "least_conn" | "round_robin" | "random_two_least_conn" | "cache_aware";
+export const BALANCERS: readonly Balancer[] = ["least_conn", "round_robin", "random_two_least_conn", "cache_aware"];
 
 export type RestartPolicy = "no" | "on-failure" | "always" | "unless-stopped";
 export const RESTART_POLICIES: readonly RestartPolicy[] = ["no", "on-failure", "always", "unless-stopped"];
@@ -67,7 +67,7 @@ export interface ImageSettings {
     vllmImage?: string;
     /** Build the vLLM image from a checkout instead. */
     vllmBuild?: VllmBuildSpec;
-    /** Base of the balancer image. Defaults to `nginx:1.28.0`. */
+    /** Base of the balancer image. A Debian 12 image; defaults to `debian:12.12-slim`. */
     nginxBaseImage: string;
 }
 
@@ -83,6 +83,18 @@ export interface ProxySettings {
 export interface BalancerSettings {
     /** Balancing method. Defaults to `least_conn`. */
     method: Balancer;
+    /**
+     * `cache_aware`: the request header whose value keys a session (a conversation, a user); requests
+     * without it are keyed by their leading content. Defaults to `x-user-id`.
+     */
+    sessionHeader: string;
+    /**
+     * `cache_aware`: a replica whose requests in flight would exceed `loadBound` x the mean is skipped for
+     * the next one on the ring. At least 1. Defaults to 1.25.
+     */
+    loadBound: number;
+    /** Seconds between active `/health` probes of every replica; two failures take it out of service, two passes bring it back. Defaults to 1. */
+    healthCheckIntervalSeconds: number;
     /** Failed attempts within `failTimeoutSeconds` that take a replica out for `failTimeoutSeconds`. Defaults to 3. */
     maxFails: number;
     /** Defaults to 30. */

@@ -10,7 +10,7 @@ export const NGINX_IMAGE_CONTEXT = path.join(__dirname, "..", "..", "images", "n
 export interface NginxImageArgs {
     /** Prefix of the built image's name (the stack name). */
     prefix: string;
-    /** `nginxBaseImage`: any Debian-based image, with nginx (the official image) or without it. Defaults to `nginx:1.28.0`. */
+    /** `nginxBaseImage`: a Debian 12 (bookworm) image; Debian's nginx and Lua module are installed into it. Defaults to `debian:12.12-slim`. */
     base: ImageSettings["nginxBaseImage"];
     /** Proxy build args. Defaults to none. */
     proxy?: ProxySettings;

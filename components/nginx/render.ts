@@ -4,9 +4,10 @@
  * binary on the very same text.
  */
 import { createHash } from "crypto";
-import type { Balancer, BalancerSettings } from "../config";
+import type { BalancerSettings } from "../config";
 import { nginxSeconds } from "../config/units";
 import { EDGE_LOG_FIELDS, OPEN_EDGE, edgeHttpLines, edgeListenLines, edgePlainServerLines, edgeProxyLines, edgeServerLines, type EdgeConfig } from "../edge/render";
+import { routingHttpDirectives, routingLocationDirectives, routingStatusLocation, upstreamBlock, type RoutingMethod } from "./routing";
 
 /** Path of the balancer's own health endpoint; it answers even when every replica is down. */
 export const BALANCER_HEALTH_PATH = "/nginx-health";
@@ -32,7 +33,9 @@ export interface UpstreamServer {
 }
 
 /** What the config is rendered from: the balancer's settings (but where it is published) and its replicas. */
-export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind"> {
+export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind" | "method"> {
+    /** Balancing method: a configurable one, or the benchmark's `consistent_hash` baseline. */
+    method: RoutingMethod;
     upstreams: UpstreamServer[];
     /** nginx `listen` parameter, e.g. `"80"` or `"127.0.0.1:18000"`. */
     listen: string;
@@ -51,6 +54,8 @@ export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind"> 
      * Defaults to no keys, no TLS, `/metrics` refused.
      */
     edge?: EdgeConfig;
+    /** Folder of the Lua sources (`vllm_nginx/routing.lua`). Defaults to where the balancer image installs them. */
+    luaPath?: string;
 }
 
 /** A rendered `conf.d` file and its id, a short content hash that the health endpoint serves. */
@@ -80,12 +85,6 @@ const UPSTREAM_KEEPALIVE = 32;
  * the replica is closing; a POST written there is not resent and would fail with 502.
  */
 const UPSTREAM_IDLE_SECONDS = 4;
-
-const BALANCER_DIRECTIVES: Record<Balancer, string | undefined> = {
-    least_conn: "least_conn;",
-    round_robin: undefined,
-    random_two_least_conn: "random two least_conn;",
-};
 
 const CONFIG_ID_PLACEHOLDER = "@CONFIG_ID@";
 
@@ -129,11 +128,6 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
             throw new Error(`renderNginxConfig: replica names and addresses are plain words: ${JSON.stringify(u)}`);
         }
     }
-    const servers = config.upstreams.map((u) => {
-        const weight = u.weight !== undefined && u.weight !== 1 ? ` weight=${u.weight}` : "";
-        return `    server ${u.address}${weight} max_fails=${config.maxFails} fail_timeout=${nginxSeconds(config.failTimeoutSeconds)}{{down:${u.name}}};  # ${u.name}{{note:${u.name}}}`;
-    });
-    const balancerDirective = BALANCER_DIRECTIVES[config.method];
     const accessLog = config.accessLog ?? "/dev/stdout";
     const accessLogLine = accessLog === "off" ? "off" : `${accessLog} vllm_nginx`;
     const edge = config.edge ?? OPEN_EDGE;
@@ -157,16 +151,9 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         `                      '${EDGE_LOG_FIELDS}';`,
         "",
         ...edgeHttpLines(edge),
-        "upstream vllm_backend {",
-        // Shared by all workers: in-flight counts (least_conn) and failures (max_fails) are per fleet,
-        // not per worker process.
-        "    zone vllm_backend 1m;",
-        ...(balancerDirective ? [`    ${balancerDirective}`] : ["    # round robin (nginx's default)"]),
-        ...servers,
-        // Must follow the balancing method; keeps connections to the replicas open between requests.
-        `    keepalive ${UPSTREAM_KEEPALIVE};`,
-        `    keepalive_timeout ${UPSTREAM_IDLE_SECONDS}s;`,
-        "}",
+        ...routingHttpDirectives(config),
+        "",
+        ...upstreamBlock(config, { connections: UPSTREAM_KEEPALIVE, idleSeconds: UPSTREAM_IDLE_SECONDS }),
         "",
         "server {",
         ...edgeListenLines(edge, config.listen),
@@ -201,6 +188,7 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         // When the client goes away, nginx closes the upstream connection, and vLLM aborts the request.
         "        proxy_ignore_client_abort off;",
         ...edgeProxyLines(edge),
+        ...routingLocationDirectives(config),
         "    }",
         "}",
         "",
@@ -213,6 +201,7 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         `    location = ${BALANCER_STATUS_PATH} {`,
         "        stub_status;",
         "    }",
+        ...routingStatusLocation(config),
         "    location / {",
         "        return 404;",
         "    }",

@@ -165,8 +165,9 @@ describe("every balancing method", () => {
             const port = await freePort();
             const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { method: balancer }), port);
             const seen = new Set<string>();
+            // Thirty conversations: cache_aware keeps each on one replica, and spreads them.
             for (let i = 0; i < 30; i += 1) {
-                const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 1 } });
+                const r = await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: `conversation ${i}`, max_tokens: 1 } });
                 expect(r.status).toBe(200);
                 seen.add(r.headers["x-replica-id"] as string);
             }

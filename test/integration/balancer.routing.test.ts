@@ -109,23 +109,20 @@ async function twoStreamsThroughTwoWorkers(conf: (ports: number[], port: number)
     return results.map((r) => r.replica);
 }
 
-/** The rendered config without the upstream's shared-memory zone. */
-function withoutZone(text: string): string {
-    return text.replace("    zone vllm_backend 1m;\n", "");
-}
-
 describe("least_conn across nginx workers", () => {
-    // Without a shared `zone`, every nginx worker counts connections (and failures, for max_fails) on
-    // its own. With `worker_processes auto` (the images' default, one worker per core) two streams that
-    // enter through different workers then both go to the first replica while the other idles:
-    // least_conn degrades towards per-worker round robin (pain point 5).
+    // Counted per worker, as nginx's least_conn does in an upstream without a shared `zone`, two streams
+    // that enter through different workers (the images run `worker_processes auto`, one per core) both
+    // go to the first replica while the other idles: least_conn degrades towards per-worker round robin
+    // (pain point 5). Our balancer counts requests in flight in shared memory (lua_shared_dict).
     it("sends two concurrent streams that enter through different workers to different replicas", async () => {
         const replicasUsed = await twoStreamsThroughTwoWorkers((ports, port) => renderOurs(ports, port));
         expect(new Set(replicasUsed).size).toBe(2);
     });
 
-    it("sends both to one replica without the shared zone (the failure the zone prevents)", async () => {
-        const replicasUsed = await twoStreamsThroughTwoWorkers((ports, port) => withoutZone(renderOurs(ports, port)));
+    it("contrast: the guide's least_conn, counted per worker (no zone), sends both to one replica", async () => {
+        // With a health endpoint of its own, so that finding two workers sends nothing to the replicas.
+        const guide = (ports: number[], port: number) => renderGuideConfig(ports, port).replace("    location / {", '    location = /nginx-health { return 200 "ok\\n"; }\n    location / {');
+        const replicasUsed = await twoStreamsThroughTwoWorkers(guide);
         expect(new Set(replicasUsed).size).toBe(1);
     });
 });

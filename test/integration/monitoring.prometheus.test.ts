@@ -43,16 +43,19 @@ describe("Prometheus on the rendered config", () => {
         );
         synthetic = await startSyntheticReplica();
         const lbPort = await freePort();
+        // nginx's counters on their own listener, as in the balancer's container (the public port refuses them).
+        const statusPort = await freePort();
         nginx = await startNginx(
             renderOurs(
                 standIns.map((s) => s.port),
                 lbPort,
+                { statusListen: `127.0.0.1:${statusPort}` },
             ),
             lbPort,
             { readyPath: "/nginx-health" },
         );
         exporterPort = await freePort();
-        exporter = await startLocalExporter(exporterPort, `${nginx.url}/nginx-status`);
+        exporter = await startLocalExporter(exporterPort, `http://127.0.0.1:${statusPort}/nginx-status`);
         replicas = [
             ...standIns.map((s) => ({ name: s.replicaId, address: `127.0.0.1:${s.port}`, host: "local" })),
             { name: "vllm2", address: `127.0.0.1:${synthetic.port}`, host: "synthetic" },
@@ -160,7 +163,7 @@ describe("Prometheus on the rendered config", () => {
         const fromPrometheus = status({});
         expect(fromPrometheus.code).toBe(0);
         expect(fromPrometheus.report.source).toEqual({ kind: "prometheus", url: prometheus.api.url, ttftWindow: "1m" });
-        expect(fromPrometheus.report.balancer).toEqual({ reachable: true, configId: balancerId, deployedConfigId: balancerId });
+        expect(fromPrometheus.report.balancer).toEqual({ reachable: true, configId: balancerId, deployedConfigId: balancerId, error: null });
         for (const replica of fromPrometheus.report.replicas) {
             // Numbers from Prometheus's last scrape (which may have caught the last request of the traffic above).
             expect(replica).toMatchObject({ health: "healthy", running: expect.any(Number), waiting: expect.any(Number), kvCacheUsage: expect.any(Number) });
@@ -181,7 +184,7 @@ describe("Prometheus on the rendered config", () => {
         fs.writeFileSync(outputsFile, JSON.stringify(outputs));
         const table = spawnSync(path.join(REPO, "scripts", "status"), ["it", "--outputs", outputsFile], { encoding: "utf8" });
         expect(table.stdout).toMatch(/^REPLICA +ROTATION +HEALTH +RUNNING +WAITING +KV CACHE +TTFT P50 +SERVED$/m);
-        expect(table.stdout).toMatch(/^vllm0 +unknown +healthy +\d+ +\d+ +\d+\.\d% +\d+ ms +\d+$/m);
+        expect(table.stdout).toMatch(/^vllm0 +in +healthy +\d+ +\d+ +\d+\.\d% +\d+ ms +\d+$/m);
         console.log(table.stdout);
     });
 

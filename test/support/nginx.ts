@@ -40,6 +40,32 @@ export function requireNginx(): string {
     );
 }
 
+/** Where Debian's packages put nginx's dynamic modules. */
+const NGINX_MODULES_DIR = process.env.NGINX_MODULES_DIR ?? "/usr/lib/nginx/modules";
+
+/** The Lua sources the balancer image installs, as they are in this checkout. */
+export const LUA_SOURCES = path.resolve(__dirname, "../../images/nginx/lua");
+
+/**
+ * The `load_module` lines of the programmable balancer (Debian's libnginx-mod-http-lua and the NDK it
+ * needs), or an error that says how to install them. The tier never skips silently.
+ */
+export function luaModules(): string[] {
+    const modules = ["ndk_http_module.so", "ngx_http_lua_module.so"].map((m) => path.join(NGINX_MODULES_DIR, m));
+    const missing = modules.filter((m) => !fs.existsSync(m));
+    if (missing.length > 0) {
+        throw new Error(
+            `nginx's Lua module is missing (${missing.join(", ")}): the balancer runs its routing in Lua. ` +
+                "Install it with `sudo apt-get install -y libnginx-mod-http-lua lua-cjson` (Debian 12's nginx 1.22), or set NGINX_MODULES_DIR.",
+        );
+    }
+    const cjson = ["/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so", "/usr/lib/aarch64-linux-gnu/lua/5.1/cjson.so", "/usr/local/lib/lua/5.1/cjson.so"];
+    if (!cjson.some((c) => fs.existsSync(c))) {
+        throw new Error("lua-cjson is missing: the balancer reads request bodies with it. Install it with `sudo apt-get install -y lua-cjson`.");
+    }
+    return modules.map((m) => `load_module ${m};`);
+}
+
 export function nginxVersion(): string {
     const bin = requireNginx();
     // `nginx -v` prints to stderr.
@@ -82,6 +108,8 @@ export async function startNginx(confD: string, port: number, options: NginxOpti
     fs.mkdirSync(path.join(dir, "logs"));
     fs.writeFileSync(path.join(dir, "conf.d", "vllm-nginx.conf"), confD);
     const main = [
+        // The modules the image's nginx loads from modules-enabled/, for configs that use them.
+        ...(/_by_lua/.test(confD) ? luaModules() : []),
         `worker_processes ${options.workers ?? 1};`,
         "daemon off;",
         `pid ${dir}/nginx.pid;`,
@@ -164,6 +192,10 @@ export function oursConfig(upstreamPorts: number[], listenPort: number, override
     return {
         upstreams: upstreamPorts.map((port, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${port}` })),
         method: DEFAULTS.balancer,
+        sessionHeader: DEFAULTS.sessionHeader,
+        loadBound: DEFAULTS.loadBound,
+        healthCheckIntervalSeconds: parseDurationSeconds(DEFAULTS.healthCheckInterval)!,
+        luaPath: LUA_SOURCES,
         maxFails: DEFAULTS.maxFails,
         failTimeoutSeconds: parseDurationSeconds(DEFAULTS.failTimeout)!,
         readTimeoutSeconds: parseDurationSeconds(DEFAULTS.readTimeout)!,

@@ -39,7 +39,12 @@ describe("bad input is rejected before anything is created, naming the key, the 
         ["lbPort not a number", { ...GPU, lbPort: "http" }, "lbPort", '"http"', /a whole number from 1 to 65535/],
         ["lbPort inside the replica port range", { ...GPU, lbPort: "8082" }, "lbPort", "8082", /outside the replica ports 8081-8082/],
         ["replica ports past 65535", { ...GPU, replicaPortBase: "65535" }, "replicaPortBase", "65535", /stay at or below 65535/],
-        ["unknown balancer", { ...GPU, balancer: "fastest" }, "balancer", '"fastest"', /one of "least_conn", "round_robin", "random_two_least_conn"/],
+        ["unknown balancer", { ...GPU, balancer: "fastest" }, "balancer", '"fastest"', /one of "least_conn", "round_robin", "random_two_least_conn", "cache_aware"/],
+        ["a session header that is no header name", { ...GPU, balancer: "cache_aware", sessionHeader: "x user" }, "sessionHeader", '"x user"', /an HTTP header name of letters, digits and dashes/],
+        ["a load bound below 1", { ...GPU, loadBound: "0.8" }, "loadBound", '"0.8"', /a number from 1 to 100/],
+        ["a load bound that is no number", { ...GPU, loadBound: "tight" }, "loadBound", '"tight"', /a number from 1 to 100/],
+        ["a health-check interval too short", { ...GPU, healthCheckInterval: "100ms" }, "healthCheckInterval", '"100ms"', /a duration from 200ms to 60s/],
+        ["a health-check interval too long", { ...GPU, healthCheckInterval: "5m" }, "healthCheckInterval", '"5m"', /a duration from 200ms to 60s/],
         ["unknown backend", { ...GPU, backend: "tpu" }, "backend", '"tpu"', /one of "gpu", "cpu"/],
         ["malformed duration", { ...GPU, failTimeout: "ten seconds" }, "failTimeout", '"ten seconds"', /a duration of at least 1s/],
         ["duration with an unknown unit", { ...GPU, readTimeout: "1y" }, "readTimeout", '"1y"', /followed by ms, s, m, h or d/],
@@ -106,10 +111,13 @@ describe("defaults", () => {
                 restartPolicy: "unless-stopped",
                 warmFirstReplica: true,
             },
-            images: { vllmImage: DEFAULTS.gpuImage, vllmBuild: undefined, nginxBaseImage: "nginx:1.28.0" },
+            images: { vllmImage: DEFAULTS.gpuImage, vllmBuild: undefined, nginxBaseImage: "debian:12.12-slim" },
             proxy: { httpProxy: undefined, httpsProxy: undefined, noProxy: undefined },
             balancer: {
                 method: "least_conn",
+                sessionHeader: "x-user-id",
+                loadBound: 1.25,
+                healthCheckIntervalSeconds: 1,
                 maxFails: 3,
                 failTimeoutSeconds: 30,
                 readTimeoutSeconds: 3600,
@@ -125,6 +133,12 @@ describe("defaults", () => {
         expect(s.rollout).toEqual({ maxUnavailable: 1 });
         expect(s.replica.hfCacheDir).toMatch(/\/\.cache\/huggingface$/);
         expect(s.replica.hfCacheDir).not.toContain("~");
+    });
+
+    it("reads the cache-aware settings: header names in lower case (nginx's $http_* form), decimal load bounds, sub-second health intervals", () => {
+        const b = parseFleetConfig({ ...GPU, balancer: "cache_aware", sessionHeader: "X-Session-ID", loadBound: "1.5", healthCheckInterval: "500ms" }, "t").balancer;
+        expect(b).toMatchObject({ method: "cache_aware", sessionHeader: "x-session-id", loadBound: 1.5, healthCheckIntervalSeconds: 0.5 });
+        expect(parseFleetConfig({ ...GPU, loadBound: 2 }, "t").balancer.loadBound).toBe(2);
     });
 
     it("takes the local engine's address from docker:host", () => {

@@ -143,7 +143,7 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
     it("builds the balancer image from the default nginx base", () => {
         const image = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.inputs.build !== undefined)!;
         expect(image.inputs.name).toBe("vllm-nginx/dev-nginx-lb:latest");
-        expect(image.inputs.build.buildArgs).toEqual({ NGINX_BASE_IMAGE: "nginx:1.28.0" });
+        expect(image.inputs.build.buildArgs).toEqual({ NGINX_BASE_IMAGE: "debian:12.12-slim" });
         expect(image.inputs.build.context).toMatch(/\/images\/nginx$/);
         expect(image.inputs.build.useLegacyBuilder).toBe(true);
         expect(image.inputs.triggers.context).toMatch(/^[0-9a-f]{64}$/);

@@ -58,7 +58,8 @@ describe("gpu stack resource graph (the guide's topology)", () => {
     });
 
     it("renders least_conn over both GPUs' replicas", () => {
-        expect(outputs.nginxConfig).toContain("least_conn;");
+        expect(outputs.nginxConfig).toContain('method = "least_conn",');
+        expect(outputs.nginxConfig).toContain('{ name = "vllm0", address = "172.29.20.10:8000", out = "{{down:vllm0}}" },');
         // The template: each replica joins the rotation (the `down` placeholder empties) once it serves.
         expect(outputs.nginxConfig).toContain("server 172.29.20.10:8000 max_fails=3 fail_timeout=30s{{down:vllm0}};  # vllm0{{note:vllm0}}");
         expect(outputs.nginxConfig).toContain("server 172.29.20.11:8000 max_fails=3 fail_timeout=30s{{down:vllm1}};  # vllm1{{note:vllm1}}");

@@ -11,20 +11,54 @@ describe("rendered nginx config", () => {
         await expect(text).toMatchFileSnapshot("__snapshots__/gpu-stack.nginx.conf");
     });
 
-    it("balances with least_conn before keepalive, over every replica with max_fails and fail_timeout", () => {
-        const upstream = /upstream vllm_backend \{([^}]*)\}/.exec(text)![1];
-        expect(upstream.indexOf("least_conn;")).toBeLessThan(upstream.indexOf("keepalive 32;"));
+    it("balances in Lua before keepalive, over every replica with max_fails and fail_timeout", () => {
+        const upstream = text.slice(text.indexOf("upstream vllm_backend {"), text.indexOf("\n}\n", text.indexOf("upstream vllm_backend {")));
+        expect(upstream.indexOf("balancer_by_lua_block")).toBeLessThan(upstream.indexOf("keepalive 32;"));
         expect(upstream).toContain("server 172.29.20.10:8000 max_fails=3 fail_timeout=30s;");
         expect(upstream).toContain("server 172.29.20.11:8000 max_fails=3 fail_timeout=30s;");
+        expect(text).toContain('method = "least_conn",');
+        expect(text).toContain("max_fails = 3,");
+        expect(text).toContain("fail_timeout = 30,");
     });
 
-    it.each([
-        ["round_robin", /# round robin/],
-        ["random_two_least_conn", /random two least_conn;/],
-    ] as const)("renders the %s algorithm", (balancer, directive) => {
+    it.each(["round_robin", "random_two_least_conn", "cache_aware"] as const)("renders the %s method for the Lua balancer", (balancer) => {
         const other = renderNginxConfig({ ...GUIDE_TOPOLOGY, method: balancer }).text;
-        expect(other).toMatch(directive);
-        expect(other).not.toMatch(/^\s+least_conn;/m);
+        expect(other).toContain(`method = "${balancer}",`);
+        expect(other).not.toMatch(/^\s+(least_conn|random two least_conn|hash)\b/m);
+    });
+
+    it("reads the routing key only in cache_aware mode: an access phase after auth and limits, the session header, the load bound", () => {
+        expect(text).not.toContain("access_by_lua");
+        const cache = renderNginxConfig({ ...GUIDE_TOPOLOGY, method: "cache_aware", sessionHeader: "x-session-id", loadBound: 1.5 }).text;
+        expect(cache).toContain('access_by_lua_block { require("vllm_nginx.routing").access() }');
+        expect(cache).toContain('session_header = "x-session-id",');
+        expect(cache).toContain("load_bound = 1.5,");
+    });
+
+    it("lists every replica for the Lua balancer with the rotation's placeholder, filled in as nginx's down is", () => {
+        const states = renderNginxConfig({
+            ...GUIDE_TOPOLOGY,
+            upstreams: [
+                { name: "vllm0", address: "172.29.20.10:8000", state: "draining" },
+                { name: "vllm1", address: "172.29.20.11:8000" },
+            ],
+        }).text;
+        expect(states).toContain('{ name = "vllm0", address = "172.29.20.10:8000", out = " down" },');
+        expect(states).toContain('{ name = "vllm1", address = "172.29.20.11:8000", out = "" },');
+    });
+
+    it("probes /health every healthCheckInterval, with a timeout of at most 1 s", () => {
+        expect(text).toContain("health_interval = 1,");
+        expect(text).toContain('health_path = "/health",');
+        const fast = renderNginxConfig({ ...GUIDE_TOPOLOGY, healthCheckIntervalSeconds: 0.5 }).text;
+        expect(fast).toContain("health_interval = 0.5,");
+        expect(fast).toContain("health_timeout_ms = 500,");
+    });
+
+    it("serves the balancer's state on the internal listener only", () => {
+        const [, publicServer, statusServer] = text.split(/^server \{$/m);
+        expect(publicServer).not.toContain("/nginx-routing");
+        expect(statusServer).toContain("location = /nginx-routing {");
     });
 
     it.each([
@@ -41,7 +75,8 @@ describe("rendered nginx config", () => {
         ["retry only when no request reached a replica", "proxy_next_upstream error timeout;"],
         ["client aborts close the upstream connection (pain point 6)", "proxy_ignore_client_abort off;"],
         ["a health endpoint of its own", "location = /nginx-health {"],
-        ["in-flight counts shared by all workers (least_conn per fleet, not per worker)", "zone vllm_backend 1m;"],
+        ["in-flight counts shared by all workers (least_conn per fleet, not per worker)", "lua_shared_dict vllm_routing 10m;"],
+        ["nginx's peer state shared by all workers", "zone vllm_backend 1m;"],
         ["idle upstream connections closed before vLLM's 5 s keep-alive closes them", "keepalive_timeout 4s;"],
     ])("has %s", (_what, directive) => {
         expect(text).toContain(directive);
@@ -53,7 +88,7 @@ describe("rendered nginx config", () => {
     });
 
     it("addresses replicas by IP, so nginx starts without resolving any name (pain point 10)", () => {
-        const servers = /upstream vllm_backend \{([^}]*)\}/.exec(text)![1].split("\n").filter((l) => l.trim().startsWith("server "));
+        const servers = text.slice(text.indexOf("upstream vllm_backend {"), text.indexOf("\n}\n", text.indexOf("upstream vllm_backend {"))).split("\n").filter((l) => l.trim().startsWith("server "));
         expect(servers).toHaveLength(2);
         for (const line of servers) {
             expect(line).toMatch(/server \d+\.\d+\.\d+\.\d+:\d+ /);

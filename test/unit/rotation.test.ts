@@ -30,6 +30,9 @@ function config(addresses: string[]): BalancerConfig {
     return {
         upstreams: addresses.map((address, i) => ({ name: `vllm${i}`, address })),
         method: "least_conn",
+        sessionHeader: "x-user-id",
+        loadBound: 1.25,
+        healthCheckIntervalSeconds: 1,
         maxFails: 3,
         failTimeoutSeconds: 30,
         readTimeoutSeconds: 3600,
@@ -104,6 +107,8 @@ describe("rotation.sh, the balancer's rotation", () => {
         expect(await lb.run(["install"], after.template)).toBe("in=vllm1,vllm0 out=vllm2,vllm3");
         expect(lb.live()).toContain(`    server ${healthy} max_fails=3 fail_timeout=30s;  # vllm0\n`);
         expect(lb.live()).toContain(`# vllm-nginx:replica vllm0 ${healthy}\n`);
+        // The Lua balancer's peer too, in its list, after the new template's last peer.
+        expect(lb.live()).toContain(`{ name = "vllm3", address = "127.0.0.1:4", out = " down" },\n            { name = "vllm0", address = "${healthy}", out = "" },\n        },`);
         expect(lb.live()).toContain(`return 200 "ok ${after.id} in=vllm1,vllm0 out=vllm2,vllm3\\n";`);
         expect(await lb.run(["admit", "vllm3"])).toBe("in=vllm1,vllm3,vllm0 out=vllm2");
         // Another config change meanwhile (a reload) keeps it in.
@@ -119,6 +124,23 @@ describe("rotation.sh, the balancer's rotation", () => {
         const smaller = renderTemplate({ ...config([]), upstreams: [{ name: "vllm1", address: `127.0.0.1:${healthyPort}` }] });
         expect(await lb.run(["install"], smaller.template)).toBe("in=vllm1 out=");
         expect(lb.live()).not.toContain("vllm0");
+    });
+
+    it("fills in the Lua balancer's replica list as nginx's server lines, in every mode", async () => {
+        for (const method of ["least_conn", "cache_aware"] as const) {
+            const { template } = renderTemplate({ ...config(["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]), method });
+            const lb = balancer();
+            await lb.run(["install"], template);
+            await lb.run(["admit", "vllm0"]);
+            await lb.run(["admit", "vllm2"]);
+            expect(await lb.run(["retire", "vllm2"])).toBe("in=vllm0 out=vllm1,vllm2");
+            const live = lb.live();
+            expect(live).toBe(fillTemplate(template, { vllm0: "active", vllm1: "down", vllm2: "down" }));
+            expect(live).toContain('{ name = "vllm0", address = "127.0.0.1:1", out = "" },');
+            expect(live).toContain('{ name = "vllm1", address = "127.0.0.1:2", out = " down" },');
+            expect(live).toContain('{ name = "vllm2", address = "127.0.0.1:3", out = " down" },');
+            expect(live).not.toContain("{{");
+        }
     });
 
     it("keeps the previous config when nginx rejects the new one", async () => {

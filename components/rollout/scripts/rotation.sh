@@ -57,31 +57,32 @@ render() {
 }
 
 # carry OLD NEW: adds to template NEW the replicas of template OLD that are in rotation and that NEW leaves
-# out (their comment and server lines, as OLD has them), and lists them in $leaving.
+# out, and lists them in $leaving: each of their lines in OLD (the comment, and every line with their
+# {{down:NAME}}: the upstream's server line, the Lua balancer's peer) goes after NEW's last line of the
+# same kind (the same first word), so that it lands in the same block.
 carry() {
     : >"$leaving.next"
+    : >"$dir/carried"
     if [ -f "$1" ] && [ -f "$members" ]; then
         replicas "$1" | while read -r replica address; do
             if grep -qx "$replica" "$members" && ! replicas "$2" | grep -q "^$replica " && healthy "$address"; then
                 echo "$replica" >>"$leaving.next"
+                grep -e "^# vllm-nginx:replica $replica " -e "{{down:$replica}}" "$1" >>"$dir/carried"
             fi
         done
     fi
-    while read -r replica; do
-        comment=$(grep "^# vllm-nginx:replica $replica " "$1")
-        server=$(grep -F "{{down:$replica}}" "$1")
-        awk -v comment="$comment" -v server="$server" '
-            { lines[NR] = $0 }
-            /^# vllm-nginx:replica / { last_comment = NR }
-            /\{\{down:/ { last_server = NR }
+    if [ -s "$dir/carried" ]; then
+        awk '
+            function kind(line,  words) { split(line, words, " "); return line ~ /^# vllm-nginx:replica / ? "comment" : words[1] }
+            NR == FNR { k = kind($0); carried[k, ++n[k]] = $0; next }
+            { lines[++count] = $0; if ($0 ~ /^# vllm-nginx:replica / || index($0, "{{down:") > 0) last[kind($0)] = count }
             END {
-                for (i = 1; i <= NR; i++) {
+                for (i = 1; i <= count; i++) {
                     print lines[i]
-                    if (i == last_comment) print comment
-                    if (i == last_server) print server
+                    for (k in last) if (last[k] == i) for (j = 1; j <= n[k]; j++) print carried[k, j]
                 }
-            }' "$2" >"$2.carry" && mv "$2.carry" "$2"
-    done <"$leaving.next"
+            }' "$dir/carried" "$2" >"$2.carry" && mv "$2.carry" "$2"
+    fi
     mv "$leaving.next" "$leaving"
 }
 

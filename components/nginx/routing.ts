@@ -1,0 +1,137 @@
+/**
+ * How the balancer picks a replica: the upstream block and the Lua directives around it. Every
+ * balancing mode runs through one programmable balancer (`images/nginx/lua/vllm_nginx/routing.lua`,
+ * on Debian's libnginx-mod-http-lua), which alone among what Debian's nginx can load offers both a
+ * load-bounded hash and active health checks. Pure code, rendered into the `conf.d` file by `render.ts`.
+ */
+import type { Balancer } from "../config";
+import { nginxSeconds } from "../config/units";
+
+/**
+ * A balancing method the renderer knows: the configurable ones, and `consistent_hash`, nginx's own
+ * `hash $key consistent` on the cache-aware key with no load bound and no health checks, rendered
+ * only as a baseline for the benchmark.
+ */
+export type RoutingMethod = Balancer | "consistent_hash";
+
+/** Where the balancer image installs the Lua sources (`images/nginx/Dockerfile`). */
+export const IMAGE_LUA_PATH = "/usr/share/vllm-nginx/lua";
+
+/** The path replicas answer health checks on, as vLLM's `/health` (503 once the engine died). */
+export const HEALTH_PATH = "/health";
+
+/** Status of the programmable balancer: JSON with each replica's rotation, health and load. */
+export const ROUTING_STATUS_PATH = "/nginx-routing";
+
+/** The shared memory of the balancer: in-flight counts, failures, health, for every worker. */
+const SHARED_DICT = "vllm_routing";
+
+export interface RoutingConfig {
+    method: RoutingMethod;
+    /** Header that carries a session key (cache_aware). */
+    sessionHeader: string;
+    /** cache_aware: a replica above loadBound x the mean in-flight load is skipped for the next on the ring. */
+    loadBound: number;
+    /** Seconds between active /health probes of every replica; 0 turns them off. */
+    healthCheckIntervalSeconds: number;
+    maxFails: number;
+    failTimeoutSeconds: number;
+    /** Folder holding `vllm_nginx/routing.lua`. Defaults to where the image installs it. */
+    luaPath?: string;
+    upstreams: Array<{ name: string; address: string; weight?: number }>;
+}
+
+const q = (text: string) => JSON.stringify(text);
+
+/** Whether a method runs through the Lua balancer (every configurable one does). */
+export function usesLuaBalancer(method: RoutingMethod): boolean {
+    return method !== "consistent_hash";
+}
+
+/** Whether a method needs the routing key, read in the access phase from a header or the body. */
+export function needsRoutingKey(method: RoutingMethod): boolean {
+    return method === "cache_aware" || method === "consistent_hash";
+}
+
+/**
+ * http-level directives: where the Lua sources are, the shared memory, and each worker's start: its
+ * replicas (with the rotation's `{{down:NAME}}` placeholder, "" when in rotation), its ring, and the
+ * health-check timer.
+ */
+export function routingHttpDirectives(config: RoutingConfig): string[] {
+    const health = Math.max(0, config.healthCheckIntervalSeconds);
+    return [
+        `lua_package_path ${q(`${config.luaPath ?? IMAGE_LUA_PATH}/?.lua;;`)};`,
+        `lua_shared_dict ${SHARED_DICT} 10m;`,
+        // cache_aware keys' homes (about 100 bytes each): a dict of their own, so that when it is full
+        // its least recently used keys make room, never the counts.
+        `lua_shared_dict ${SHARED_DICT}_keys 20m;`,
+        "init_worker_by_lua_block {",
+        '    require("vllm_nginx.routing").start({',
+        `        method = ${q(config.method)},`,
+        `        session_header = ${q(config.sessionHeader)},`,
+        `        load_bound = ${config.loadBound},`,
+        `        max_fails = ${config.maxFails},`,
+        `        fail_timeout = ${config.failTimeoutSeconds},`,
+        `        health_interval = ${usesLuaBalancer(config.method) ? health : 0},`,
+        `        health_timeout_ms = ${Math.round(1000 * Math.min(Math.max(health, 0.2), 1))},`,
+        `        health_path = ${q(HEALTH_PATH)},`,
+        "        peers = {",
+        ...config.upstreams.map((u) => `            { name = ${q(u.name)}, address = ${q(u.address)}, out = "{{down:${u.name}}}" },`),
+        "        },",
+        "    })",
+        "}",
+    ];
+}
+
+/** The upstream of replicas: nginx's `server` lines (with the rotation's placeholders) and the balancer. */
+export function upstreamBlock(config: RoutingConfig, keepalive: { connections: number; idleSeconds: number }): string[] {
+    const servers = config.upstreams.map((u) => {
+        const weight = u.weight !== undefined && u.weight !== 1 ? ` weight=${u.weight}` : "";
+        return `    server ${u.address}${weight} max_fails=${config.maxFails} fail_timeout=${nginxSeconds(config.failTimeoutSeconds)}{{down:${u.name}}};  # ${u.name}{{note:${u.name}}}`;
+    });
+    const method = usesLuaBalancer(config.method)
+        ? [
+              // The Lua balancer picks among the replicas in rotation that pass /health; the server lines
+              // above it stay for nginx's bookkeeping and are marked down with the rotation as well.
+              `    # ${config.method}, ${config.healthCheckIntervalSeconds > 0 ? `active /health checks every ${config.healthCheckIntervalSeconds}s` : "no active health checks"}: ${ROUTING_STATUS_PATH} on the status listener`,
+              '    balancer_by_lua_block { require("vllm_nginx.routing").balance() }',
+          ]
+        : ["    hash $vllm_route_key consistent;"];
+    return [
+        "upstream vllm_backend {",
+        // Shared by all workers: nginx's own peer state, as the Lua balancer's counts are in its shared dict.
+        "    zone vllm_backend 1m;",
+        ...servers,
+        ...method,
+        // Must follow the balancing method; keeps connections to the replicas open between requests.
+        `    keepalive ${keepalive.connections};`,
+        `    keepalive_timeout ${keepalive.idleSeconds}s;`,
+        "}",
+    ];
+}
+
+/**
+ * Directives of the location that proxies to the replicas. The key is read in the access phase, which
+ * nginx runs after `allow`/`deny`, `auth_request` and the `limit_*` modules, so a request refused there
+ * is never read or routed.
+ */
+export function routingLocationDirectives(config: RoutingConfig): string[] {
+    const key = needsRoutingKey(config.method)
+        ? [
+              '        set $vllm_route_key "";',
+              '        set $vllm_route_source "";',
+              '        access_by_lua_block { require("vllm_nginx.routing").access() }',
+          ]
+        : [];
+    const log = usesLuaBalancer(config.method) ? ['        log_by_lua_block { require("vllm_nginx.routing").log() }'] : [];
+    return [...key, ...log];
+}
+
+/** The status location for the internal listener. */
+export function routingStatusLocation(config: RoutingConfig): string[] {
+    if (!usesLuaBalancer(config.method)) {
+        return [];
+    }
+    return [`    location = ${ROUTING_STATUS_PATH} {`, '        default_type application/json;', '        content_by_lua_block { require("vllm_nginx.routing").status() }', "    }"];
+}

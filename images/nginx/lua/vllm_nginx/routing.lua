@@ -1,0 +1,569 @@
+-- The balancer inside nginx (Debian's libnginx-mod-http-lua): picks a replica for every request, in
+-- every balancing mode, from the replicas in rotation that pass their active /health checks.
+--
+--   init_worker_by_lua   routing.start(config)   this worker's peers, ring and health-check timer
+--   access_by_lua        routing.access()        cache_aware and consistent_hash: the routing key
+--   balancer_by_lua      routing.balance()       the replica, and again on each retry
+--   log_by_lua           routing.log()           the request no longer counts as in flight
+--   content_by_lua       routing.status()        JSON: every replica's rotation, health and load
+--
+-- State shared by the workers (and kept across reloads) lives in `lua_shared_dict vllm_routing`:
+-- requests in flight per replica, passive failures (maxFails within failTimeout), and health; and in
+-- `vllm_routing_keys`: each cache_aware key's home.
+local balancer = require("ngx.balancer")
+local cjson = require("cjson.safe")
+
+local ngx = ngx
+local dict = ngx.shared.vllm_routing
+-- Keys' homes, one entry per session or conversation: apart, so that when it is full its least
+-- recently used homes make room, never the counts above.
+local homes = ngx.shared.vllm_routing_keys
+local md5 = ngx.md5
+local floor, ceil, random = math.floor, math.ceil, math.random
+
+local M = {}
+
+-- Points per replica on the hash ring (nginx's `hash ... consistent` uses 160 per weight unit).
+local RING_POINTS = 160
+-- Consecutive failed (passed) probes that take a replica out of (back into) service.
+local HEALTH_FALL, HEALTH_RISE = 2, 2
+-- System prompts' share of the traffic is counted over two windows of this many seconds, once at
+-- least this many requests were counted.
+local POPULARITY_WINDOW = 10
+local POPULARITY_MIN_REQUESTS = 20
+-- How long a key's home is remembered after its last request.
+local KEY_TTL = 1800
+-- Idle health-check connections are closed before vLLM closes them (after 5 s).
+local KEEPALIVE_IDLE_MS = 4000
+-- Completions prompts have no message boundaries: their key is their first characters.
+local PROMPT_KEY_CHARS = 4096
+
+-- 32 bits of MD5: keys such as "user-1", "user-2" spread over the ring, where CRC32's (nginx's own
+-- hash) cluster.
+local function hash32(text)
+    return tonumber(md5(text):sub(1, 8), 16)
+end
+
+local conf -- this worker's config: method, settings and peers
+local own_rotation -- "name@address ..." of the replicas this worker's config has in rotation
+local newer_rotation, newer_members -- the newest config's, when a reload replaced this worker's
+local peers = {} -- { name, address, host, port, in_rotation }
+local in_rotation_by_name = {}
+local ring_points, ring_peers = {}, {}
+
+local function build_ring()
+    local points = {}
+    for i, p in ipairs(peers) do
+        for v = 1, RING_POINTS do
+            points[#points + 1] = { hash32(p.name .. "#" .. v), i }
+        end
+    end
+    table.sort(points, function(a, b)
+        return a[1] < b[1]
+    end)
+    ring_points, ring_peers = {}, {}
+    for i, point in ipairs(points) do
+        ring_points[i], ring_peers[i] = point[1], point[2]
+    end
+end
+
+-- Index of the first ring point at or after `hash` (wrapping to 1).
+local function ring_start(hash)
+    local lo, hi = 1, #ring_points
+    if hi == 0 or hash > ring_points[hi] then
+        return 1
+    end
+    while lo < hi do
+        local mid = floor((lo + hi) / 2)
+        if ring_points[mid] < hash then
+            lo = mid + 1
+        else
+            hi = mid
+        end
+    end
+    return lo
+end
+
+local function load_of(p)
+    return dict:get("inflight:" .. p.name) or 0
+end
+
+local function healthy(p)
+    return not dict:get("hc:down:" .. p.address)
+end
+
+local function banned(p)
+    return dict:get("banned:" .. p.name) ~= nil
+end
+
+local function release(p)
+    local n = dict:incr("inflight:" .. p.name, -1, 0)
+    if n and n < 0 then
+        dict:set("inflight:" .. p.name, 0)
+    end
+end
+
+-- A connection error or timeout, as nginx's max_fails counts them: maxFails of them within
+-- failTimeout keep the replica out for failTimeout.
+local function record_failure(p)
+    if conf.max_fails == 0 then
+        return
+    end
+    local n = dict:incr("fails:" .. p.name, 1, 0, conf.fail_timeout)
+    if n and n >= conf.max_fails then
+        dict:set("banned:" .. p.name, true, conf.fail_timeout)
+        dict:delete("fails:" .. p.name)
+        ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") failed ", n, " time(s): skipped for ", conf.fail_timeout, "s")
+    end
+end
+
+-- Replicas this request may go to: in rotation and not tried yet; healthy and not failing unless no
+-- replica in rotation is (then every one in rotation is tried rather than none).
+--
+-- For 100 ms after a reload nginx runs the old workers beside the new ones, and both accept requests:
+-- every worker follows the rotation of the newest config (published in the shared dict by the
+-- workers it started), so a replica that left rotation gets nothing new from an old worker either.
+local function in_newest_rotation(p)
+    local newest = dict:get("rotation")
+    if newest == nil or newest == own_rotation then
+        return true
+    end
+    if newest ~= newer_rotation then
+        newer_rotation, newer_members = newest, {}
+        for member in newest:gmatch("%S+") do
+            newer_members[member] = true
+        end
+    end
+    return newer_members[p.name .. "@" .. p.address] == true
+end
+
+local function candidates(tried)
+    local strict, relaxed = {}, {}
+    for _, p in ipairs(peers) do
+        if p.in_rotation and not tried[p.name] and in_newest_rotation(p) then
+            relaxed[#relaxed + 1] = p
+            if healthy(p) and not banned(p) then
+                strict[#strict + 1] = p
+            end
+        end
+    end
+    if #strict > 0 then
+        return strict
+    end
+    return relaxed
+end
+
+local function least_conn(list, loads)
+    local start = (dict:incr("rr", 1, 0) or 0) % #list
+    local best, best_load
+    for k = 0, #list - 1 do
+        local i = (start + k) % #list + 1
+        if best == nil or loads[i] < best_load then
+            best, best_load = i, loads[i]
+        end
+    end
+    return list[best]
+end
+
+-- Candidates (indexes into `list`) in ring order from the key: the ring's replica for it first.
+local function ring_order(list, key)
+    local index = {}
+    for i, p in ipairs(list) do
+        index[p.name] = i
+    end
+    local order, seen, distinct = {}, {}, 0
+    local n = #ring_points
+    local at = ring_start(key)
+    for _ = 1, n do
+        local p = peers[ring_peers[at]]
+        if not seen[p.name] then
+            seen[p.name] = true
+            distinct = distinct + 1
+            if index[p.name] then
+                order[#order + 1] = index[p.name]
+            end
+            if distinct == #peers then
+                break
+            end
+        end
+        at = at % n + 1
+    end
+    return order, index
+end
+
+-- Consistent hashing with bounded loads (Mirrokni et al.; KubeAI's CHWBL): a key's requests go to its
+-- home while that replica's requests in flight, with this one, stay within ceil(load_bound x the mean);
+-- else to the next replica clockwise on the ring that has room; else to the least loaded.
+--
+-- A key's home is remembered from its first request (in the shared dict, for KEY_TTL seconds after
+-- its last): the ring's replica for the key ("@ring": it follows the ring, so a new replica takes over
+-- its arcs' keys and only those) when that replica is among the least busy, else the first of the
+-- least busy in ring order, pinned by name. So keys spread as evenly as least_conn spreads requests
+-- (a key seen once, such as a one-shot prompt, costs nothing against least_conn), and a busy ring
+-- arc does not collect more new keys.
+local function bounded_hash(list, loads, key)
+    local total, least = 0, math.huge
+    for i = 1, #list do
+        total = total + loads[i]
+        if loads[i] < least then
+            least = loads[i]
+        end
+    end
+    local capacity = ceil(conf.load_bound * (total + 1) / #list)
+    local order, index = ring_order(list, key)
+    local entry_key = tostring(key)
+    local entry = homes:get(entry_key)
+    local home
+    if entry == "@ring" then
+        home = order[1]
+    elseif entry ~= nil then
+        home = index[entry]
+        if home == nil and not in_rotation_by_name[entry] then
+            entry = nil -- its replica left the rotation: a new home
+        end
+    end
+    if entry == nil then
+        for _, i in ipairs(order) do
+            if loads[i] == least then
+                homes:set(entry_key, i == order[1] and "@ring" or list[i].name, KEY_TTL)
+                return list[i]
+            end
+        end
+    end
+    homes:expire(entry_key, KEY_TTL)
+    if home and loads[home] + 1 <= capacity then
+        return list[home]
+    end
+    for _, i in ipairs(order) do
+        if loads[i] + 1 <= capacity then
+            return list[i]
+        end
+    end
+    return least_conn(list, loads)
+end
+
+local function choose(ctx)
+    local list = candidates(ctx.tried or {})
+    if #list == 0 then
+        return nil
+    end
+    local loads = {}
+    for i, p in ipairs(list) do
+        loads[i] = load_of(p)
+    end
+    local method = conf.method
+    if method == "round_robin" then
+        return list[(dict:incr("rr", 1, 0) or 0) % #list + 1]
+    elseif method == "random_two_least_conn" then
+        if #list == 1 then
+            return list[1]
+        end
+        local a = random(#list)
+        local b = random(#list - 1)
+        if b >= a then
+            b = b + 1
+        end
+        return loads[b] < loads[a] and list[b] or list[a]
+    elseif method == "cache_aware" and ctx.route_key then
+        return bounded_hash(list, loads, ctx.route_key)
+    end
+    return least_conn(list, loads)
+end
+
+-- Text of a message's content: a string, or the text parts of a list.
+local function content_text(content)
+    if type(content) == "string" then
+        return content
+    end
+    if type(content) == "table" then
+        local parts = {}
+        for _, part in ipairs(content) do
+            if type(part) == "table" and type(part.text) == "string" then
+                parts[#parts + 1] = part.text
+            end
+        end
+        return table.concat(parts, "\n")
+    end
+    return ""
+end
+
+-- Share of recent cache-keyed requests whose leading system prompt is `preamble`: requests are counted
+-- in two windows of POPULARITY_WINDOW seconds (the current and the last).
+local function preamble_share(preamble)
+    local bucket = floor(ngx.now() / POPULARITY_WINDOW)
+    local h = tostring(hash32(preamble))
+    local ttl = 2 * POPULARITY_WINDOW + 1
+    local mine = dict:incr("pop:" .. bucket .. ":" .. h, 1, 0, ttl) + (dict:get("pop:" .. (bucket - 1) .. ":" .. h) or 0)
+    local all = (dict:get("pop:" .. bucket .. ":*") or 0) + (dict:get("pop:" .. (bucket - 1) .. ":*") or 0)
+    if all < POPULARITY_MIN_REQUESTS then
+        return 1
+    end
+    return mine / all
+end
+
+-- The routing key of a request without a session header: what every turn of its conversation repeats.
+-- Chat: the messages before the first user message (system prompts) and that message. A system prompt
+-- alone is the key when it carries at most one replica's share of the traffic (a document a group of
+-- users asks about: they all reuse its cache); one that more requests share (an application's prompt
+-- for every user) is followed by the opening user message, so conversations do not collapse onto one
+-- replica. Completions: the prompt's first characters.
+function M.body_key(doc, replicas)
+    if type(doc) ~= "table" then
+        return nil
+    end
+    if type(doc.messages) == "table" then
+        local preamble, opening = {}, nil
+        for _, m in ipairs(doc.messages) do
+            if type(m) == "table" then
+                local part = tostring(m.role) .. "\n" .. content_text(m.content)
+                if m.role == "user" then
+                    opening = part
+                    break
+                end
+                preamble[#preamble + 1] = part
+            end
+        end
+        local shared = table.concat(preamble, "\n")
+        if opening == nil then
+            return shared ~= "" and shared or nil
+        end
+        if shared ~= "" and preamble_share(shared) * replicas <= 1 then
+            return shared
+        end
+        return shared .. "\n" .. opening
+    end
+    if type(doc.prompt) == "string" then
+        return doc.prompt:sub(1, PROMPT_KEY_CHARS)
+    end
+    if type(doc.prompt) == "table" then
+        local ids = {}
+        for i = 1, math.min(#doc.prompt, PROMPT_KEY_CHARS / 4) do
+            ids[i] = tostring(doc.prompt[i])
+        end
+        return #ids > 0 and table.concat(ids, ",") or nil
+    end
+    return nil
+end
+
+local function request_body()
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if body then
+        return body
+    end
+    -- Larger than client_body_buffer_size: nginx wrote it to a temp file.
+    local path = ngx.req.get_body_file()
+    if not path then
+        return nil
+    end
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    body = f:read("*a")
+    f:close()
+    return body
+end
+
+function M.access()
+    if conf.method ~= "cache_aware" and conf.method ~= "consistent_hash" then
+        return
+    end
+    dict:incr("pop:" .. floor(ngx.now() / POPULARITY_WINDOW) .. ":*", 1, 0, 2 * POPULARITY_WINDOW + 1)
+    local key = ngx.var[conf.session_var]
+    local source = "header"
+    if key == nil or key == "" then
+        source = "body"
+        local body = request_body()
+        key = body and M.body_key(cjson.decode(body), conf.rotation_size) or nil
+        if key == "" then
+            key = nil
+        end
+    end
+    if key then
+        local hash = hash32(key)
+        ngx.ctx.route_key = hash
+        ngx.var.vllm_route_key = tostring(hash)
+        ngx.var.vllm_route_source = source
+    end
+end
+
+function M.balance()
+    local ctx = ngx.ctx
+    local previous = ctx.peer
+    if previous then
+        release(previous)
+        ctx.peer = nil
+        if balancer.get_last_failure() then
+            record_failure(previous)
+        end
+        ctx.tried = ctx.tried or {}
+        ctx.tried[previous.name] = true
+    end
+    local p = choose(ctx)
+    if not p then
+        ngx.log(ngx.ERR, "vllm-nginx: no replica in rotation")
+        return ngx.exit(502)
+    end
+    dict:incr("inflight:" .. p.name, 1, 0)
+    ctx.peer = p
+    local ok, err = balancer.set_current_peer(p.host, p.port)
+    if not ok then
+        release(p)
+        ctx.peer = nil
+        ngx.log(ngx.ERR, "vllm-nginx: cannot use ", p.address, ": ", err)
+        return ngx.exit(502)
+    end
+end
+
+function M.log()
+    local p = ngx.ctx.peer
+    if p then
+        release(p)
+        ngx.ctx.peer = nil
+    end
+end
+
+-- One GET of the health path; true when it answers 200. The connection is kept for the next probe
+-- (idle for less than vLLM's 5 s keep-alive), so probes do not open a connection every interval.
+local function probe(p)
+    local sock = ngx.socket.tcp()
+    sock:settimeout(conf.health_timeout_ms)
+    local ok, err = sock:connect(p.host, p.port)
+    if not ok then
+        return false, err
+    end
+    local sent
+    sent, err = sock:send("GET " .. conf.health_path .. " HTTP/1.1\r\nHost: " .. p.address .. "\r\nUser-Agent: vllm-nginx-health\r\n\r\n")
+    if not sent then
+        sock:close()
+        return false, err
+    end
+    local line
+    line, err = sock:receive("*l")
+    if not line then
+        sock:close()
+        return false, err
+    end
+    local status = line:match("^HTTP/%d%.%d (%d%d%d)")
+    local length, close
+    while true do
+        local header
+        header, err = sock:receive("*l")
+        if not header then
+            sock:close()
+            return false, err
+        end
+        if header == "" then
+            break
+        end
+        local name, value = header:match("^([^:]+):%s*(.-)%s*$")
+        name = name and name:lower()
+        if name == "content-length" then
+            length = tonumber(value)
+        elseif name == "connection" and value:lower() == "close" then
+            close = true
+        end
+    end
+    if length and length > 0 then
+        local _, body_err = sock:receive(length)
+        if body_err then
+            close = true
+        end
+    end
+    if length and not close then
+        sock:setkeepalive(KEEPALIVE_IDLE_MS, 1)
+    else
+        sock:close()
+    end
+    return status == "200", "status " .. tostring(status)
+end
+
+local function check(p)
+    local ok, why = probe(p)
+    local down_key = "hc:down:" .. p.address
+    if ok then
+        dict:set("hc:fails:" .. p.address, 0)
+        local passes = dict:incr("hc:passes:" .. p.address, 1, 0)
+        if dict:get(down_key) and passes >= HEALTH_RISE then
+            dict:delete(down_key)
+            ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") passes ", conf.health_path, " again: back in service")
+        end
+    else
+        dict:set("hc:passes:" .. p.address, 0)
+        local fails = dict:incr("hc:fails:" .. p.address, 1, 0)
+        if not dict:get(down_key) and fails >= HEALTH_FALL then
+            dict:set(down_key, true)
+            ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") fails ", conf.health_path, " (", tostring(why), "): no new requests until it passes again")
+        end
+    end
+end
+
+local function check_all(premature)
+    if premature or ngx.worker.exiting() then
+        return
+    end
+    -- One worker per interval probes every replica; the others find the lock taken.
+    if not dict:add("hc:lock", true, conf.health_interval * 0.8) then
+        return
+    end
+    -- Replicas out of rotation are not probed: a deploy admits one only once its /health answers.
+    local threads = {}
+    for _, p in ipairs(peers) do
+        if p.in_rotation then
+            threads[#threads + 1] = ngx.thread.spawn(check, p)
+        end
+    end
+    for _, t in ipairs(threads) do
+        ngx.thread.wait(t)
+    end
+end
+
+-- config: { method, session_header, load_bound, max_fails, fail_timeout, health_interval,
+-- health_timeout_ms, health_path, peers = { { name, address, out } } }, where `out` is "" for a
+-- replica in rotation (the rotation fills it in, as it fills in nginx's `down`).
+function M.start(config)
+    conf = config
+    conf.session_var = "http_" .. config.session_header:lower():gsub("-", "_")
+    peers, in_rotation_by_name = {}, {}
+    for _, spec in ipairs(config.peers) do
+        in_rotation_by_name[spec.name] = spec.out == ""
+        local host, port = spec.address:match("^%[?(.-)%]?:(%d+)$")
+        peers[#peers + 1] = { name = spec.name, address = spec.address, host = host, port = tonumber(port), in_rotation = spec.out == "" }
+    end
+    build_ring()
+    local members = {}
+    for _, p in ipairs(peers) do
+        if p.in_rotation then
+            members[#members + 1] = p.name .. "@" .. p.address
+        end
+    end
+    own_rotation = table.concat(members, " ")
+    conf.rotation_size = math.max(1, #members)
+    dict:set("rotation", own_rotation)
+    math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
+    if conf.health_interval > 0 then
+        local ok, err = ngx.timer.every(conf.health_interval, check_all)
+        if not ok then
+            ngx.log(ngx.ERR, "vllm-nginx: cannot start health checks: ", err)
+        end
+    end
+end
+
+function M.status()
+    local out = {}
+    for _, p in ipairs(peers) do
+        out[#out + 1] = {
+            name = p.name,
+            address = p.address,
+            in_rotation = p.in_rotation,
+            healthy = healthy(p),
+            failing = banned(p),
+            in_flight = load_of(p),
+        }
+    end
+    ngx.header["Content-Type"] = "application/json"
+    ngx.say(cjson.encode({ method = conf.method, replicas = out }))
+end
+
+return M
