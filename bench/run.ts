@@ -270,11 +270,16 @@ function svg(panels: Array<{ title: string; xLabel: string; series: Array<{ name
             parts.push(`<text x="${ox + M.left + pw - 5}" y="${M.top + ph - 10 - 14 * k}" text-anchor="end" font-size="11" fill="${color}">${s.name}</text>`);
         });
     });
+    return svgDocument(W * panels.length, H, parts, subtitle);
+}
+
+/** An SVG of `width` x `height` plus a line of `subtitle` under it, on white. */
+function svgDocument(width: number, height: number, parts: string[], subtitle: string): string {
     return [
-        `<svg xmlns="http://www.w3.org/2000/svg" width="${W * panels.length}" height="${H + 20}" font-family="sans-serif" font-size="12">`,
+        `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + 20}" font-family="sans-serif" font-size="12">`,
         `<rect width="100%" height="100%" fill="white"/>`,
         ...parts,
-        `<text x="10" y="${H + 12}" font-size="10" fill="#555">${subtitle}</text>`,
+        `<text x="10" y="${height + 12}" font-size="10" fill="#555">${subtitle}</text>`,
         "</svg>",
         "",
     ].join("\n");
@@ -536,14 +541,7 @@ function routingSvg(results: Record<string, Record<string, RoutingFigures>>, sub
         });
         ROUTING_VARIANTS.forEach((v, k) => parts.push(`<text x="${M.left + 10 + k * 120}" y="${oy + M.top + ph + 34}" font-size="11" fill="${ROUTING_COLORS[v]}">&#9632; ${v}</text>`));
     });
-    return [
-        `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H * panels.length + 20}" font-family="sans-serif" font-size="12">`,
-        `<rect width="100%" height="100%" fill="white"/>`,
-        ...parts,
-        `<text x="10" y="${H * panels.length + 12}" font-size="10" fill="#555">${subtitle}</text>`,
-        "</svg>",
-        "",
-    ].join("\n");
+    return svgDocument(W, H * panels.length, parts, subtitle);
 }
 
 async function routingBenchmark(): Promise<Part> {

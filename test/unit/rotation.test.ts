@@ -10,6 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { fillTemplate, renderTemplate, type BalancerConfig } from "../../components/nginx/render";
+import { GUIDE_TOPOLOGY } from "./balancerConfig";
 import { REPO } from "./mockStack";
 
 const ROTATION = path.join(REPO, "components/rollout/scripts/rotation.sh");
@@ -27,20 +28,7 @@ const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 function config(addresses: string[]): BalancerConfig {
-    return {
-        upstreams: addresses.map((address, i) => ({ name: `vllm${i}`, address })),
-        method: "least_conn",
-        sessionHeader: "x-user-id",
-        loadBound: 1.25,
-        healthCheckIntervalSeconds: 1,
-        maxFails: 3,
-        failTimeoutSeconds: 30,
-        readTimeoutSeconds: 3600,
-        connectTimeoutSeconds: 5,
-        maxBodyBytes: 1024 * 1024,
-        listen: "80",
-        statusListen: "8081",
-    };
+    return { ...GUIDE_TOPOLOGY, stack: undefined, maxBodyBytes: 1024 * 1024, upstreams: addresses.map((address, i) => ({ name: `vllm${i}`, address })) };
 }
 
 /** A balancer's files in a folder, and a fake nginx that records what it was asked to do. */
