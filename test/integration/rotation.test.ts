@@ -5,6 +5,7 @@
  */
 import { execFile } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
 import { renderTemplate } from "../../components/nginx/render";
@@ -13,6 +14,7 @@ import { freePort, oursConfig, renderOurs, request, requireNginx, sleep, stream,
 import { useTestFleet } from "./testFleet";
 
 const ROTATION = path.join(REPO, "components/rollout/scripts/rotation.sh");
+const COMMON = ["engine-tls.sh", "common.sh"].map((f) => fs.readFileSync(path.join(REPO, "components/rollout/scripts", f), "utf8")).join("\n");
 const { standIns, nginx } = useTestFleet();
 
 /** Runs rotation.sh against `lb`: its state in lb's prefix, nginx called with lb's prefix and config. */
@@ -25,6 +27,22 @@ function rotation(lb: Nginx, args: string[], input = ""): Promise<string> {
     return new Promise((resolve, reject) => {
         const child = execFile("sh", [ROTATION, ...args], { env, encoding: "utf8" }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout.trim())));
         child.stdin!.end(input);
+    });
+}
+
+/**
+ * The drain a replica's removal runs (common.sh's `drain`), reading the replica's real /metrics. The
+ * balancer's container is this machine: `docker exec CONTAINER cmd...` runs `cmd...` here.
+ */
+function drain(name: string, address: string, graceSeconds: number): Promise<string> {
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-drain-"));
+    fs.writeFileSync(path.join(bin, "docker"), '#!/bin/sh\n[ "$1" = exec ] || exit 1\nshift 2\nexec "$@"\n', { mode: 0o755 });
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, LB_CONTAINER: "lb", LB_ENGINE: "" };
+    return new Promise((resolve, reject) => {
+        execFile("sh", ["-c", `${COMMON}\ndrain ${name} ${address} ${graceSeconds}`], { env, encoding: "utf8" }, (error, stdout, stderr) => {
+            fs.rmSync(bin, { recursive: true, force: true });
+            return error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve((stdout + stderr).trim());
+        });
     });
 }
 
@@ -83,5 +101,39 @@ describe("rotation with the real nginx (pain point 4: GIE#549, kserve#5496)", ()
             expect((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "x", max_tokens: 1 } })).status).toBe(200);
         }
         expect(lb.errorLog()).not.toContain(`127.0.0.1:${dead}`);
+    });
+
+    /**
+     * Scale-down under streamed load with replicas that abort in-flight requests on SIGTERM, as vLLM
+     * does by default: the order without the drain (out of rotation, then stopped) against the
+     * program's (out of rotation, drained from its /metrics, then stopped), side by side.
+     */
+    it("scale-down with replicas that abort on SIGTERM: stopped after the reload cuts the removed replica's streams, drained first cuts none", async () => {
+        const scaleDown = async (drained: boolean) => {
+            const rs = await standIns(2, ["--itl-ms", "40"]);
+            const port = await freePort();
+            const config = oursConfig(rs.map((r) => r.port), port);
+            const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
+            await rotation(lb, ["install"], renderTemplate(config).template);
+            const streams = Array.from({ length: 8 }, (_, i) => stream(`${lb.url}/v1/completions`, { model: "m", prompt: `p${i}`, max_tokens: 50, stream: true }, { agent: false }));
+            await Promise.all(streams.map((s) => s.firstEvent));
+            const inFlight = ((await request(`${rs[1]!.url}/metrics`, { agent: false })).text.match(/^vllm:num_requests_running\{[^}]*\} (\S+)$/m) ?? [])[1];
+            await rotation(lb, ["retire", "vllm1"]);
+            await waitFor("nginx to report vllm1 out", 5000, async () => (await healthLine(lb)).endsWith("in=vllm0 out=vllm1"));
+            const drainSaid = drained ? await drain("vllm1", `127.0.0.1:${rs[1]!.port}`, 30) : "";
+            await rs[1]!.stop();
+            const results = await Promise.all(streams.map((s) => s.result));
+            const onRemoved = results.filter((r) => r.replica === "r1");
+            const cut = onRemoved.filter((r) => !r.done || tokenEvents(r).length !== 50).length;
+            return { inFlight: Number(inFlight), onRemoved: onRemoved.length, cut, drainSaid };
+        };
+        const before = await scaleDown(false);
+        const after = await scaleDown(true);
+        console.log(`scale-down, replica aborting on SIGTERM: stopped after the reload: ${before.inFlight} in flight on the removed replica, ${before.cut} of ${before.onRemoved} cut; drained first: ${after.inFlight} in flight, ${after.cut} of ${after.onRemoved} cut (${after.drainSaid})`);
+        expect(before.onRemoved).toBeGreaterThan(0);
+        expect(before.cut, "the contrast: without the drain the abort reaches the clients").toBe(before.onRemoved);
+        expect(after.onRemoved).toBeGreaterThan(0);
+        expect(after.drainSaid).toContain("vllm1: drained (no running or waiting request)");
+        expect(after.cut).toBe(0);
     });
 });
