@@ -908,7 +908,13 @@ class Engine {
                 seq.state = "running";
                 seq.scheduledAt = now;
                 seq.stallUntil = now + seq.stallMs;
-                seq.timer = setTimeout(() => this.kick(), seq.stallMs);
+                // The timer ends the stall itself: Node's timers can fire a millisecond or so before
+                // performance.now() reaches stallUntil, and a stall still "running" then had no timer left.
+                seq.timer = setTimeout(() => {
+                    seq.timer = undefined;
+                    seq.stallUntil = Math.min(/** @type {number} */ (seq.stallUntil), performance.now());
+                    this.kick();
+                }, seq.stallMs);
                 continue;
             }
             const admitted = this.admit(seq, budget);
