@@ -117,6 +117,21 @@ export class SteadyLoad {
     }
 }
 
+/** The counts of several windows of one load, as one. */
+export function addCounts(...windows: LoadCounts[]): LoadCounts {
+    const sum = emptyCounts();
+    for (const w of windows) {
+        sum.sent += w.sent;
+        sum.completed += w.completed;
+        sum.failed += w.failed;
+        sum.cut += w.cut;
+        sum.errored += w.errored;
+        for (const [replica, n] of Object.entries(w.byReplica)) sum.byReplica[replica] = (sum.byReplica[replica] ?? 0) + n;
+        sum.errors.push(...w.errors);
+    }
+    return sum;
+}
+
 function emptyCounts(): LoadCounts {
     return { sent: 0, completed: 0, failed: 0, cut: 0, errored: 0, byReplica: {}, errors: [] };
 }
