@@ -446,7 +446,7 @@ function workloads(short: boolean): Record<RoutingWorkload, WorkloadSpec> {
                 );
                 await Promise.all([background(run), agent]);
             },
-            describe: { ...hot, session_header: "x-user-id (one agent session with 8 requests in flight)" },
+            describe: { ...hot, session_header: "x-user-id (one agent session with `lanes` requests in flight)" },
         },
         scale_out: {
             stage: { replicas: 4, initial: 3, blocks: short ? 600 : 1500, timeScale },
