@@ -371,8 +371,21 @@ async function proxyBenchmark(): Promise<Part> {
             mixed[v] = await mixedWorkload(targets[v], schedule, replicaIndex);
             console.log(`  (c) mixed       ${v.padEnd(6)} ${mixed[v].e2e.length} requests, imbalance ${mixed[v].imbalance.toFixed(2)}, e2e p99 ${percentile(mixed[v].e2e, 99).toFixed(0)} ms, failures ${mixed[v].failures}`);
         }
+        // The flood gets replicas of its own that take a prefill's time (the stand-in's default: 30 ms plus
+        // 0.25 ms per prompt token) before a first token, as vLLM's do: with none, a first token costs only
+        // the proxy's millisecond, and a fraction of a millisecond of jitter would read as a large ratio.
+        const floodReplicas: StandIn[] = [];
+        for (let i = 0; i < REPLICAS; i += 1) {
+            floodReplicas.push(
+                await startStandIn({
+                    replicaId: `f${i}`,
+                    args: ["--served-model-name", "m", "--itl-ms", String(ITL_MS), "--batch-slowdown", String(BATCH_SLOWDOWN), "--max-num-seqs", String(MAX_NUM_SEQS), "--disable-uvicorn-access-log"],
+                }),
+            );
+        }
+        standIns.push(...floodReplicas);
         const floodSettings = SHORT ? FLOOD_SHORT : FLOOD_FULL;
-        const flood = await runFlood(ports, floodSettings, WORKERS, console.log);
+        const flood = await runFlood(floodReplicas.map((s) => s.port), floodSettings, WORKERS, console.log);
         const jsq = simulate(schedule, MODEL, "jsq");
         const rr = simulate(schedule, MODEL, "rr");
 
