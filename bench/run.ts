@@ -329,17 +329,20 @@ async function proxyBenchmark(): Promise<Part> {
     const balancers: Nginx[] = [];
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-bench-"));
     try {
-        for (let i = 0; i < REPLICAS; i += 1) {
-            standIns.push(
-                await startStandIn({
-                    replicaId: `r${i}`,
-                    // No prefill time: these workloads measure the proxy, and bench/model.ts has none.
-                    args: ["--served-model-name", "m", "--itl-ms", String(ITL_MS), "--batch-slowdown", String(BATCH_SLOWDOWN), "--max-num-seqs", String(MAX_NUM_SEQS), "--prefill-overhead-ms", "0", "--prefill-ms-per-token", "0", "--disable-uvicorn-access-log"],
-                }),
-            );
-        }
-        const ports = standIns.map((s) => s.port);
-        const replicaIndex = new Map(standIns.map((s, i) => [s.replicaId, i]));
+        const replicaArgs = ["--served-model-name", "m", "--itl-ms", String(ITL_MS), "--batch-slowdown", String(BATCH_SLOWDOWN), "--max-num-seqs", String(MAX_NUM_SEQS), "--disable-uvicorn-access-log"];
+        /** REPLICAS stand-ins named `<prefix>0`, ..., each with `replicaArgs` and `extra`, stopped with the others at the end. */
+        const startReplicas = async (prefix: string, extra: string[]): Promise<StandIn[]> => {
+            const started: StandIn[] = [];
+            for (let i = 0; i < REPLICAS; i += 1) {
+                started.push(await startStandIn({ replicaId: `${prefix}${i}`, args: [...replicaArgs, ...extra] }));
+                standIns.push(started.at(-1)!);
+            }
+            return started;
+        };
+        // No prefill time: these workloads measure the proxy, and bench/model.ts has none.
+        const replicas = await startReplicas("r", ["--prefill-overhead-ms", "0", "--prefill-ms-per-token", "0"]);
+        const ports = replicas.map((s) => s.port);
+        const replicaIndex = new Map(replicas.map((s, i) => [s.replicaId, i]));
         const guidePort = await freePort();
         balancers.push(await startNginx(renderGuideConfig(ports, guidePort), guidePort, { workers: WORKERS }));
         const oursPort = await freePort();
@@ -347,7 +350,7 @@ async function proxyBenchmark(): Promise<Part> {
         // through its own (the program's default is the container's stdout).
         balancers.push(await startNginx(renderOurs(ports, oursPort, { accessLog: path.join(tmp, "ours-access.log") }), oursPort, { workers: WORKERS, readyPath: BALANCER_HEALTH_PATH }));
         const targets: Record<Variant, Target> = {
-            direct: { variant: "direct", url: (i) => standIns[i % REPLICAS]!.url },
+            direct: { variant: "direct", url: (i) => replicas[i % REPLICAS]!.url },
             guide: { variant: "guide", url: () => balancers[0]!.url },
             ours: { variant: "ours", url: () => balancers[1]!.url },
         };
@@ -374,16 +377,7 @@ async function proxyBenchmark(): Promise<Part> {
         // The flood gets replicas of its own that take a prefill's time (the stand-in's default: 30 ms plus
         // 0.25 ms per prompt token) before a first token, as vLLM's do: with none, a first token costs only
         // the proxy's millisecond, and a fraction of a millisecond of jitter would read as a large ratio.
-        const floodReplicas: StandIn[] = [];
-        for (let i = 0; i < REPLICAS; i += 1) {
-            floodReplicas.push(
-                await startStandIn({
-                    replicaId: `f${i}`,
-                    args: ["--served-model-name", "m", "--itl-ms", String(ITL_MS), "--batch-slowdown", String(BATCH_SLOWDOWN), "--max-num-seqs", String(MAX_NUM_SEQS), "--disable-uvicorn-access-log"],
-                }),
-            );
-        }
-        standIns.push(...floodReplicas);
+        const floodReplicas = await startReplicas("f", []);
         const floodSettings = SHORT ? FLOOD_SHORT : FLOOD_FULL;
         const flood = await runFlood(floodReplicas.map((s) => s.port), floodSettings, WORKERS, console.log);
         const jsq = simulate(schedule, MODEL, "jsq");

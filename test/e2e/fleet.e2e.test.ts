@@ -10,10 +10,10 @@ import * as http2 from "http2";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PrometheusApi, request, sleep, stream, waitFor, type Response } from "../support";
+import { PrometheusApi, request, requireDocker, sleep, stream, waitFor, type Response } from "../support";
 import { dashboardQueries } from "../../components/monitoring/dashboard";
 import { execFile } from "child_process";
-import { E2eStack, REPO, RotationSampler, balancerCertificate, checkDockerPrerequisites, docker, followLogs, leftovers, removeLeftovers, rotation } from "./harness";
+import { BASE_IMAGE, E2eStack, REPO, RotationSampler, balancerCertificate, docker, followLogs, leftovers, removeLeftovers, rotation } from "./harness";
 import { ALICE_KEY, API_KEY, BOB_KEY, LoadCounts, SteadyLoad, chunks, streamCompletion, type Front } from "./load";
 
 /** HTTPS, the public port. */
@@ -133,7 +133,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
     }
 
     beforeAll(async () => {
-        checkDockerPrerequisites();
+        requireDocker(BASE_IMAGE);
         await removeLeftovers();
         stack = new E2eStack();
         await stack.init();

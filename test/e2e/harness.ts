@@ -37,20 +37,6 @@ function onPath(binary: string, env: NodeJS.ProcessEnv): boolean {
     return (env.PATH ?? "").split(":").some((dir) => dir && fs.existsSync(path.join(dir, binary)));
 }
 
-/** Fails with how to fix it when the Docker engine or the local base image is missing. */
-export function checkDockerPrerequisites(): void {
-    try {
-        execFileSync("docker", ["info"], { stdio: "ignore" });
-    } catch {
-        throw new Error("the e2e tier needs a Docker engine: run .ci/docker-engine (installs Debian's docker.io and starts dockerd)");
-    }
-    try {
-        execFileSync("docker", ["image", "inspect", BASE_IMAGE], { stdio: "ignore" });
-    } catch {
-        throw new Error(`the e2e tier needs the local base image ${BASE_IMAGE}: run .ci/base-image (debootstrap + docker import)`);
-    }
-}
-
 export class E2eStack {
     readonly stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-e2e-state-"));
     readonly configFile: string;

@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { REPO } from "../unit/mockStack";
-import { freePort } from "../support";
+import { freePort, requireDocker } from "../support";
 
 const SCRIPTS = path.join(REPO, "components/rollout/scripts");
 const SCRIPT = ["engine-tls.sh", "common.sh", "engine.sh"].map((f) => fs.readFileSync(path.join(SCRIPTS, f), "utf8")).join("\n");
@@ -23,11 +23,7 @@ function check(host: string, engine: string): Promise<{ code: number; stdout: st
 
 describe("the engine check before a host's resources", () => {
     beforeAll(() => {
-        try {
-            execFileSync("docker", ["info"], { stdio: "ignore" });
-        } catch {
-            throw new Error("these tests need a Docker engine: run .ci/docker-engine (installs Debian's docker.io and starts dockerd)");
-        }
+        requireDocker();
         try {
             execFileSync("ssh", ["-V"], { stdio: "ignore" });
         } catch {

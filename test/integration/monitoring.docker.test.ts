@@ -8,33 +8,20 @@
  * Every container, the network and the volume are named monitoring-test-<pid>-* and removed afterwards;
  * the two images stay as build cache.
  */
-import { execFileSync, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXPORTER_ALIAS, EXPORTER_PORT, exporterCommand } from "../../components/monitoring/nginxExporter";
 import { ReplicaTarget, contentId, renderPrometheusConfig } from "../../components/monitoring/prometheusConfig";
 import { INSTALL_PROMETHEUS_CONFIG_SCRIPT, PROMETHEUS_HEALTH_PROBE, prometheusBundle, prometheusCommand } from "../../components/monitoring/prometheusServer";
 import { renderRules } from "../../components/monitoring/rules";
-import { Nginx, StandIn, freePort, nginxVersion, request, sleep, startNginx, startStandIn, waitFor } from "../support";
+import { Nginx, StandIn, freePort, nginxVersion, request, requireDocker, sleep, startNginx, startStandIn, waitFor } from "../support";
 import { PrometheusApi, docker } from "./monitoring.support";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const BASE_IMAGE = process.env.VLLM_NGINX_BASE_IMAGE ?? "vllm-nginx/debian:bookworm";
 const NAME = `monitoring-test-${process.pid}`;
 const IMAGES = { prometheus: "vllm-nginx/monitoring-test-prometheus:latest", exporter: "vllm-nginx/monitoring-test-nginx-exporter:latest" };
-
-function checkDocker(): void {
-    try {
-        execFileSync("docker", ["info"], { stdio: "ignore" });
-    } catch {
-        throw new Error("these tests need a Docker engine: run .ci/docker-engine (installs Debian's docker.io and starts dockerd)");
-    }
-    try {
-        execFileSync("docker", ["image", "inspect", BASE_IMAGE], { stdio: "ignore" });
-    } catch {
-        throw new Error(`these tests need the local base image ${BASE_IMAGE}: run .ci/base-image (debootstrap + docker import)`);
-    }
-}
 
 function build(image: string, folder: string): void {
     const result = spawnSync("docker", ["build", "--build-arg", `BASE_IMAGE=${BASE_IMAGE}`, "-t", image, path.join(REPO, "images", folder)], {
@@ -98,7 +85,7 @@ describe("the Prometheus image on Docker, configured by the install script", () 
     }
 
     beforeAll(async () => {
-        checkDocker();
+        requireDocker(BASE_IMAGE);
         nginxVersion();
         build(IMAGES.prometheus, "prometheus");
         build(IMAGES.exporter, "nginx-exporter");

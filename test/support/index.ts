@@ -1,7 +1,8 @@
 /**
  * What the integration tier, the end-to-end tier and the benchmark share: waiting, an HTTP/SSE client,
- * stand-in vLLM servers, the real nginx, Prometheus text and percentiles.
+ * stand-in vLLM servers, the real nginx, the Docker engine, Prometheus text and percentiles.
  */
+export * from "./docker";
 export * from "./edge";
 export * from "./http";
 export * from "./nginx";
