@@ -2,16 +2,24 @@
 # .ci/pulumi-toolchain built. Source it from bash: `source .ci/env.sh`.
 # Runs nothing expensive. Honours PULUMI_TOOLCHAIN_DIR, and leaves
 # PULUMI_CONFIG_PASSPHRASE / PULUMI_BACKEND_URL alone when they are set.
+#
+# `source .ci/env.sh --if-built` (what the user commands in scripts/ use): when
+# the toolchain is not complete, change nothing and say nothing; a user without
+# the CLI then gets the script's own message, never CI's.
 
 _vn_ci_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 _vn_repo=$(cd "$_vn_ci_dir/.." && pwd)
 # shellcheck source=.ci/versions.sh
 . "$_vn_ci_dir/versions.sh"
 
-export PULUMI_TOOLCHAIN_DIR="${PULUMI_TOOLCHAIN_DIR:-$VLLM_NGINX_TOOLCHAIN_DIR_DEFAULT}"
-if [ ! -f "$PULUMI_TOOLCHAIN_DIR/.complete" ]; then
-  echo "env.sh: no complete toolchain in $PULUMI_TOOLCHAIN_DIR (run .ci/pulumi-toolchain)" >&2
+if [ ! -f "${PULUMI_TOOLCHAIN_DIR:-$VLLM_NGINX_TOOLCHAIN_DIR_DEFAULT}/.complete" ]; then
+  if [ "${1:-}" = --if-built ]; then
+    unset _vn_ci_dir _vn_repo
+    return 0
+  fi
+  echo "env.sh: no complete toolchain in ${PULUMI_TOOLCHAIN_DIR:-$VLLM_NGINX_TOOLCHAIN_DIR_DEFAULT} (run .ci/pulumi-toolchain)" >&2
 fi
+export PULUMI_TOOLCHAIN_DIR="${PULUMI_TOOLCHAIN_DIR:-$VLLM_NGINX_TOOLCHAIN_DIR_DEFAULT}"
 case ":$PATH:" in
   *":$PULUMI_TOOLCHAIN_DIR/bin:"*) ;;
   *) export PATH="$PULUMI_TOOLCHAIN_DIR/bin:$PATH" ;;
