@@ -36,11 +36,12 @@ export function readEdge(read: ConfigReader, secrets: SecretConfig, lbPort: numb
     const tls = readTls(read, values, lbPort);
     const clients = readClientKeys(read, values.clientKeys);
     const apiKey = values.apiKey;
-    if (clients.length > 0 && !isUnset(apiKey) && !(typeof apiKey === "string" && /^[A-Za-z0-9._~+/=-]{1,4096}$/.test(apiKey))) {
-        read.problem("apiKey", SECRET_VALUE, "with clientKeys, the balancer sends it to the replicas: a bearer token of letters, digits and - . _ ~ + / =");
+    if (!isUnset(apiKey) && !(typeof apiKey === "string" && /^[A-Za-z0-9._~+/=-]{1,4096}$/.test(apiKey))) {
+        read.problem("apiKey", SECRET_VALUE, "the balancer checks it (without clientKeys) and sends it to the replicas: a bearer token of letters, digits and - . _ ~ + / =");
     }
     return {
         clients,
+        replicaKey: !isUnset(apiKey),
         tls,
         exposeMetrics: read.boolean("exposeMetrics", DEFAULTS.exposeMetrics),
     };

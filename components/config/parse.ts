@@ -52,7 +52,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
     const rollout = readRollout(read);
     const replicaPortBind = read.ipv4("replicaPortBind", DEFAULTS.replicaPortBind);
     const hosts = read.has("hosts")
-        ? readHosts(read, backend, rollout)
+        ? readHosts(read, backend, rollout, secrets.values?.hostTls)
         : [
               {
                   name: LOCAL_HOST,
@@ -105,8 +105,9 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
             shmSizeBytes: read.size("shmSize", DEFAULTS.shmSize),
             ipcHost: read.boolean("ipcHost", DEFAULTS.ipcHost),
             portBind: replicaPortBind,
-            startupTimeoutSeconds: read.duration("startupTimeout", DEFAULTS.startupTimeout, 10),
-            stopGraceSeconds: read.duration("stopGracePeriod", DEFAULTS.stopGracePeriod, 0),
+            // Whole seconds: the rollout scripts count in them.
+            startupTimeoutSeconds: read.duration("startupTimeout", DEFAULTS.startupTimeout, 10, { wholeSeconds: true }),
+            stopGraceSeconds: read.duration("stopGracePeriod", DEFAULTS.stopGracePeriod, 0, { wholeSeconds: true }),
             restartPolicy: read.oneOf("restartPolicy", RESTART_POLICIES, DEFAULTS.restartPolicy),
             warmFirstReplica: read.boolean("warmFirstReplica", DEFAULTS.warmFirstReplica),
         },
@@ -126,7 +127,8 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
             loadBound: read.number("loadBound", DEFAULTS.loadBound, 1, 100),
             healthCheckIntervalSeconds: readHealthInterval(read),
             maxFails: read.integer("maxFails", DEFAULTS.maxFails, 0, 1000),
-            failTimeoutSeconds: read.duration("failTimeout", DEFAULTS.failTimeout, 1),
+            // Whole seconds: nginx's fail_timeout takes no milliseconds.
+            failTimeoutSeconds: read.duration("failTimeout", DEFAULTS.failTimeout, 1, { wholeSeconds: true }),
             readTimeoutSeconds: read.duration("readTimeout", DEFAULTS.readTimeout, 1),
             connectTimeoutSeconds: read.duration("connectTimeout", DEFAULTS.connectTimeout, 1),
             maxBodyBytes: read.size("maxBodySize", DEFAULTS.maxBodySize),
@@ -217,7 +219,7 @@ function isHostAddress(text: string): boolean {
  * `hosts`: the Docker engines the fleet runs on, each with its replicas, and `balancerHost`, the one that
  * runs the balancer (the first by default). With hosts, the top-level replica keys are not used.
  */
-function readHosts(read: ConfigReader, backend: Backend, rollout: { spareGpus?: string[]; spareReplicas: number; spareCpuThreadsBind?: string[] }): HostInputs[] {
+function readHosts(read: ConfigReader, backend: Backend, rollout: { spareGpus?: string[]; spareReplicas: number; spareCpuThreadsBind?: string[] }, hostTls: unknown): HostInputs[] {
     const value = read.value("hosts");
     const shape = 'a list of hosts, each {name, engine, address?, gpus (gpu) or replicas and cpuThreadsBind? (cpu), spareGpus?, spareReplicas?, spareCpuThreadsBind?}, e.g. [{"name": "gpu-a", "engine": "ssh://ops@gpu-a", "address": "10.0.0.11", "gpus": ["0", "1"]}]';
     if (!Array.isArray(value) || value.length === 0 || !value.every((h) => typeof h === "object" && h !== null && !Array.isArray(h))) {
@@ -255,6 +257,10 @@ function readHosts(read: ConfigReader, backend: Backend, rollout: { spareGpus?: 
         const engine = sub.string("engine");
         if (engine === undefined || !isEngineAddress(engine)) {
             read.problem(at("engine"), entry.engine, 'the Docker engine address, as DOCKER_HOST takes it: "ssh://user@host", "tcp://host:2376" (TLS material in the secret hostTls) or "unix:///var/run/docker.sock"');
+        } else if (engine.startsWith("tcp://") && !(typeof hostTls === "object" && hostTls !== null && name !== undefined && name in hostTls)) {
+            // Without TLS the Docker API is open to anyone who reaches the port (root on that host), and every
+            // container create would send the replicas' secrets over it in clear text.
+            read.problem(at("engine"), engine, `hostTls for "${name}": a tcp:// engine needs its TLS material (pulumi config set --secret hostTls ...), or use ssh://`);
         }
         const balancer = name !== undefined && name === balancerHost;
         const address = sub.string("address");

@@ -122,11 +122,12 @@ export class ConfigReader {
         return fallback;
     }
 
-    duration(key: string, fallback: string, minSeconds = 0): number {
+    /** A duration in seconds, at least `minSeconds`; with `wholeSeconds`, one without a part of a second. */
+    duration(key: string, fallback: string, minSeconds = 0, options: { wholeSeconds?: boolean } = {}): number {
         const text = this.string(key, fallback);
         const seconds = parseDurationSeconds(text);
-        if (seconds === undefined || seconds < minSeconds) {
-            this.problem(key, text, `a duration of at least ${minSeconds}s: ${DURATION_FORMS}`);
+        if (seconds === undefined || seconds < minSeconds || (options.wholeSeconds && !Number.isInteger(seconds))) {
+            this.problem(key, text, options.wholeSeconds ? `a whole number of seconds, at least ${minSeconds}s: ${DURATION_FORMS}` : `a duration of at least ${minSeconds}s: ${DURATION_FORMS}`);
             return parseDurationSeconds(fallback)!;
         }
         return seconds;

@@ -145,6 +145,8 @@ export interface TlsSettings {
 export interface EdgeSettings {
     /** Client keys by name, with their limits; none: nginx checks no key (replicas may still check `apiKey`). */
     clients: ClientKeySettings[];
+    /** The replicas check `apiKey`. Without client keys, the balancer then checks that key itself, on every forwarded path. */
+    replicaKey: boolean;
     tls: TlsSettings;
     /** Serve a replica's `/metrics` through the balancer's public port. Defaults to false. */
     exposeMetrics: boolean;

@@ -33,28 +33,42 @@ export const EDGE_FILES = {
 export const KEY_FREE_PATHS = ["/health", "/ping", "/version", "/nginx-health"] as const;
 
 /**
- * vLLM's operator endpoints, refused on the public port: on when `VLLM_SERVER_DEV_MODE` or the profiler is
- * set, never guarded by vLLM's `--api-key`, and meaningless through a balancer that picks one replica.
+ * The paths the balancer forwards to a replica, as `$uri` matches them (exact, or `~` a regex): vLLM's
+ * OpenAI-compatible and pooling APIs and the probes. nginx answers every other path 404 itself, so vLLM's
+ * operator endpoints (on with `VLLM_SERVER_DEV_MODE` or the profiler, never guarded by `--api-key`), its
+ * runtime LoRA loading, its docs and any route a later vLLM adds never reach a replica through the balancer.
+ * `/metrics` joins them with `exposeMetrics`.
  */
-export const OPERATOR_PATHS = [
-    "server_info",
-    "reset_prefix_cache",
-    "reset_mm_cache",
-    "reset_encoder_cache",
-    "sleep",
-    "wake_up",
-    "is_sleeping",
-    "pause",
-    "resume",
-    "is_paused",
-    "collective_rpc",
-    "update_weights",
-    "init_weight_transfer_engine",
-    "start_profile",
-    "stop_profile",
-    "scale_elastic_ep",
-    "is_scaling_elastic_ep",
+export const FORWARDED_PATHS = [
+    "/v1/models",
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/responses",
+    "~^/v1/responses/[^/]+(/cancel)?$",
+    "/v1/embeddings",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/score",
+    "/v1/rerank",
+    "/v2/rerank",
+    "/rerank",
+    "/score",
+    "/classify",
+    "/pooling",
+    "/tokenize",
+    "/detokenize",
+    "/invocations",
+    ...KEY_FREE_PATHS,
 ] as const;
+
+/** vLLM's metrics, under the whole prefix it mounts them at: forwarded only with `exposeMetrics`. */
+const METRICS_PATHS = "~^/metrics(/.*)?$";
+
+/**
+ * The name a request carrying the replicas' own key (`apiKey`) gets when there are no client keys: nginx
+ * then checks that key itself, on every forwarded path, as it checks client keys.
+ */
+export const API_KEY_CLIENT = "api-key";
 
 /**
  * How long a client may take to send its request headers, or pause between two reads of its body, before
@@ -89,6 +103,11 @@ export interface EdgeTls {
 /** What the front door is rendered from: client names and limits (no key), TLS, and what the public port serves. */
 export interface EdgeConfig {
     clients: ClientKeySettings[];
+    /**
+     * The replicas check a key of their own (`apiKey`). Without client keys nginx then checks that key
+     * itself, on every forwarded path but the key-free ones. Defaults to false.
+     */
+    replicaKey?: boolean;
     /** Pass `/metrics` to a replica instead of answering 404. */
     exposeMetrics: boolean;
     /** Undefined: plain HTTP on the balancer's listener. */
@@ -109,6 +128,7 @@ export function edgeConfig(settings: EdgeSettings, publicPort: number): EdgeConf
     const { mode, http } = settings.tls;
     return {
         clients: settings.clients,
+        replicaKey: settings.replicaKey,
         exposeMetrics: settings.exposeMetrics,
         tls: mode === "off" ? undefined : { mode, http, listen: String(EDGE_TLS_CONTAINER_PORT), publicPort },
     };
@@ -164,13 +184,19 @@ function retryAfter(c: ClientKeySettings): number {
 
 const dirOf = (edge: EdgeConfig) => edge.dir ?? EDGE_DIR;
 
+/** Whether nginx checks a key: the clients' own, or without those the replicas' `apiKey`. */
+const checksKeys = (edge: EdgeConfig) => edge.clients.length > 0 || edge.replicaKey === true;
+
+/** A `map` entry for a path as `FORWARDED_PATHS` writes it. */
+const pathEntry = (p: string) => (p.startsWith("~") ? `    "${p}" 1;` : `    ${p} 1;`);
+
 /** The access log's field for the client key's name. */
 export const EDGE_LOG_FIELDS = "client=$vllm_client";
 
 /** http-level maps and zones: the client's name from its key, what is refused, and the limit zones. */
 export function edgeHttpLines(edge: EdgeConfig): string[] {
     const dir = dirOf(edge);
-    const keyed = edge.clients.length > 0;
+    const keyed = checksKeys(edge);
     const lines = [
         "# The front door (components/edge): checked before any replica is chosen.",
         "# Dot segments and encoded dots or slashes in a path: nginx resolves them and a replica does not, so",
@@ -180,13 +206,20 @@ export function edgeHttpLines(edge: EdgeConfig): string[] {
         '    "~*^[^?]*%2[ef]" 1;',
         '    "~^[^?]*/\\.\\.?(/|\\?|$)" 1;',
         "}",
+        "# The paths forwarded to a replica; nginx answers any other 404 itself.",
+        "map $uri $vllm_forwarded {",
+        "    default 0;",
+        ...[...FORWARDED_PATHS, ...(edge.exposeMetrics ? [METRICS_PATHS] : [])].map(pathEntry),
+        "}",
         "",
     ];
     if (!keyed) {
-        return [...lines, "# No client keys: nginx checks none (replicas check vLLM's --api-key when apiKey is set).", 'map $http_authorization $vllm_client { default ""; }', ""];
+        return [...lines, "# No client keys and no replicas' key: nginx checks none.", 'map $http_authorization $vllm_client { default ""; }', ""];
     }
     lines.push(
-        `# Client keys (${edge.clients.map((c) => c.name).join(", ")}): the name of the key a request carries as`,
+        edge.clients.length > 0
+            ? `# Client keys (${edge.clients.map((c) => c.name).join(", ")}): the name of the key a request carries as`
+            : `# No client keys: the replicas' own key (apiKey), checked here on every path, is named ${API_KEY_CLIENT}; as`,
         "# `Authorization: Bearer <key>`, else empty. The keys are in a file of their own, installed as a secret.",
         "map $http_authorization $vllm_client {",
         '    default "";',
@@ -268,7 +301,7 @@ export function edgeListenLines(edge: EdgeConfig, plainListen: string): string[]
  * the key's limits (429) before the request is proxied.
  */
 export function edgeServerLines(edge: EdgeConfig): string[] {
-    const keyed = edge.clients.length > 0;
+    const keyed = checksKeys(edge);
     const lines = [
         "    # The front door (components/edge).",
         "    default_type application/json;",
@@ -300,18 +333,13 @@ export function edgeServerLines(edge: EdgeConfig): string[] {
             "    error_page 429 @vllm_limited;",
         );
     }
-    lines.push("    error_page 413 @vllm_too_large;", "");
-    if (!edge.exposeMetrics) {
-        // Every path a replica serves metrics on (vLLM mounts them at the prefix /metrics).
-        lines.push("    location ^~ /metrics {", `        return 404 ${NOT_FOUND};`, "    }");
-    }
     lines.push(
-        "    location ^~ /nginx-status {",
+        // After the key check, so that a stranger learns nothing of which paths exist; the answer is FastAPI's.
+        "    if ($vllm_forwarded = 0) {",
         `        return 404 ${NOT_FOUND};`,
         "    }",
-        `    location ~ ^/(${OPERATOR_PATHS.join("|")})/?$ {`,
-        `        return 404 ${NOT_FOUND};`,
-        "    }",
+        "    error_page 413 @vllm_too_large;",
+        "",
     );
     if (hasLimits(edge)) {
         const retry = edge.clients.some((c) => retryAfter(c) > 1) ? "$vllm_retry_after" : "1";
@@ -331,7 +359,7 @@ export function edgeProxyLines(edge: EdgeConfig): string[] {
     return [
         // Always set, so that a client cannot send the header itself (empty: not sent).
         `        proxy_set_header ${CLIENT_NAME_HEADER} $vllm_client;`,
-        ...(edge.clients.length > 0 ? ["        proxy_set_header Authorization $vllm_replica_authorization;"] : []),
+        ...(checksKeys(edge) ? ["        proxy_set_header Authorization $vllm_replica_authorization;"] : []),
     ];
 }
 

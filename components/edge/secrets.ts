@@ -3,7 +3,7 @@
  * client keys as nginx `map` entries, the Authorization header replicas get, and a provided TLS pair. Pure
  * code; its output is a secret and goes nowhere but a secret stdin.
  */
-import { EDGE_FILES } from "./render";
+import { API_KEY_CLIENT, EDGE_FILES } from "./render";
 
 /** First line of a bundle; `scripts/edge.sh` refuses anything else. */
 export const EDGE_BUNDLE_HEADER = "#vllm-nginx-edge 1";
@@ -13,7 +13,10 @@ export const EDGE_BUNDLE_END = "#end";
 export interface EdgeSecretValues {
     /** Every client key, by name. */
     clientKeys: Array<{ name: string; key: string }>;
-    /** The replicas' own key (`apiKey`), sent to them in place of the client's key. Unset: replicas get no Authorization. */
+    /**
+     * The replicas' own key (`apiKey`), sent to them in place of the client's key; without client keys, the
+     * key nginx checks (as the client `API_KEY_CLIENT`). Unset: replicas get no Authorization.
+     */
     replicaKey?: string;
     /** A provided certificate chain and its private key, PEM. */
     tls?: { certificate: string; privateKey: string };
@@ -39,8 +42,9 @@ export function renderEdgeSecrets(values: EdgeSecretValues): string {
         throw new Error("the replicas' key must be a bearer token (the config reader checks it)");
     }
     const pem = (text: string) => text.replace(/\r\n/g, "\n").trim();
+    const checked = values.clientKeys.length === 0 && values.replicaKey !== undefined ? [{ name: API_KEY_CLIENT, key: values.replicaKey }] : values.clientKeys;
     const sections: Array<[string, string]> = [
-        [EDGE_FILES.clientKeys, values.clientKeys.map((c) => clientKeyEntry(c.name, c.key)).join("\n")],
+        [EDGE_FILES.clientKeys, checked.map((c) => clientKeyEntry(c.name, c.key)).join("\n")],
         [EDGE_FILES.replicaAuthorization, values.replicaKey === undefined ? 'default "";' : `default "Bearer ${values.replicaKey}";`],
     ];
     if (values.tls) {

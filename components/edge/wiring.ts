@@ -13,6 +13,7 @@ import { renderEdgeSecrets } from "./secrets";
 /** No client keys, no TLS, the operator endpoints refused: the front door of a balancer given none. */
 export const OPEN_EDGE_SETTINGS: EdgeSettings = {
     clients: [],
+    replicaKey: false,
     tls: { mode: "off", http: "off", httpPort: 80, hosts: ["localhost", "127.0.0.1"] },
     exposeMetrics: false,
 };
@@ -56,8 +57,8 @@ export function edgeLabels(edge: EdgeSettings): { clientKeys: "on" | "off"; tls:
 }
 
 /**
- * The secret stdin of the edge install: every client key, the replicas' key when clients have keys of
- * their own, and a provided TLS pair. A secret output, so that the command's stdin is encrypted in state.
+ * The secret stdin of the edge install: every client key, the replicas' key (which nginx checks itself
+ * when there are no client keys), and a provided TLS pair. A secret output, so that the command's stdin is encrypted in state.
  */
 export function edgeSecretBundle(edge: EdgeSettings, secrets: FleetSecrets = {}): pulumi.Output<string> {
     const none = pulumi.output<string | undefined>(undefined);
@@ -69,7 +70,7 @@ export function edgeSecretBundle(edge: EdgeSettings, secrets: FleetSecrets = {})
                 const pairs = keyed && clientKeys ? (decodeConfigValue(clientKeys) as Array<{ name: string; key: string }>) : [];
                 return renderEdgeSecrets({
                     clientKeys: pairs.map(({ name, key }) => ({ name, key })),
-                    replicaKey: keyed && apiKey ? apiKey : undefined,
+                    replicaKey: apiKey || undefined,
                     tls: edge.tls.mode === "provided" && certificate && privateKey ? { certificate, privateKey } : undefined,
                 });
             }),

@@ -169,7 +169,9 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         // HTTP/1.1 with an empty Connection header lets nginx reuse upstream connections.
         "        proxy_http_version 1.1;",
         '        proxy_set_header Connection "";',
-        "        proxy_set_header Host $host;",
+        // Never the client's Host: vLLM before 0.22 rebuilt the URL from it and skipped its key check for
+        // `Host: x?` (GHSA-94f4-hr76-p5j6). The replicas get the upstream's name, nginx's own default.
+        "        proxy_set_header Host $proxy_host;",
         "        proxy_set_header X-Real-IP $remote_addr;",
         "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "        proxy_set_header X-Forwarded-Proto $scheme;",

@@ -17,6 +17,7 @@ import {
     freePort,
     nginxCli,
     nginxVersion,
+    rawExchange,
     request,
     runEdge,
     startEdgeBalancer,
@@ -159,6 +160,62 @@ describe("client keys at the balancer", () => {
         expect((await completion(b.url, "through", bearer(ALICE.key))).status).toBe(200);
         // Straight to the replica, a client key is worth nothing: every replica no longer holds every key.
         expect((await completion(rs[0]!.url, "direct", bearer(ALICE.key))).status).toBe(401);
+    });
+
+    it("with only the replicas' apiKey, checks it at the balancer on every path, so `Host: x?` (GHSA-94f4-hr76-p5j6) gets 401 and no replica sees it", async () => {
+        const rs = await standIns(2, ["--api-key", REPLICA_KEY]);
+        const b = await edge({ upstreamPorts: rs.map((r) => r.port), replicaKey: REPLICA_KEY });
+        const raw = (target: string, host: string, headers = "") => rawExchange(b.port, [`GET ${target} HTTP/1.1\r\nHost: ${host}\r\n${headers}Connection: close\r\n\r\n`]);
+        for (const [marker, host] of [["host-q", "x?"], ["host-hash", "x#"], ["host-plain", "127.0.0.1"]] as const) {
+            const x = await raw(`/v1/models?probe=${marker}`, host);
+            expect(x.statuses, marker).toEqual([401]);
+        }
+        // vLLM's --api-key guards /v1 only; the balancer guards every path it forwards.
+        for (const p of ["/tokenize", "/detokenize", "/pooling", "/classify", "/score", "/rerank", "/invocations"]) {
+            const x = await raw(`${p}?probe=open${p.slice(1)}`, "x");
+            expect(x.statuses, p).toEqual([401]);
+        }
+        for (const marker of ["host-q", "host-hash", "host-plain", ...["tokenize", "detokenize", "pooling", "classify", "score", "rerank", "invocations"].map((p) => `open${p}`)]) {
+            expect(reached(rs, `probe=${marker}`), marker).toBe(false);
+        }
+        const ok = await raw("/v1/models?probe=host-key", "x?", `Authorization: Bearer ${REPLICA_KEY}\r\n`);
+        expect(ok.statuses).toEqual([200]);
+        for (const p of ["/health", "/ping", "/version", "/nginx-health"]) {
+            expect((await request(`${b.url}${p}`, { agent: false })).status, p).toBe(200);
+        }
+    });
+
+    it("forwards only the API's and the probes' paths: any other is 404 from nginx itself, even with the right key", async () => {
+        const rs = await standIns(1);
+        const b = await edge({ upstreamPorts: rs.map((r) => r.port), clients: [ALICE] });
+        const refused = ["/load", "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/docs", "/openapi.json", "/redoc", "/v1/models/", "/metrics", "/server_info", "/v1/anything", "/"];
+        for (const [i, p] of refused.entries()) {
+            const r = await request(`${b.url}${p}?probe=refused${i}`, { agent: false, headers: bearer(ALICE.key) });
+            expect(r.status, p).toBe(404);
+            expect(r.json, p).toEqual({ detail: "Not Found" });
+        }
+        for (const i of refused.keys()) {
+            expect(reached(rs, `probe=refused${i}`), refused[i]).toBe(false);
+        }
+        expect((await request(`${b.url}/v1/models?probe=allowed`, { agent: false, headers: bearer(ALICE.key) })).status).toBe(200);
+        expect(reached(rs, "probe=allowed")).toBe(true);
+    });
+
+    it("sends a replica the upstream's name as Host, never the client's", async () => {
+        let seen: http.IncomingHttpHeaders = {};
+        const echo = http.createServer((req, res) => {
+            seen = req.headers;
+            res.end("{}");
+        });
+        servers.push(echo);
+        const echoPort = await freePort();
+        await new Promise<void>((r) => echo.listen(echoPort, "127.0.0.1", r));
+        const b = await edge({ upstreamPorts: [echoPort], replicaKey: REPLICA_KEY });
+        const x = await rawExchange(b.port, [`GET /v1/models HTTP/1.1\r\nHost: x?\r\nAuthorization: Bearer ${REPLICA_KEY}\r\nConnection: close\r\n\r\n`]);
+        expect(x.statuses).toEqual([200]);
+        expect(seen.host).toBe("vllm_backend");
+        expect(seen.authorization).toBe(`Bearer ${REPLICA_KEY}`);
+        expect(seen["x-client-name"]).toBe("api-key");
     });
 
     it("adds and removes keys with a reload: nginx keeps running, streams in flight finish, the new keys hold at once", async () => {

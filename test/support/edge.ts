@@ -85,7 +85,7 @@ export function nginxCli(lb: Nginx): string {
 function bundle(clients: EdgeClient[], tls?: EdgeTlsOption, replicaKey?: string): string {
     return renderEdgeSecrets({
         clientKeys: clients.map(({ name, key }) => ({ name, key })),
-        replicaKey: clients.length > 0 ? replicaKey : undefined,
+        replicaKey,
         tls: tls?.mode === "provided" ? { certificate: tls.pair.certificate, privateKey: tls.pair.privateKey } : undefined,
     });
 }
@@ -100,6 +100,7 @@ export async function startEdgeBalancer(options: EdgeBalancerOptions): Promise<E
     const port = options.tls ? await freePort() : plainPort;
     const edge = (clients: EdgeClient[], tls?: EdgeTlsOption): EdgeConfig => ({
         clients: clients.map(({ name, rps, burst, concurrent }) => ({ name, rps, burst: rps === undefined ? undefined : (burst ?? Math.ceil(rps)), concurrent })),
+        replicaKey: options.replicaKey !== undefined,
         exposeMetrics: options.exposeMetrics ?? false,
         tls: tls ? { mode: tls.mode, listen: `127.0.0.1:${port}`, http: tls.http ?? "off", publicPort: port } : undefined,
         dir,

@@ -46,7 +46,12 @@ describe("bad input is rejected before anything is created, naming the key, the 
         ["a health-check interval too short", { ...GPU, healthCheckInterval: "100ms" }, "healthCheckInterval", '"100ms"', /a duration from 200ms to 60s/],
         ["a health-check interval too long", { ...GPU, healthCheckInterval: "5m" }, "healthCheckInterval", '"5m"', /a duration from 200ms to 60s/],
         ["unknown backend", { ...GPU, backend: "tpu" }, "backend", '"tpu"', /one of "gpu", "cpu"/],
-        ["malformed duration", { ...GPU, failTimeout: "ten seconds" }, "failTimeout", '"ten seconds"', /a duration of at least 1s/],
+        ["malformed duration", { ...GPU, failTimeout: "ten seconds" }, "failTimeout", '"ten seconds"', /a whole number of seconds, at least 1s/],
+        ["malformed duration of one that takes milliseconds", { ...GPU, readTimeout: "ten seconds" }, "readTimeout", '"ten seconds"', /a duration of at least 1s/],
+        ["a fail timeout nginx cannot read (fail_timeout takes whole seconds)", { ...GPU, failTimeout: "1500ms" }, "failTimeout", '"1500ms"', /a whole number of seconds, at least 1s/],
+        ["a stop grace period the rollout scripts cannot count", { ...GPU, stopGracePeriod: "2500ms" }, "stopGracePeriod", '"2500ms"', /a whole number of seconds, at least 0s/],
+        ["a startup timeout the rollout scripts cannot count", { ...GPU, startupTimeout: "10500ms" }, "startupTimeout", '"10500ms"', /a whole number of seconds, at least 10s/],
+        ["a tcp:// engine without TLS (the Docker API in clear text, with no authentication)", { model: "m", hosts: [HOST_A, { ...HOST_B, engine: "tcp://gpu-b:2375" }] }, "hosts[1].engine", '"tcp://gpu-b:2375"', /hostTls for "gpu-b": a tcp:\/\/ engine needs its TLS material/],
         ["duration with an unknown unit", { ...GPU, readTimeout: "1y" }, "readTimeout", '"1y"', /followed by ms, s, m, h or d/],
         ["malformed size", { ...GPU, shmSize: "lots" }, "shmSize", '"lots"', /a size: a number followed by b, k\/kb, m\/mb or g\/gb/],
         ["size with an unknown unit", { ...GPU, maxBodySize: "10tb" }, "maxBodySize", '"10tb"', /a size/],
@@ -193,7 +198,8 @@ describe("the front door's config: client keys, limits, TLS", () => {
         ["a negative burst", {}, { clientKeys: [{ name: "alice", key: ALICE, rps: 5, burst: -1 }] }, "clientKeys[0].burst", "-1", /a whole number from 0 to 1000000/],
         ["no request at once", {}, { clientKeys: [{ name: "alice", key: ALICE, concurrent: 0 }] }, "clientKeys[0].concurrent", "0", /a whole number from 1 to 1000000/],
         ["clientKeys in plain text in the stack file", {}, { clientKeys: [{ name: "alice", key: ALICE }] }, "clientKeys", "(secret)", /stored in plain text in the stack file: set it with `pulumi config set --secret/],
-        ["a replica key the balancer cannot send", {}, { clientKeys: [{ name: "alice", key: ALICE }], apiKey: "has space" }, "apiKey", "(secret)", /with clientKeys, the balancer sends it to the replicas: a bearer token/],
+        ["a replica key the balancer cannot send", {}, { clientKeys: [{ name: "alice", key: ALICE }], apiKey: "has space" }, "apiKey", "(secret)", /the balancer checks it \(without clientKeys\) and sends it to the replicas: a bearer token/],
+        ["a replica key the balancer cannot check", {}, { apiKey: "has space" }, "apiKey", "(secret)", /the balancer checks it \(without clientKeys\) and sends it to the replicas: a bearer token/],
         ["an unknown TLS mode", { tls: "on" }, {}, "tls.mode", '"on"', /one of "off", "self-signed", "provided"/],
         ["tls not an object", { tls: ["self-signed"] }, {}, "tls", '["self-signed"]', /an object \{mode, http\?, httpPort\?, hosts\?\}/],
         ["an unknown TLS field", { tls: { mode: "self-signed", redirect: true } }, {}, "tls.redirect", "true", /not a field of tls; its fields are mode, http, httpPort, hosts/],
@@ -249,7 +255,11 @@ describe("the front door's config: client keys, limits, TLS", () => {
     });
 
     it("defaults to no keys, no TLS, /metrics refused", () => {
-        expect(parseFleetConfig(GPU, "t").edge).toEqual({ clients: [], tls: { mode: "off", http: "off", httpPort: 80, hosts: ["localhost", "127.0.0.1"] }, exposeMetrics: false });
+        expect(parseFleetConfig(GPU, "t").edge).toEqual({ clients: [], replicaKey: false, tls: { mode: "off", http: "off", httpPort: 80, hosts: ["localhost", "127.0.0.1"] }, exposeMetrics: false });
+    });
+
+    it("knows whether the replicas check apiKey, which the balancer then checks itself when there are no client keys", () => {
+        expect(parseFleetConfig(GPU, "t", undefined, { values: { apiKey: "replica-key-0123456789" } }).edge.replicaKey).toBe(true);
     });
 
     it("accepts a provided pair that belongs together", () => {

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { EdgeSettings } from "../../components/config/settings";
 import { OPEN_EDGE_SETTINGS, edgeConfig, edgeLabels, edgePorts, edgeScheme, renderEdgeSecrets, subjectAltNames } from "../../components/edge";
 import { endpointHost } from "../../components/fleet";
-import { OPERATOR_PATHS, type EdgeConfig } from "../../components/edge/render";
+import { API_KEY_CLIENT, FORWARDED_PATHS, type EdgeConfig } from "../../components/edge/render";
 import { clientKeyEntry } from "../../components/edge/secrets";
 import { BalancerConfig, fillTemplate, renderNginxConfig, renderTemplate } from "../../components/nginx/render";
 import { GUIDE_TOPOLOGY } from "./balancerConfig";
@@ -20,6 +20,7 @@ const SETTINGS: EdgeSettings = {
         { name: "ci", rps: 0.5, burst: 1, concurrent: 1 },
         { name: "ops" },
     ],
+    replicaKey: false,
     tls: { mode: "provided", http: "redirect", httpPort: 80, hosts: [] },
     exposeMetrics: false,
 };
@@ -151,14 +152,41 @@ describe("the front door, rendered", () => {
         expect(filled).not.toContain("{{");
     });
 
-    it("refuses /metrics, /nginx-status and vLLM's operator endpoints on the public port, unless told to pass /metrics", () => {
+    it("forwards only the API's and the probes' paths, answering any other 404 after the key check; /metrics only when told to pass it", () => {
         const server = publicServer(text);
-        expect(block(server, "location ^~ /metrics")).toContain(`return 404 '{"detail": "Not Found"}';`);
-        expect(block(server, "location ^~ /nginx-status")).toContain("return 404");
-        expect(server).toContain(`location ~ ^/(${OPERATOR_PATHS.join("|")})/?$ {`);
+        const forwarded = block(text, "map $uri $vllm_forwarded");
+        expect(forwarded).toContain("default 0;");
+        for (const p of ["/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/invocations", "/health", "/nginx-health"]) {
+            expect(forwarded).toContain(`    ${p} 1;`);
+        }
+        for (const p of ["/metrics", "/nginx-status", "/server_info", "/reset_prefix_cache", "/v1/load_lora_adapter", "/load", "/docs", "/openapi.json"]) {
+            expect(forwarded).not.toContain(`${p} 1;`);
+        }
+        expect(block(server, "if ($vllm_forwarded = 0)")).toContain(`return 404 '{"detail": "Not Found"}';`);
+        expect(server.indexOf("if ($vllm_unauthorized)")).toBeLessThan(server.indexOf("if ($vllm_forwarded = 0)"));
         const exposed = renderNginxConfig({ ...BASE, edge: { ...EDGE, exposeMetrics: true } }).text;
-        expect(exposed).not.toContain("location ^~ /metrics");
-        expect(exposed).toContain("location ^~ /nginx-status");
+        expect(block(exposed, "map $uri $vllm_forwarded")).toContain('"~^/metrics(/.*)?$" 1;');
+        expect(FORWARDED_PATHS).not.toContain("/metrics");
+    });
+
+    it("never sends a replica the client's Host (vLLM before 0.22 skipped its key check for `Host: x?`)", () => {
+        for (const config of [text, renderNginxConfig(BASE).text]) {
+            expect(config).toContain("proxy_set_header Host $proxy_host;");
+            expect(config).not.toContain("proxy_set_header Host $host;");
+        }
+    });
+
+    it("without client keys but with the replicas' apiKey, checks that key itself and sends it on", () => {
+        const checked = renderNginxConfig({ ...BASE, edge: { ...edgeConfig(OPEN_EDGE_SETTINGS, 8000), replicaKey: true } }).text;
+        expect(checked).toContain(`is named ${API_KEY_CLIENT}`);
+        expect(block(checked, "map $http_authorization $vllm_client")).toContain("include /etc/nginx/vllm-nginx/edge/client-keys.map;");
+        expect(block(publicServer(checked), "if ($vllm_unauthorized)")).toContain(`return 401 '{"error": "Unauthorized"}';`);
+        expect(checked).toContain("proxy_set_header Authorization $vllm_replica_authorization;");
+        const bundle = renderEdgeSecrets({ clientKeys: [], replicaKey: "replica-key-0123456789" });
+        expect(bundle).toContain(`#file client-keys.map\n"~^(?i:bearer)[ \\t]+replica-key-0123456789[ \\t]*$" ${API_KEY_CLIENT};\n`);
+        expect(bundle).toContain('#file replica-authorization.map\ndefault "Bearer replica-key-0123456789";');
+        // With client keys, the replicas' key is not one of them.
+        expect(renderEdgeSecrets({ clientKeys: [{ name: "alice", key: "alice-key-0123456789" }], replicaKey: "replica-key-0123456789" })).not.toContain(API_KEY_CLIENT);
     });
 
     it("refuses paths nginx and a replica would read differently, and drops slow clients", () => {
@@ -177,7 +205,7 @@ describe("the front door, rendered", () => {
         expect(open).not.toContain("limit_req");
         expect(open).not.toContain("proxy_set_header Authorization");
         expect(open).toContain("proxy_set_header X-Client-Name $vllm_client;");
-        expect(open).toContain("location ^~ /metrics {");
+        expect(open).toContain("if ($vllm_forwarded = 0) {");
         expect(publicServer(open)).toContain("listen 80;");
         expect(open).not.toContain("ssl");
     });
@@ -211,7 +239,7 @@ describe("the front door's secret files", () => {
 });
 
 describe("what the balancer's container gets from the front door", () => {
-    const off: EdgeSettings = { clients: [], tls: { mode: "off", http: "off", httpPort: 80, hosts: ["localhost"] }, exposeMetrics: false };
+    const off: EdgeSettings = { clients: [], replicaKey: false, tls: { mode: "off", http: "off", httpPort: 80, hosts: ["localhost"] }, exposeMetrics: false };
 
     it("publishes nginx's plain port without TLS; its HTTPS port with TLS, and plain HTTP only to redirect", () => {
         const publish = { port: 8000, bind: "0.0.0.0" };

@@ -67,7 +67,7 @@ describe("rendered nginx config", () => {
         ["streamed tokens pass at once (pain point 1)", "proxy_buffering off;"],
         ["hour-long reads for long generations (pain point 2)", "proxy_read_timeout 3600s;"],
         ["long sends", "proxy_send_timeout 3600s;"],
-        ["Host header", "proxy_set_header Host $host;"],
+        ["Host header, never the client's", "proxy_set_header Host $proxy_host;"],
         ["X-Real-IP", "proxy_set_header X-Real-IP $remote_addr;"],
         ["X-Forwarded-For", "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"],
         ["X-Forwarded-Proto", "proxy_set_header X-Forwarded-Proto $scheme;"],
