@@ -19,14 +19,19 @@ afterEach(() => dirs.splice(0).forEach((d) => fs.rmSync(d, { recursive: true, fo
  * `/health` fails, `inspect` prints `state` (each call may take the next line of a list), `logs` prints
  * two lines.
  */
-function run(script: string, fake: { metrics?: string; states?: string[] }, env: Record<string, string> = {}): Promise<{ code: number; out: string; seconds: number }> {
+function run(
+    script: string,
+    fake: { metrics?: string; states?: string[]; docker?: (dir: string) => string },
+    env: Record<string, string> | ((dir: string) => Record<string, string>) = {},
+): Promise<{ code: number; out: string; seconds: number; dir: string }> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-scripts-"));
     dirs.push(dir);
     fs.writeFileSync(path.join(dir, "metrics"), fake.metrics ?? "");
     fs.writeFileSync(path.join(dir, "states"), (fake.states ?? []).join("\n") + "\n");
     fs.writeFileSync(
         path.join(dir, "docker"),
-        `#!/bin/sh
+        fake.docker?.(dir) ??
+            `#!/bin/sh
 case "$*" in
   *"/metrics"*) cat "${dir}/metrics" ;;
   *"/health"*) exit 7 ;;
@@ -38,9 +43,10 @@ esac
         { mode: 0o755 },
     );
     const started = Date.now();
+    const extra = typeof env === "function" ? env(dir) : env;
     return new Promise((resolve) => {
-        execFile("sh", ["-c", `${COMMON}\n${script}`], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, LB_CONTAINER: "lb", LB_ENGINE: "", ...env }, encoding: "utf8" }, (error, stdout, stderr) =>
-            resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out: stdout + stderr, seconds: (Date.now() - started) / 1000 }),
+        execFile("sh", ["-c", `${COMMON}\n${script}`], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, LB_CONTAINER: "lb", LB_ENGINE: "", ...extra }, encoding: "utf8" }, (error, stdout, stderr) =>
+            resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out: stdout + stderr, seconds: (Date.now() - started) / 1000, dir }),
         );
     });
 }
@@ -63,7 +69,8 @@ describe("drain", () => {
         const r = await run("drain vllm1 10.0.0.1:8000 2", { metrics: BUSY });
         expect(r.code).toBe(0);
         expect(r.out).toContain("vllm1: grace period of 2s reached with 3 request(s) still running or waiting; they end when it stops");
-        expect(r.seconds).toBeGreaterThanOrEqual(2);
+        // The scripts count in whole seconds (date +%s): a 2 s grace ends between 1 and 2 s after it began.
+        expect(r.seconds).toBeGreaterThanOrEqual(1);
         expect(r.seconds).toBeLessThan(6);
     });
 
@@ -93,5 +100,58 @@ describe("wait_healthy", () => {
         expect(r.code).toBe(1);
         expect(r.out).toContain("/health did not answer within 2s (startupTimeout)");
         expect(r.seconds).toBeGreaterThanOrEqual(2);
+    });
+});
+
+describe("engines reached over TCP with TLS", () => {
+    it("gives each docker call the engine's material, and leaves none of it behind (the client key is root on that engine)", async () => {
+        const material = { ca: "CA", cert: "CERT", key: "KEY" };
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-tmpdir-"));
+        dirs.push(tmp);
+        const r = await run(
+            "for i in 1 2 3 4 5; do fetch 10.0.0.1:8000 /health || true; done; rotation_line; echo calls done",
+            // Each call logs the engine and whether the key is in place while it runs.
+            { docker: (dir) => `#!/bin/sh\necho "$DOCKER_HOST $DOCKER_TLS_VERIFY $(cat "$DOCKER_CERT_PATH/key.pem")" >>"${dir}/calls"\nexit 7\n` },
+            { ENGINE_TLS: JSON.stringify({ "tcp://lb:2376": material }), LB_ENGINE: "tcp://lb:2376", TMPDIR: tmp },
+        );
+        expect(r.out).toContain("calls done");
+        expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8").trim().split("\n")).toEqual(Array(6).fill("tcp://lb:2376 1 KEY"));
+        expect(fs.readdirSync(tmp)).toEqual([]);
+    });
+});
+
+describe("gate.sh", () => {
+    const GATE = fs.readFileSync(path.join(REPO, "components/rollout/scripts/gate.sh"), "utf8");
+
+    it("takes every changing replica of a batch out of rotation, not only the first (docker exec -i reads stdin)", async () => {
+        const r = await run(
+            GATE,
+            {
+                metrics: IDLE,
+                docker: (dir) => `#!/bin/sh
+echo "$*" >>"${dir}/calls"
+case "$*" in
+  *"/nginx-health"*) echo "ok abc in=vllm2 out=vllm0,vllm1" ;;
+  *"/metrics"*) cat "${dir}/metrics" ;;
+  *"vllm-nginx.spec"*) echo old ;;
+  "exec -i"*) cat >/dev/null ;;
+esac
+`,
+            },
+            {
+                BATCH: "vllm0 s-vllm0 - new 10.0.0.10:8000\nvllm1 s-vllm1 - new 10.0.0.11:8000",
+                EARLIER: "",
+                STARTUP_TIMEOUT: "60",
+                GRACE: "30",
+                ROTATION_SH: "true",
+            },
+        );
+        expect(r.code, r.out).toBe(0);
+        const retired = fs.readFileSync(path.join(r.dir, "calls"), "utf8").split("\n").filter((l) => l.includes("rotation.sh retire"));
+        expect(retired.map((l) => l.split(" ").pop())).toEqual(["vllm0", "vllm1"]);
+        expect(r.out).toContain("vllm0 left nginx's rotation");
+        expect(r.out).toContain("vllm1 left nginx's rotation");
+        expect(r.out).toContain("vllm0: drained");
+        expect(r.out).toContain("vllm1: drained");
     });
 });

@@ -15,8 +15,16 @@ on_engine() {
 
 lb() { on_engine "${LB_ENGINE:-}" "$@"; }
 
-# rotation OP [NAME]: changes nginx's rotation in the balancer's container (see rotation.sh).
-rotation() { lb exec -i "$LB_CONTAINER" sh -c "$ROTATION_SH" rotation.sh "$@"; }
+# rotation OP [NAME]: changes nginx's rotation in the balancer's container (see rotation.sh). Only
+# `install` reads stdin (the template); the others get none, so that a `while read` loop around them
+# keeps its lines (`docker exec -i` would read them all, and the loop would end after its first).
+rotation() {
+    if [ "$1" = install ]; then
+        lb exec -i "$LB_CONTAINER" sh -c "$ROTATION_SH" rotation.sh "$@"
+    else
+        lb exec "$LB_CONTAINER" sh -c "$ROTATION_SH" rotation.sh "$@" </dev/null
+    fi
+}
 
 # fetch ADDRESS PATH: GET a replica's endpoint from inside the balancer's container, as nginx reaches it.
 fetch() { lb exec "$LB_CONTAINER" curl -fsS --noproxy '*' -m 3 "http://$1$2" 2>/dev/null; }

@@ -1,6 +1,6 @@
 # tls_dir ADDRESS: when ENGINE_TLS (JSON: address -> {ca, cert, key}, PEM text) holds ADDRESS, writes its
 # material into a private folder (ca.pem, cert.pem, key.pem, as DOCKER_CERT_PATH wants them) and prints
-# the folder; prints nothing otherwise. The folder is removed when the script exits.
+# the folder; prints nothing otherwise. The caller removes the folder (with_engine does, after each call).
 tls_dir() {
     [ -n "${ENGINE_TLS:-}" ] || return 0
     node -e '
@@ -26,10 +26,18 @@ with_engine() {
         return
     fi
     certs=$(tls_dir "$engine")
-    if [ -n "$certs" ]; then
-        trap 'rm -rf "$certs"' EXIT
-        DOCKER_HOST=$engine DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$certs "$@"
-    else
+    if [ -z "$certs" ]; then
         DOCKER_HOST=$engine "$@"
+        return
     fi
+    # The client key is root on that engine: it lives only as long as the one call that needs it (also
+    # when the call fails, or the script is interrupted during it).
+    trap 'rm -rf "$certs"' EXIT
+    trap 'rm -rf "$certs"; exit 130' INT
+    trap 'rm -rf "$certs"; exit 143' TERM
+    with_engine_status=0
+    DOCKER_HOST=$engine DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$certs "$@" || with_engine_status=$?
+    rm -rf "$certs"
+    trap - EXIT INT TERM
+    return $with_engine_status
 }
