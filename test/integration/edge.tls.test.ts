@@ -267,4 +267,18 @@ describe("TLS at the balancer", () => {
         expect(fingerprint(renamed)).not.toBe(fingerprint(certificate));
         await waitFor("handshakes with the renamed certificate", 5000, async () => (await httpsGet(`${b.url}/v1/models`, renamed).catch(() => undefined))?.status === 200);
     });
+
+    it("removes a provided pair once TLS is off and nginx's config no longer uses it, and keeps it while the config still does", async () => {
+        const { b } = await setup({ tls: { mode: "provided", pair: makeCertificate() } });
+        const pairFiles = () => ["tls.crt", "tls.key", "tls.source"].filter((f) => fs.existsSync(path.join(b.dir, f)));
+        // The config nginx serves still listens with the pair: it stays, and HTTPS goes on.
+        const early = await b.install([], "off");
+        expect(early.stdout).toContain("tls: off");
+        expect(pairFiles()).toEqual(["tls.crt", "tls.key", "tls.source"]);
+        await b.reconfigure([], "off");
+        await b.install([], "off");
+        expect(pairFiles()).toEqual([]);
+        expect(fs.readdirSync(b.dir).filter((f) => f.startsWith("."))).toEqual([]);
+        expect((await request(`${b.plainUrl}/v1/models`, { agent: false })).status).toBe(200);
+    });
 });

@@ -55,10 +55,10 @@ export interface EdgeBalancer {
     /** The edge files' folder. */
     dir: string;
     config: BalancerConfig;
-    /** Runs `edge.sh install` again with new secrets (and reloads nginx); resolves with its output. */
-    install(clients: EdgeClient[], tls?: EdgeTlsOption, replicaKey?: string): Promise<{ stdout: string; stderr: string }>;
-    /** Renders the config again with new names, limits or TLS and reloads nginx, as `pulumi up` does. */
-    reconfigure(clients: EdgeClient[], tls?: EdgeTlsOption): Promise<void>;
+    /** Runs `edge.sh install` again with new secrets (and reloads nginx); resolves with its output. TLS as started unless given (`"off"`: none). */
+    install(clients: EdgeClient[], tls?: EdgeTlsOption | "off", replicaKey?: string): Promise<{ stdout: string; stderr: string }>;
+    /** Renders the config again with new names, limits or TLS (as started unless given; `"off"`: none) and reloads nginx, as `pulumi up` does. */
+    reconfigure(clients: EdgeClient[], tls?: EdgeTlsOption | "off"): Promise<void>;
     stop(): Promise<void>;
 }
 
@@ -89,6 +89,8 @@ function bundle(clients: EdgeClient[], tls?: EdgeTlsOption, replicaKey?: string)
         tls: tls?.mode === "provided" ? { certificate: tls.pair.certificate, privateKey: tls.pair.privateKey } : undefined,
     });
 }
+
+const chosen = (tls: EdgeTlsOption | "off" | undefined) => (tls === "off" ? undefined : tls);
 
 const tlsArgs = (tls?: EdgeTlsOption) => [tls?.mode ?? "off", tls?.mode === "self-signed" ? tls.names : ""];
 
@@ -121,9 +123,9 @@ export async function startEdgeBalancer(options: EdgeBalancerOptions): Promise<E
         get config() {
             return config;
         },
-        install: (next, tls = options.tls, replicaKey = options.replicaKey) => runEdge(dir, ["install", ...tlsArgs(tls)], bundle(next, tls, replicaKey), nginxCli(nginx)),
+        install: (next, tls = options.tls, replicaKey = options.replicaKey) => runEdge(dir, ["install", ...tlsArgs(chosen(tls))], bundle(next, chosen(tls), replicaKey), nginxCli(nginx)),
         async reconfigure(next, tls = options.tls) {
-            config = render(next, tls);
+            config = render(next, chosen(tls));
             const rendered = renderNginxConfig(config);
             nginx.reload(rendered.text);
             // New connections reach the new workers once nginx serves the new config's id.

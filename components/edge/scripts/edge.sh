@@ -64,7 +64,7 @@ install)
     [ -f "$stage/replica-authorization.map" ] || echo 'default "";' >"$stage/replica-authorization.map"
     case $mode in
     off)
-        # The config nginx serves may still use a previous pair until the next config is installed.
+        # A previous pair is removed below, once nginx's config no longer uses it.
         rm -f "$stage/tls.crt" "$stage/tls.key"
         ;;
     provided)
@@ -109,6 +109,21 @@ install)
         echo "value or name a file in $dir (withheld: they may quote a secret; run nginx -t in the container to read them):" >&2
         echo "$out" | grep -v -e '"' -e "'" -e "$dir" | sed 's/^/  /' >&2 || true
         exit 1
+    fi
+    if [ "$mode" = off ]; then
+        # A private key left behind outlives the TLS it was for: it goes (with the backup folder, at exit)
+        # as soon as nginx's config does without it. A config that still listens with it keeps it, until
+        # the next install after the config without TLS.
+        retired=""
+        for f in tls.crt tls.key tls.source; do
+            [ -f "$dir/$f" ] || continue
+            mv "$dir/$f" "$backup/$f"
+            retired="$retired $f"
+        done
+        if [ -n "$retired" ] && ! "$nginx_bin" -t >/dev/null 2>&1; then
+            for f in $retired; do mv "$backup/$f" "$dir/$f"; done
+            echo "edge: the previous TLS pair stays while nginx's config still uses it"
+        fi
     fi
     "$nginx_bin" -s reload 2>/dev/null || { echo "nginx -s reload failed" >&2; exit 1; }
     describe "$mode"
