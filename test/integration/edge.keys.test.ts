@@ -60,6 +60,20 @@ async function edge(options: EdgeBalancerOptions): Promise<EdgeBalancer> {
 /** Whether any replica logged a request whose URL carries `marker`. */
 const reached = (rs: StandIn[], marker: string) => rs.some((r) => r.output().includes(marker));
 
+/** A replica that answers `{}` to everything and keeps the headers of the last request it got. */
+async function echoReplica(): Promise<{ port: number; seen: () => http.IncomingHttpHeaders }> {
+    let seen: http.IncomingHttpHeaders = {};
+    const echo = http.createServer((req, res) => {
+        seen = req.headers;
+        req.resume();
+        req.on("end", () => res.end("{}"));
+    });
+    servers.push(echo);
+    const port = await freePort();
+    await new Promise<void>((r) => echo.listen(port, "127.0.0.1", r));
+    return { port, seen: () => seen };
+}
+
 const completion = (url: string, marker: string, headers: Record<string, string> = {}) =>
     request(`${url}/v1/completions?probe=${marker}`, { agent: false, body: { model: "m", prompt: "x", max_tokens: 1 }, headers });
 
@@ -111,21 +125,13 @@ describe("client keys at the balancer", () => {
     });
 
     it("tells the replica the key's name as X-Client-Name, sends the replicas' own key in place of the client's, and logs the name, never the key", async () => {
-        let seen: http.IncomingHttpHeaders = {};
-        const echo = http.createServer((req, res) => {
-            seen = req.headers;
-            req.resume();
-            req.on("end", () => res.end("{}"));
-        });
-        servers.push(echo);
-        const echoPort = await freePort();
-        await new Promise<void>((r) => echo.listen(echoPort, "127.0.0.1", r));
+        const { port: echoPort, seen: headers } = await echoReplica();
         const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-edge-log-")), "access.log");
         const b = await edge({ upstreamPorts: [echoPort], clients: [ALICE, BOB], replicaKey: REPLICA_KEY, overrides: { accessLog: log } });
         expect((await completion(b.url, "named", { ...bearer(ALICE.key), "x-client-name": "mallory", "X_Client_Name": "mallory" })).status).toBe(200);
-        expect(seen["x-client-name"]).toBe("alice");
-        expect(seen["x_client_name"]).toBeUndefined();
-        expect(seen.authorization).toBe(`Bearer ${REPLICA_KEY}`);
+        expect(headers()["x-client-name"]).toBe("alice");
+        expect(headers()["x_client_name"]).toBeUndefined();
+        expect(headers().authorization).toBe(`Bearer ${REPLICA_KEY}`);
         // The replicas' key is not a client key.
         expect((await completion(b.url, "replica-key", bearer(REPLICA_KEY))).status).toBe(401);
         await waitFor("the access log lines", 5000, () => fs.readFileSync(log, "utf8").includes("probe=replica-key"));
@@ -140,18 +146,11 @@ describe("client keys at the balancer", () => {
     });
 
     it("without a replicas' key sends the replica no Authorization at all", async () => {
-        let seen: http.IncomingHttpHeaders = {};
-        const echo = http.createServer((req, res) => {
-            seen = req.headers;
-            res.end("{}");
-        });
-        servers.push(echo);
-        const echoPort = await freePort();
-        await new Promise<void>((r) => echo.listen(echoPort, "127.0.0.1", r));
+        const { port: echoPort, seen: headers } = await echoReplica();
         const b = await edge({ upstreamPorts: [echoPort], clients: [ALICE] });
         expect((await request(`${b.url}/v1/models`, { agent: false, headers: bearer(ALICE.key) })).status).toBe(200);
-        expect(seen.authorization).toBeUndefined();
-        expect(seen["x-client-name"]).toBe("alice");
+        expect(headers().authorization).toBeUndefined();
+        expect(headers()["x-client-name"]).toBe("alice");
     });
 
     it("works in front of replicas that check vLLM's --api-key themselves", async () => {
@@ -202,20 +201,13 @@ describe("client keys at the balancer", () => {
     });
 
     it("sends a replica the upstream's name as Host, never the client's", async () => {
-        let seen: http.IncomingHttpHeaders = {};
-        const echo = http.createServer((req, res) => {
-            seen = req.headers;
-            res.end("{}");
-        });
-        servers.push(echo);
-        const echoPort = await freePort();
-        await new Promise<void>((r) => echo.listen(echoPort, "127.0.0.1", r));
+        const { port: echoPort, seen: headers } = await echoReplica();
         const b = await edge({ upstreamPorts: [echoPort], replicaKey: REPLICA_KEY });
         const x = await rawExchange(b.port, [`GET /v1/models HTTP/1.1\r\nHost: x?\r\nAuthorization: Bearer ${REPLICA_KEY}\r\nConnection: close\r\n\r\n`]);
         expect(x.statuses).toEqual([200]);
-        expect(seen.host).toBe("vllm_backend");
-        expect(seen.authorization).toBe(`Bearer ${REPLICA_KEY}`);
-        expect(seen["x-client-name"]).toBe("api-key");
+        expect(headers().host).toBe("vllm_backend");
+        expect(headers().authorization).toBe(`Bearer ${REPLICA_KEY}`);
+        expect(headers()["x-client-name"]).toBe("api-key");
     });
 
     it("adds and removes keys with a reload: nginx keeps running, streams in flight finish, the new keys hold at once", async () => {
