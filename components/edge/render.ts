@@ -136,6 +136,9 @@ export function edgeConfig(settings: EdgeSettings, publicPort: number): EdgeConf
 
 const json = (status: number, type: string, message: string) => `'{"error": {"message": "${message}", "type": "${type}", "param": null, "code": ${status}}}'`;
 
+/** The answer to a plain HTTP request that carries a key, with TLS on and plain HTTP redirected. */
+export const PLAIN_KEY_REFUSAL = "a key sent over plain HTTP is refused, not redirected: use https, and replace a key that crossed the network in clear text";
+
 /** vLLM's (FastAPI's) answer to a path it has no route for. */
 const NOT_FOUND = `'{"detail": "Not Found"}'`;
 
@@ -376,7 +379,16 @@ export function edgePlainServerLines(edge: EdgeConfig, plainListen: string, acce
     const port = edge.tls.publicPort === 443 ? "" : `:${edge.tls.publicPort}`;
     const other =
         edge.tls.http === "redirect"
-            ? ["    location / {", `        return 308 https://$host${port}$request_uri;`, "    }"]
+            ? [
+                  "    location / {",
+                  // A key on plain HTTP has crossed the network in clear text already; a client that followed the
+                  // redirect would send it so on every request. It is refused, and the client learns why.
+                  "        if ($http_authorization) {",
+                  `            return 400 ${json(400, "BadRequestError", PLAIN_KEY_REFUSAL)};`,
+                  "        }",
+                  `        return 308 https://$host${port}$request_uri;`,
+                  "    }",
+              ]
             : ["    location / {", "        default_type application/json;", `        return 400 ${json(400, "BadRequestError", "plain HTTP is off: use https")};`, "    }"];
     return [
         `# Plain HTTP (${edge.tls.http === "redirect" ? "redirected to HTTPS" : "not published"}): the health endpoint for probes and the rollout scripts.`,

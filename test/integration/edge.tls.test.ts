@@ -34,6 +34,7 @@ import {
 const ITL_MS = 50;
 const TOKENS = 20;
 const ALICE = { name: "alice", key: "alice-key-0123456789+/=" };
+const PLAIN_KEY_REFUSAL = "a key sent over plain HTTP is refused, not redirected: use https, and replace a key that crossed the network in clear text";
 
 const replicas: StandIn[] = [];
 const balancers: EdgeBalancer[] = [];
@@ -224,6 +225,18 @@ describe("TLS at the balancer", () => {
         const plainToTls = await rawExchange(b.port, ["GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"]);
         expect(plainToTls.statuses).toEqual([400]);
         expect(plainToTls.text).toContain("The plain HTTP request was sent to HTTPS port");
+    });
+
+    it("refuses, and does not redirect, a plain request that carries a key: a client that follows the redirect would send it in clear text on every request", async () => {
+        const pair = makeCertificate();
+        const { b } = await setup({ tls: { mode: "provided", pair, http: "redirect" }, clients: [ALICE] });
+        for (const authorization of [`Bearer ${ALICE.key}`, "Bearer wrong-key-0123456789", "Basic dXNlcjpwdw=="]) {
+            const refused = await request(`${b.plainUrl}/v1/models`, { agent: false, headers: { authorization } });
+            expect(refused.status, authorization).toBe(400);
+            expect(refused.headers.location).toBeUndefined();
+            expect(refused.json.error.message).toBe(PLAIN_KEY_REFUSAL);
+        }
+        expect((await request(`${b.plainUrl}/v1/models`, { agent: false })).status).toBe(308);
     });
 
     it("with plain HTTP off, answers every plain request but the health endpoint with a refusal", async () => {

@@ -137,6 +137,8 @@ describe("the front door, rendered", () => {
         const plain = block(text, "# Plain HTTP");
         expect(plain).toContain("listen 80;");
         expect(plain).toContain("return 308 https://$host:8443$request_uri;");
+        // A request with a key is refused there, never redirected: the key already crossed in clear text.
+        expect(plain.indexOf("if ($http_authorization)")).toBeLessThan(plain.indexOf("return 308"));
         expect(plain).toContain("location = /nginx-health {");
         expect(plain).not.toContain("proxy_pass");
         const off = renderNginxConfig({ ...BASE, edge: { ...EDGE, tls: { ...EDGE.tls!, http: "off" } } }).text;
