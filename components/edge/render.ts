@@ -71,6 +71,12 @@ const METRICS_PATHS = "~^/metrics(/.*)?$";
 export const API_KEY_CLIENT = "api-key";
 
 /**
+ * What of the traffic without a key still reaches a replica (the probes' paths, CORS preflights) may do,
+ * per client address, when nginx checks keys: so that a stranger cannot keep the replicas busy.
+ */
+export const ANONYMOUS_LIMITS = { rps: 10, burst: 20, concurrent: 16 } as const;
+
+/**
  * How long a client may take to send its request headers, or pause between two reads of its body, before
  * nginx drops it (slowloris). nginx's default is 60 s.
  */
@@ -263,20 +269,29 @@ export function edgeHttpLines(edge: EdgeConfig): string[] {
             `limit_conn_zone $${cls.id} zone=${cls.id}:1m;`,
         );
     }
-    if (hasLimits(edge)) {
-        const slow = edge.clients.filter((c) => retryAfter(c) > 1);
-        lines.push(
-            "map $limit_conn_status $vllm_limited_message {",
-            '    REJECTED "too many requests in flight for this client key";',
-            '    default "too many requests per second for this client key";',
-            "}",
-            ...(slow.length > 0 ? ["map $vllm_client $vllm_retry_after {", "    default 1;", ...slow.map((c) => `    ${c.name} ${retryAfter(c)};`), "}"] : []),
-        );
-    }
+    const slow = edge.clients.filter((c) => retryAfter(c) > 1);
+    lines.push(
+        `# Without a key, only the probes' paths and CORS preflights pass; what of them reaches a replica is limited`,
+        `# per address (${nginxRate(ANONYMOUS_LIMITS.rps)}, burst ${ANONYMOUS_LIMITS.burst}, ${ANONYMOUS_LIMITS.concurrent} at once). The balancer's own /nginx-health is not.`,
+        "map $uri $vllm_own_health {",
+        "    default 0;",
+        "    /nginx-health 1;",
+        "}",
+        'map "$vllm_client:$vllm_own_health" $vllm_anonymous {',
+        '    default "";',
+        '    ":0" $binary_remote_addr;',
+        "}",
+        `limit_req_zone $vllm_anonymous zone=vllm_anonymous:10m rate=${nginxRate(ANONYMOUS_LIMITS.rps)};`,
+        "limit_conn_zone $vllm_anonymous zone=vllm_anonymous_conn:10m;",
+        'map "$vllm_client:$limit_conn_status" $vllm_limited_message {',
+        '    "~^:" "too many requests without a client key from this address";',
+        '    "~:REJECTED$" "too many requests in flight for this client key ($vllm_client)";',
+        '    default "too many requests per second for this client key ($vllm_client)";',
+        "}",
+        ...(slow.length > 0 ? ["map $vllm_client $vllm_retry_after {", "    default 1;", ...slow.map((c) => `    ${c.name} ${retryAfter(c)};`), "}"] : []),
+    );
     return [...lines, ""];
 }
-
-const hasLimits = (edge: EdgeConfig) => edge.clients.some((c) => c.rps !== undefined || c.concurrent !== undefined);
 
 /** The public server's `listen` (and TLS) lines. */
 export function edgeListenLines(edge: EdgeConfig, plainListen: string): string[] {
@@ -301,7 +316,7 @@ export function edgeListenLines(edge: EdgeConfig, plainListen: string): string[]
 /**
  * The public server's checks, limits and refusals, in the order nginx applies them: a bad path (400) and a
  * missing or wrong key (401) at the server's rewrite phase, before a location or a replica is chosen; then
- * the key's limits (429) before the request is proxied.
+ * the limits (429) of the key, or per address of what passes without one, before the request is proxied.
  */
 export function edgeServerLines(edge: EdgeConfig): string[] {
     const keyed = checksKeys(edge);
@@ -325,12 +340,14 @@ export function edgeServerLines(edge: EdgeConfig): string[] {
             "    }",
         );
     }
-    if (hasLimits(edge)) {
+    if (keyed) {
         lines.push(
             "    limit_req_status 429;",
             "    limit_conn_status 429;",
             "    limit_req_log_level warn;",
             "    limit_conn_log_level warn;",
+            `    limit_req zone=vllm_anonymous burst=${ANONYMOUS_LIMITS.burst} nodelay;`,
+            `    limit_conn vllm_anonymous_conn ${ANONYMOUS_LIMITS.concurrent};`,
             ...rateClasses(edge.clients).map((cls) => `    limit_req zone=${cls.id}${cls.burst > 0 ? ` burst=${cls.burst}` : ""} nodelay;`),
             ...concurrencyClasses(edge.clients).map((cls) => `    limit_conn ${cls.id} ${cls.concurrent};`),
             "    error_page 429 @vllm_limited;",
@@ -344,12 +361,12 @@ export function edgeServerLines(edge: EdgeConfig): string[] {
         "    error_page 413 @vllm_too_large;",
         "",
     );
-    if (hasLimits(edge)) {
+    if (keyed) {
         const retry = edge.clients.some((c) => retryAfter(c) > 1) ? "$vllm_retry_after" : "1";
         lines.push(
             "    location @vllm_limited {",
             `        add_header Retry-After ${retry} always;`,
-            `        return 429 ${json(429, "RateLimitError", "$vllm_limited_message ($vllm_client)")};`,
+            `        return 429 ${json(429, "RateLimitError", "$vllm_limited_message")};`,
             "    }",
         );
     }

@@ -10,6 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { afterEach, describe, expect, it } from "vitest";
 import { performance } from "perf_hooks";
+import { ANONYMOUS_LIMITS } from "../../components/edge/render";
 import {
     type EdgeBalancer,
     type EdgeBalancerOptions,
@@ -287,6 +288,28 @@ describe("limits per key", () => {
         }
         const bob = await Promise.all(Array.from({ length: 12 }, (_, i) => completion(b.url, `bob-${i}-`, bearer(BOB.key))));
         expect(bob.map((r) => r.status)).toEqual(Array(12).fill(200));
+    });
+
+    it("limits what reaches a replica without a key (the probes' paths, CORS preflights) per address, and never a keyed client or the balancer's own health", async () => {
+        const rs = await standIns(1);
+        const b = await edge({ upstreamPorts: rs.map((r) => r.port), clients: [ALICE] });
+        const n = 3 * (ANONYMOUS_LIMITS.burst + 1);
+        const anonymous = await Promise.all(
+            Array.from({ length: n }, (_, i) =>
+                i % 2 === 0
+                    ? request(`${b.url}/health?probe=anon-${i}-`, { agent: false })
+                    : request(`${b.url}/v1/chat/completions?probe=anon-${i}-`, { agent: false, method: "OPTIONS", headers: { origin: "https://app.example", "access-control-request-method": "POST" } }),
+            ),
+        );
+        const limited = anonymous.filter((r) => r.status === 429);
+        expect(limited.length).toBeGreaterThan(0);
+        expect(limited[0]!.json).toEqual({ error: { message: "too many requests without a client key from this address", type: "RateLimitError", param: null, code: 429 } });
+        anonymous.forEach((r, i) => expect(reached(rs, `probe=anon-${i}-`), `${r.status} reached a replica`).toBe(r.status !== 429));
+        // At the same time, from the same address: a keyed client and the balancer's own health endpoint.
+        const keyed = await Promise.all(Array.from({ length: 10 }, (_, i) => completion(b.url, `keyed-${i}-`, bearer(ALICE.key))));
+        expect(keyed.map((r) => r.status)).toEqual(Array(10).fill(200));
+        const own = await Promise.all(Array.from({ length: n }, () => request(`${b.url}/nginx-health`, { agent: false })));
+        expect(own.map((r) => r.status)).toEqual(Array(n).fill(200));
     });
 
     it("tells a key allowed less than one request a second how long to wait", async () => {

@@ -184,6 +184,9 @@ describe("the front door, rendered", () => {
         expect(block(checked, "map $http_authorization $vllm_client")).toContain("include /etc/nginx/vllm-nginx/edge/client-keys.map;");
         expect(block(publicServer(checked), "if ($vllm_unauthorized)")).toContain(`return 401 '{"error": "Unauthorized"}';`);
         expect(checked).toContain("proxy_set_header Authorization $vllm_replica_authorization;");
+        // What passes without a key is limited per address, as with client keys.
+        expect(publicServer(checked)).toContain("limit_req zone=vllm_anonymous burst=20 nodelay;");
+        expect(publicServer(checked)).toContain("limit_conn vllm_anonymous_conn 16;");
         const bundle = renderEdgeSecrets({ clientKeys: [], replicaKey: "replica-key-0123456789" });
         expect(bundle).toContain(`#file client-keys.map\n"~^(?i:bearer)[ \\t]+replica-key-0123456789[ \\t]*$" ${API_KEY_CLIENT};\n`);
         expect(bundle).toContain('#file replica-authorization.map\ndefault "Bearer replica-key-0123456789";');
