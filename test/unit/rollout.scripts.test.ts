@@ -103,6 +103,75 @@ describe("wait_healthy", () => {
     });
 });
 
+describe("a docker call that fails for another reason than a missing container", () => {
+    /** A fake docker whose `inspect` fails with `error` for its first `failures` calls, then prints `state`. */
+    const flaky = (failures: number, error: string, state = "running false 0 0") => (dir: string) => `#!/bin/sh
+case "$*" in
+  *"/health"*) exit 7 ;;
+  inspect*)
+    n=$(cat "${dir}/inspects" 2>/dev/null || echo 0); echo $((n + 1)) >"${dir}/inspects"
+    if [ "$n" -lt ${failures} ]; then echo "${error}" >&2; exit 1; fi
+    case "$*" in *vllm-nginx.spec*) echo spec-a ;; *) echo "${state}" ;; esac ;;
+esac
+`;
+    const SSH_DROPPED = "error during connect: Get \"http://docker.example.com/v1.41/containers/x/json\": command [ssh -- gpu-b docker system dial-stdio] has exited with exit status 255";
+
+    it("is retried by wait_healthy, which then waits on as for a replica still loading", async () => {
+        const r = await run("wait_healthy vllm0 e2e-vllm0 ssh://gpu-b 10.0.0.1:8000 3", { docker: flaky(2, SSH_DROPPED) });
+        expect(r.code).toBe(1);
+        expect(r.out).not.toContain("its container does not exist");
+        expect(r.out).toContain("/health did not answer within 3s (startupTimeout)");
+    });
+
+    it("still names a container that does not exist as missing", async () => {
+        const r = await run("wait_healthy vllm0 e2e-vllm0 - 10.0.0.1:8000 60", { docker: flaky(100, "Error: No such object: e2e-vllm0") });
+        expect(r.code).toBe(1);
+        expect(r.out).toContain("its container does not exist");
+    });
+
+    it("fails, naming the engine's answer, when the engine does not answer for long, rather than reading the container as missing", async () => {
+        const r = await run("state ssh://gpu-b e2e-vllm0", { docker: flaky(100, SSH_DROPPED) });
+        expect(r.code).toBe(1);
+        expect(r.out).toContain("docker inspect e2e-vllm0 on ssh://gpu-b failed 5 times");
+        expect(r.out).toContain("dial-stdio] has exited with exit status 255");
+        expect(r.out).not.toContain("missing");
+    }, 20_000);
+
+    it("gives spec the same retries: a gate never takes a replica it could not read for one that does not exist", async () => {
+        expect((await run("spec ssh://gpu-b e2e-vllm0", { docker: flaky(2, SSH_DROPPED) })).out.trim()).toBe("spec-a");
+        expect((await run("spec - e2e-vllm0", { docker: flaky(100, "Error: No such object: e2e-vllm0") })).out.trim()).toBe("");
+        const down = await run('have=$(spec ssh://gpu-b e2e-vllm0); echo "have=$have"', { docker: flaky(100, SSH_DROPPED) });
+        expect(down.code).toBe(1);
+        expect(down.out).not.toContain("have=");
+    }, 20_000);
+});
+
+describe("member.sh retire", () => {
+    const MEMBER = fs.readFileSync(path.join(REPO, "components/rollout/scripts/member.sh"), "utf8");
+
+    it("drains a replica whose engine dropped a call, rather than taking it for gone", async () => {
+        const r = await run(
+            `set -- retire\n${MEMBER}`,
+            {
+                metrics: IDLE,
+                docker: (dir) => `#!/bin/sh
+case "$*" in
+  *"/nginx-health"*) echo "ok abc in=vllm0 out=vllm1" ;;
+  *"/metrics"*) cat "${dir}/metrics" ;;
+  inspect*)
+    n=$(cat "${dir}/inspects" 2>/dev/null || echo 0); echo $((n + 1)) >"${dir}/inspects"
+    if [ "$n" -lt 2 ]; then echo "error during connect: ssh: connection reset" >&2; exit 1; fi
+    echo c0ffee ;;
+esac
+`,
+            },
+            { NAME: "vllm1", CONTAINER: "s-vllm1", CONTAINER_ID: "c0ffee", ENGINE: "ssh://gpu-b", ADDRESS: "10.0.0.11:8000", GRACE: "30", ROTATION_SH: "true" },
+        );
+        expect(r.code, r.out).toBe(0);
+        expect(r.out).toContain("vllm1: drained (no running or waiting request)");
+    });
+});
+
 describe("engines reached over TCP with TLS", () => {
     it("gives each docker call the engine's material, and leaves none of it behind (the client key is root on that engine)", async () => {
         const material = { ca: "CA", cert: "CERT", key: "KEY" };

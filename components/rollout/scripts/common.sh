@@ -71,11 +71,42 @@ drain() {
     done
 }
 
+# inspect_container ENGINE CONTAINER FORMAT: what docker inspect prints; nothing for a container that does
+# not exist. Any other failure (an engine, or an ssh connection to it, that drops a call) is tried again, 5
+# times a second apart, and then fails the script with docker's answer: it is never read as "missing".
+inspect_container() {
+    tries=0
+    errors=$(mktemp)
+    while :; do
+        if answer=$(on_engine "$1" inspect -f "$3" "$2" 2>"$errors"); then
+            rm -f "$errors"
+            printf '%s\n' "$answer"
+            return 0
+        fi
+        case $(cat "$errors") in
+        *"No such object"* | *"No such container"*)
+            rm -f "$errors"
+            return 0
+            ;;
+        esac
+        tries=$((tries + 1))
+        if [ "$tries" -ge 5 ]; then
+            echo "docker inspect $2 on ${1:--} failed $tries times: $(cat "$errors")" >&2
+            rm -f "$errors"
+            exit 1
+        fi
+        sleep 1
+    done
+}
+
 # state ENGINE CONTAINER: "status restarting restarts exit-code", or "missing".
-state() { on_engine "$1" inspect -f '{{.State.Status}} {{.State.Restarting}} {{.RestartCount}} {{.State.ExitCode}}' "$2" 2>/dev/null || echo missing; }
+state() {
+    found=$(inspect_container "$1" "$2" '{{.State.Status}} {{.State.Restarting}} {{.RestartCount}} {{.State.ExitCode}}')
+    echo "${found:-missing}"
+}
 
 # spec ENGINE CONTAINER: the spec label of the running container, empty when there is none.
-spec() { on_engine "$1" inspect -f '{{index .Config.Labels "vllm-nginx.spec"}}' "$2" 2>/dev/null || true; }
+spec() { inspect_container "$1" "$2" '{{index .Config.Labels "vllm-nginx.spec"}}'; }
 
 # failed NAME CONTAINER ENGINE REASON: says why a replica did not come up, with the end of its log.
 failed() {
@@ -99,8 +130,10 @@ wait_healthy() {
         if fetch "$address" /health >/dev/null; then
             return 0
         fi
+        # Outside the here-document, so that a failure of the engine stops the script.
+        found=$(state "$engine" "$container")
         read -r status restarting restarts code <<STATE
-$(state "$engine" "$container")
+$found
 STATE
         case $status in
         missing) failed "$name" "$container" "$engine" "its container does not exist" ;;

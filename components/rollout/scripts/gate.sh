@@ -24,8 +24,9 @@ echo "$EARLIER" | while read -r name container engine want address; do
         if [ "$have" = "$want" ] && in_rotation "$name"; then
             break
         fi
+        found=$(state "$engine" "$container")
         read -r status restarting restarts code <<STATE
-$(state "$engine" "$container")
+$found
 STATE
         if [ "$have" = "$want" ] && { [ "$status" = exited ] || [ "$status" = dead ] || [ "$restarting" = true ]; }; then
             echo "the rollout stops: $name, replaced before this batch, is not running ($status, exit code $code)" >&2

@@ -11,7 +11,9 @@ admit)
     echo "$NAME serves /health and is in nginx's rotation"
     ;;
 retire)
-    live=$(on_engine "$ENGINE" inspect -f '{{.Id}}' "$CONTAINER" 2>/dev/null || true)
+    # Empty only when the container is gone: a call the engine dropped is tried again, not read as gone
+    # (which would stop the replica without draining it).
+    live=$(inspect_container "$ENGINE" "$CONTAINER" '{{.Id}}')
     if [ -n "$live" ] && [ "$live" != "$CONTAINER_ID" ]; then
         echo "$NAME runs a newer container already: nothing to retire"
         exit 0
