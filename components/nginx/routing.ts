@@ -20,6 +20,13 @@ export const IMAGE_LUA_PATH = "/usr/share/vllm-nginx/lua";
 /** The path replicas answer health checks on, as vLLM's `/health` (503 once the engine died). */
 export const HEALTH_PATH = "/health";
 
+/**
+ * How long an active probe waits for the answer to `/health` once connected: longer than the interval,
+ * since vLLM answers it on the event loop that also renders chat templates and tokenizes, and a busy
+ * replica is not a dead one (the Lua balancer counts such probes apart, and never overlaps them).
+ */
+export const HEALTH_TIMEOUT_MS = 3000;
+
 /** Status of the programmable balancer: JSON with each replica's rotation, health and load. */
 export const ROUTING_STATUS_PATH = "/nginx-routing";
 
@@ -74,7 +81,7 @@ export function routingHttpDirectives(config: RoutingConfig): string[] {
         `        max_fails = ${config.maxFails},`,
         `        fail_timeout = ${config.failTimeoutSeconds},`,
         `        health_interval = ${usesLuaBalancer(config.method) ? health : 0},`,
-        `        health_timeout_ms = ${Math.round(1000 * Math.min(Math.max(health, 0.2), 1))},`,
+        `        health_timeout_ms = ${HEALTH_TIMEOUT_MS},`,
         `        health_path = ${q(HEALTH_PATH)},`,
         "        peers = {",
         ...config.upstreams.map((u) => `            { name = ${q(u.name)}, address = ${q(u.address)}, out = "{{down:${u.name}}}" },`),

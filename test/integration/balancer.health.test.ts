@@ -84,6 +84,45 @@ describe("active health checks (a dead engine behind a live server)", () => {
         });
     }
 
+    it("keeps a busy replica in service: its event loop busy 4 s of every 6 s (long prompts to render and tokenize) answers /health late, not never", async () => {
+        const rs = await standIns(3);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
+        const busy = rs[1]!;
+        const samples: Sample[] = [];
+        let stop = false;
+        const driving = drive(lb.url, samples, () => stop);
+        const started = performance.now();
+        let blocks = 0;
+        while (performance.now() - started < 18_000) {
+            expect((await request(`${busy.url}/standin/block-loop?ms=4000`, { method: "POST" })).status).toBe(200);
+            blocks += 1;
+            await sleep(6000);
+        }
+        const servedMeanwhile = samples.filter((s) => s.replica === busy.replicaId).length;
+        stop = true;
+        await driving;
+        console.log(`busy replica: ${blocks} blocks of 4 s, ${servedMeanwhile} of ${samples.length} requests served by it`);
+        expect(lb.errorLog()).not.toMatch(/vllm1 \(127\.0\.0\.1:\d+\) fails \/health/);
+        expect(servedMeanwhile).toBeGreaterThan(0);
+        expect(samples.every((s) => s.status === 200)).toBe(true);
+    }, 60_000);
+
+    it("takes out a replica whose /health gets no answer at all (a loop blocked for good), after three late probes", async () => {
+        const rs = await standIns(3);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
+        const blockedAt = performance.now();
+        await request(`${rs[1]!.url}/standin/block-loop?ms=20000`, { method: "POST" });
+        const pattern = /vllm1 \(127\.0\.0\.1:\d+\) fails \/health \(no answer within 3000 ms, 3 times in a row\)/;
+        while (!pattern.test(lb.errorLog()) && performance.now() - blockedAt < 18_000) {
+            await sleep(200);
+        }
+        const seconds = (performance.now() - blockedAt) / 1000;
+        console.log(`a replica that never answers /health: out of service after ${seconds.toFixed(1)} s`);
+        expect(lb.errorLog()).toMatch(pattern);
+    }, 60_000);
+
     it("contrast: nginx's max_fails alone keeps sending the dead replica its share (the server accepts every connection)", async () => {
         const rs = await standIns(3);
         const port = await freePort();

@@ -1387,6 +1387,19 @@ async function main(options, write) {
             killEngine();
             return sendJson(res, 200, { dead: true, exits: !keepAliveOnEngineDeath });
         }
+        if (path === "/standin/block-loop" && method === "POST") {
+            // Busy for `ms` on the event loop, as vLLM's API server is while it renders a long chat template
+            // or tokenizes a large prompt: /health and every other request wait meanwhile.
+            const ms = Math.min(Number(url.searchParams.get("ms") ?? 1000), 60_000);
+            sendJson(res, 200, { blocking_ms: ms });
+            setImmediate(() => {
+                const until = performance.now() + ms;
+                while (performance.now() < until) {
+                    // busy
+                }
+            });
+            return;
+        }
         if (path === "/standin/requests" && method === "GET") {
             return sendJson(res, 200, { replica: options.replicaId, requests: requestLog });
         }

@@ -47,12 +47,13 @@ describe("rendered nginx config", () => {
         expect(states).toContain('{ name = "vllm1", address = "172.29.20.11:8000", out = "" },');
     });
 
-    it("probes /health every healthCheckInterval, with a timeout of at most 1 s", () => {
+    it("probes /health every healthCheckInterval, waiting up to 3 s for a busy replica's answer whatever the interval", () => {
         expect(text).toContain("health_interval = 1,");
         expect(text).toContain('health_path = "/health",');
+        expect(text).toContain("health_timeout_ms = 3000,");
         const fast = renderNginxConfig({ ...GUIDE_TOPOLOGY, healthCheckIntervalSeconds: 0.5 }).text;
         expect(fast).toContain("health_interval = 0.5,");
-        expect(fast).toContain("health_timeout_ms = 500,");
+        expect(fast).toContain("health_timeout_ms = 3000,");
     });
 
     it("serves the balancer's state on the internal listener only", () => {

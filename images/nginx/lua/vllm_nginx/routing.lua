@@ -25,8 +25,16 @@ local M = {}
 
 -- Points per replica on the hash ring (nginx's `hash ... consistent` uses 160 per weight unit).
 local RING_POINTS = 160
--- Consecutive failed (passed) probes that take a replica out of (back into) service.
+-- Consecutive failed (passed) probes that take a replica out of (back into) service. A failure is an
+-- answer other than 200 (vLLM's 503 once its engine died) or a connection that fails.
 local HEALTH_FALL, HEALTH_RISE = 2, 2
+-- A probe that connects but gets no answer in time counts apart: vLLM answers /health on the event loop
+-- that renders chat templates and tokenizes, so a busy replica can answer late. Only this many such
+-- probes in a row (with no answer between) take it out of service.
+local HEALTH_SLOW_FALL = 3
+-- A connection is made by the replica's kernel even while its event loop is busy: a connect that fails
+-- or times out is a failure; the answer may take longer.
+local HEALTH_CONNECT_TIMEOUT_MS = 1000
 -- System prompts' share of the traffic is counted over two windows of this many seconds, once at
 -- least this many requests were counted.
 local POPULARITY_WINDOW = 10
@@ -428,10 +436,10 @@ end
 -- (idle for less than vLLM's 5 s keep-alive), so probes do not open a connection every interval.
 local function probe(p)
     local sock = ngx.socket.tcp()
-    sock:settimeout(conf.health_timeout_ms)
+    sock:settimeouts(HEALTH_CONNECT_TIMEOUT_MS, conf.health_timeout_ms, conf.health_timeout_ms)
     local ok, err = sock:connect(p.host, p.port)
     if not ok then
-        return false, err
+        return false, "connect: " .. tostring(err)
     end
     local sent
     sent, err = sock:send("GET " .. conf.health_path .. " HTTP/1.1\r\nHost: " .. p.address .. "\r\nUser-Agent: vllm-nginx-health\r\n\r\n")
@@ -484,6 +492,7 @@ local function check(p)
     local down_key = "hc:down:" .. p.address
     if ok then
         dict:set("hc:fails:" .. p.address, 0)
+        dict:set("hc:slow:" .. p.address, 0)
         local passes = dict:incr("hc:passes:" .. p.address, 1, 0)
         if dict:get(down_key) and passes >= HEALTH_RISE then
             dict:delete(down_key)
@@ -491,12 +500,19 @@ local function check(p)
         end
     else
         dict:set("hc:passes:" .. p.address, 0)
-        local fails = dict:incr("hc:fails:" .. p.address, 1, 0)
-        if not dict:get(down_key) and fails >= HEALTH_FALL then
+        local fails, limit
+        if why == "timeout" then
+            fails, limit = dict:incr("hc:slow:" .. p.address, 1, 0), HEALTH_SLOW_FALL
+            why = "no answer within " .. conf.health_timeout_ms .. " ms, " .. fails .. " times in a row"
+        else
+            fails, limit = dict:incr("hc:fails:" .. p.address, 1, 0), HEALTH_FALL
+        end
+        if not dict:get(down_key) and fails >= limit then
             dict:set(down_key, true)
             ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") fails ", conf.health_path, " (", tostring(why), "): no new requests until it passes again")
         end
     end
+    dict:delete("hc:probing:" .. p.address)
 end
 
 local function check_all(premature)
@@ -508,9 +524,11 @@ local function check_all(premature)
         return
     end
     -- Replicas out of rotation are not probed: a deploy admits one only once its /health answers.
+    -- A replica whose last probe is still waiting for its answer is not probed again: one late answer is
+    -- one slow probe, not several.
     local threads = {}
     for _, p in ipairs(peers) do
-        if p.in_rotation then
+        if p.in_rotation and dict:add("hc:probing:" .. p.address, true, conf.health_timeout_ms / 1000 + HEALTH_CONNECT_TIMEOUT_MS / 1000 + 1) then
             threads[#threads + 1] = ngx.thread.spawn(check, p)
         end
     end
