@@ -12,6 +12,7 @@ import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PrometheusApi, request, requireDocker, sleep, stream, waitFor, type Response } from "../support";
 import { dashboardQueries } from "../../components/monitoring/dashboard";
+import { PLAIN_KEY_REFUSAL } from "../../components/edge/render";
 import { execFile } from "child_process";
 import { BASE_IMAGE, E2eStack, REPO, RotationSampler, balancerCertificate, docker, followLogs, leftovers, removeLeftovers, rotation } from "./harness";
 import { ALICE_KEY, API_KEY, BOB_KEY, LoadCounts, SteadyLoad, chunks, streamCompletion, type Front } from "./load";
@@ -229,8 +230,15 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect((await call("/metrics")).status).toBe(404);
         expect((await call("/reset_prefix_cache", front.headers, {})).status).toBe(404);
         expect(await http2Get("/v1/models", ALICE_KEY)).toMatchObject({ protocol: "h2", status: 200 });
-        const plain = await request(`http://127.0.0.1:${HEALTH_PORT}/v1/models`, { headers: front.headers, agent: false });
+        const plain = await request(`http://127.0.0.1:${HEALTH_PORT}/v1/models`, { agent: false });
         expect([plain.status, plain.headers.location]).toEqual([308, `https://127.0.0.1:${LB_PORT}/v1/models`]);
+        // With a key, plain HTTP is refused, not redirected: a client that followed would send it in clear text.
+        const plainWithKey = await request(`http://127.0.0.1:${HEALTH_PORT}/v1/models`, { headers: front.headers, agent: false });
+        expect([plainWithKey.status, plainWithKey.headers.location, plainWithKey.json.error.message]).toEqual([400, undefined, PLAIN_KEY_REFUSAL]);
+        // Paths the balancer does not forward, with a key: nginx's 404.
+        for (const p of ["/v1/load_lora_adapter", "/load", "/openapi.json"]) {
+            expect((await call(p)).status, p).toBe(404);
+        }
         // bob: 2 a second with a burst of 2, one at a time. Ten at once: nginx answers what is over at once.
         const burst = await Promise.all(Array.from({ length: 10 }, () => call("/v1/models", bearer(BOB_KEY))));
         const limited = burst.filter((r) => r.status === 429);
