@@ -146,6 +146,28 @@ esac
     }, 20_000);
 });
 
+describe("replicas and the balancer on different engines", () => {
+    it("asks the replica's engine about its container, whatever engine the balancer's calls went to meanwhile", async () => {
+        // Only the replica's engine has the container; the balancer's engine answers /health probes (failing).
+        const r = await run(
+            "wait_healthy hostb-vllm0 mh-hostb-vllm0 ssh://hostb 10.0.0.12:8081 2",
+            {
+                docker: () => `#!/bin/sh
+case "$*" in
+  *"/health"*) exit 7 ;;
+  inspect*) if [ "$DOCKER_HOST" = ssh://hostb ]; then echo "running false 0 0"; else echo "Error: No such object: mh-hostb-vllm0" >&2; exit 1; fi ;;
+  logs*) echo "logs from $DOCKER_HOST" ;;
+esac
+`,
+            },
+            { LB_ENGINE: "ssh://hosta" },
+        );
+        expect(r.out).not.toContain("its container does not exist");
+        expect(r.out).toContain("/health did not answer within 2s (startupTimeout)");
+        expect(r.out).toContain("logs from ssh://hostb");
+    });
+});
+
 describe("member.sh retire", () => {
     const MEMBER = fs.readFileSync(path.join(REPO, "components/rollout/scripts/member.sh"), "utf8");
 

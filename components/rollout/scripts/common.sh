@@ -75,7 +75,7 @@ drain() {
 # not exist. Any other failure (an engine, or an ssh connection to it, that drops a call) is tried again, 5
 # times a second apart, and then fails the script with docker's answer: it is never read as "missing".
 inspect_container() {
-    tries=0
+    inspect_tries=0
     errors=$(mktemp)
     while :; do
         if answer=$(on_engine "$1" inspect -f "$3" "$2" 2>"$errors"); then
@@ -89,9 +89,9 @@ inspect_container() {
             return 0
             ;;
         esac
-        tries=$((tries + 1))
-        if [ "$tries" -ge 5 ]; then
-            echo "docker inspect $2 on ${1:--} failed $tries times: $(cat "$errors")" >&2
+        inspect_tries=$((inspect_tries + 1))
+        if [ "$inspect_tries" -ge 5 ]; then
+            echo "docker inspect $2 on ${1:--} failed $inspect_tries times: $(cat "$errors")" >&2
             rm -f "$errors"
             exit 1
         fi

@@ -18,16 +18,17 @@ tls_dir() {
 
 # with_engine ADDRESS command...: runs the command with DOCKER_HOST (and TLS, when the engine needs it) for
 # the engine at ADDRESS ("" or "-": the default engine).
+# (POSIX sh has no local variables: these names are its own, so that a caller's `engine` survives.)
 with_engine() {
-    engine=$1
+    with_engine_address=$1
     shift
-    if [ -z "$engine" ] || [ "$engine" = "-" ]; then
+    if [ -z "$with_engine_address" ] || [ "$with_engine_address" = "-" ]; then
         "$@"
         return
     fi
-    certs=$(tls_dir "$engine")
+    certs=$(tls_dir "$with_engine_address")
     if [ -z "$certs" ]; then
-        DOCKER_HOST=$engine "$@"
+        DOCKER_HOST=$with_engine_address "$@"
         return
     fi
     # The client key is root on that engine: it lives only as long as the one call that needs it (also
@@ -36,7 +37,7 @@ with_engine() {
     trap 'rm -rf "$certs"; exit 130' INT
     trap 'rm -rf "$certs"; exit 143' TERM
     with_engine_status=0
-    DOCKER_HOST=$engine DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$certs "$@" || with_engine_status=$?
+    DOCKER_HOST=$with_engine_address DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$certs "$@" || with_engine_status=$?
     rm -rf "$certs"
     trap - EXIT INT TERM
     return $with_engine_status
