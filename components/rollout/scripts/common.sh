@@ -35,6 +35,8 @@ rotation_line() { fetch 127.0.0.1 /nginx-health | sed -n 's/^ok [^ ]* \(in=[^ ]*
 # in_rotation NAME: whether nginx serves NAME now.
 in_rotation() { rotation_line | grep -Eq "in=([^ ]*,)?$1(,[^ ]*)? "; }
 
+# now: the clock in whole seconds. A deadline of now + N is passed once now is past it (-gt), so that at
+# least N seconds have gone by, wherever in its first second the wait began.
 now() { date +%s; }
 
 # in_flight ADDRESS: requests running plus waiting, from the replica's /metrics (empty when it does not answer).
@@ -63,7 +65,7 @@ drain() {
         else
             zeros=0
         fi
-        if [ "$(now)" -ge "$deadline" ]; then
+        if [ "$(now)" -gt "$deadline" ]; then
             echo "$name: grace period of ${grace}s reached with $n request(s) still running or waiting; they end when it stops" >&2
             return 0
         fi
@@ -144,7 +146,7 @@ STATE
         if [ $((restarts - first)) -ge 2 ]; then
             failed "$name" "$container" "$engine" "it keeps exiting (exit code $code, restarted $restarts times)"
         fi
-        if [ "$(now)" -ge "$deadline" ]; then
+        if [ "$(now)" -gt "$deadline" ]; then
             failed "$name" "$container" "$engine" "/health did not answer within ${timeout}s (startupTimeout)"
         fi
         sleep 1

@@ -32,7 +32,7 @@ STATE
             echo "the rollout stops: $name, replaced before this batch, is not running ($status, exit code $code)" >&2
             exit 1
         fi
-        if [ "$(now)" -ge "$deadline" ]; then
+        if [ "$(now)" -gt "$deadline" ]; then
             echo "the rollout stops: $name is not back in rotation with its new settings" >&2
             exit 1
         fi
