@@ -11,6 +11,7 @@ import { BALANCER_CONTAINER_PORT, BALANCER_STATUS_PORT } from "./nginx/paths";
 import { renderTemplate } from "./nginx/render";
 import { LOCAL_HOST, describeRollout, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
 import { RolloutGate, type GateMember } from "./rollout/gate";
+import { reconcileRotation } from "./rollout/reconcile";
 import { fleetSpec } from "./rollout/spec";
 import type { Transform } from "./transform";
 import { VllmReplica, replicaContainer, replicaSpec, type VllmReplicaArgs } from "./vllm/replica";
@@ -76,6 +77,8 @@ export class VllmFleet extends pulumi.ComponentResource {
     readonly prometheusUrl: pulumi.Output<string | undefined>;
     /** Grafana's URL, when it is on. */
     readonly grafanaUrl: pulumi.Output<string | undefined>;
+    /** What the rotation's reconciliation at the end of this `up` did (see `reconcileRotation`); empty in a preview. */
+    readonly rotationReconciled: pulumi.Output<string>;
 
     constructor(name: string, args: VllmFleetArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:index:VllmFleet", name, {}, opts);
@@ -202,6 +205,7 @@ export class VllmFleet extends pulumi.ComponentResource {
             create(slot(replicaName), []);
         }
         let after: pulumi.Resource[] = plan.surge.map((replicaName) => replicas.get(replicaName)!.member!);
+        const gates: RolloutGate[] = [];
         plan.batches.forEach((batch, index) => {
             const gate = new RolloutGate(
                 `${name}-rollout-${index}`,
@@ -214,6 +218,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                 },
                 { parent: this },
             );
+            gates.push(gate);
             for (const replicaName of batch) {
                 create(slot(replicaName), [gate.command]);
             }
@@ -222,6 +227,14 @@ export class VllmFleet extends pulumi.ComponentResource {
         for (const replicaName of plan.added.filter((added) => !plan.batches.flat().includes(added))) {
             create(slot(replicaName), []);
         }
+
+        // Every `up` ends with each replica that runs its declared settings and serves /health in rotation.
+        this.rotationReconciled = reconcileRotation({
+            members: active.map(member),
+            target: balancer.rotation,
+            after: [balancer.installConfig, ...gates.map((g) => g.command), ...active.map((replica) => replicas.get(replica.name)!.member!)],
+            parent: this,
+        });
 
         const monitoring = new FleetMonitoring(
             `${name}-monitoring`,
@@ -276,6 +289,7 @@ export class VllmFleet extends pulumi.ComponentResource {
             rollout: this.rollout,
             prometheusUrl: this.prometheusUrl,
             grafanaUrl: this.grafanaUrl,
+            rotationReconciled: this.rotationReconciled,
         });
     }
 }

@@ -3,7 +3,7 @@ import type { ProxySettings, RestartPolicy } from "../config";
 import type { Engine } from "../docker/providers";
 import { GrafanaServer } from "./grafanaServer";
 import { MonitoringImage } from "./monitoringImage";
-import { NginxExporter } from "./nginxExporter";
+import { BALANCER_INTERNAL_ADDRESS, NginxExporter } from "./nginxExporter";
 import { ReplicaTarget, renderPrometheusConfig } from "./prometheusConfig";
 import { PrometheusServer } from "./prometheusServer";
 import { AlertThresholds, renderRules } from "./rules";
@@ -87,7 +87,7 @@ export class FleetMonitoring extends pulumi.ComponentResource {
                     image: prometheusImage.imageRef,
                     networkName: args.networkName,
                     config: this.exporter.address.apply((exporter) =>
-                        renderPrometheusConfig({ stack: args.prefix, replicas: args.replicas, balancerExporter: exporter, balancerHost: args.balancerHost }),
+                        renderPrometheusConfig({ stack: args.prefix, replicas: args.replicas, balancerExporter: exporter, balancerRotation: BALANCER_INTERNAL_ADDRESS, balancerHost: args.balancerHost }),
                     ),
                     rules: renderRules(args.alertThresholds),
                     port: s.prometheusPort,

@@ -2,9 +2,13 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { lifecycle } from "../docker/lifecycle";
 import type { RestartPolicy } from "../config";
+import { BALANCER_STATUS_PORT } from "../nginx/paths";
+import { BALANCER_STATUS_PATH } from "../nginx/render";
 
-/** What the balancer serves stub_status at, on its internal listener (not published on the host). */
-export const BALANCER_STUB_STATUS_URL = "http://nginx-lb:8081/nginx-status";
+/** The balancer's internal listener (not published on the host), on the fleet's network. */
+export const BALANCER_INTERNAL_ADDRESS = `nginx-lb:${BALANCER_STATUS_PORT}`;
+/** What the balancer serves stub_status at, on its internal listener. */
+export const BALANCER_STUB_STATUS_URL = `http://${BALANCER_INTERNAL_ADDRESS}${BALANCER_STATUS_PATH}`;
 /** The port the exporter serves `/metrics` on, in both images. */
 export const EXPORTER_PORT = 9113;
 /** The network alias Prometheus reaches the exporter by. */

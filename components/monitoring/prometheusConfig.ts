@@ -1,9 +1,10 @@
 /**
  * Renders Prometheus's configuration for a fleet: every replica's `/metrics` with its name and host as
- * labels, the nginx exporter, and Prometheus itself, scraped often enough that an alert can fire within
+ * labels, the nginx exporter, the balancer's rotation, and Prometheus itself, scraped often enough that an alert can fire within
  * seconds of a replica going away. Pure code; the snapshot in the unit tests is what a reviewer reads.
  */
 import { createHash } from "crypto";
+import { BALANCER_ROTATION_PATH } from "../nginx/paths";
 import { toYaml } from "./yaml";
 
 /** One vLLM replica, as Prometheus sees it. */
@@ -25,6 +26,8 @@ export interface PrometheusConfigArgs {
     replicas: ReplicaTarget[];
     /** `host:port` of the nginx exporter. No `nginx` job when unset. */
     balancerExporter?: string;
+    /** `host:port` of the balancer's internal listener, whose rotation gauge is scraped. No `rotation` job when unset. */
+    balancerRotation?: string;
     /** Host name of the balancer, its `host` label. Defaults to `"local"`. */
     balancerHost?: string;
     /** Seconds between scrapes and between rule evaluations. Defaults to 5. */
@@ -36,7 +39,7 @@ export interface PrometheusConfigArgs {
 }
 
 /** Job names, which the rules and the dashboard select on. */
-export const JOBS = { vllm: "vllm", nginx: "nginx", prometheus: "prometheus" } as const;
+export const JOBS = { vllm: "vllm", nginx: "nginx", rotation: "rotation", prometheus: "prometheus" } as const;
 
 /** The port Prometheus listens on inside its container. */
 export const PROMETHEUS_PORT = 9090;
@@ -81,6 +84,15 @@ export function renderPrometheusConfig(args: PrometheusConfigArgs): string {
                       {
                           job_name: JOBS.nginx,
                           static_configs: [{ targets: [args.balancerExporter], labels: { host: args.balancerHost ?? "local" } }],
+                      },
+                  ]
+                : []),
+            ...(args.balancerRotation
+                ? [
+                      {
+                          job_name: JOBS.rotation,
+                          metrics_path: BALANCER_ROTATION_PATH,
+                          static_configs: [{ targets: [args.balancerRotation], labels: { balancer: args.balancerHost ?? "local" } }],
                       },
                   ]
                 : []),

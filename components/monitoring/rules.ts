@@ -5,6 +5,7 @@
  * `promtool test rules` run on the rendered text in the integration tier.
  */
 import { JOBS } from "./prometheusConfig";
+import { ROTATION_METRIC } from "../nginx/paths";
 import { NGINX, VLLM } from "./metrics";
 import { toYaml } from "./yaml";
 
@@ -43,6 +44,11 @@ export interface AlertThresholds {
     errorFor: string;
     /** How long nginx must go unobserved before the balancer is reported down. Defaults to `15s`. */
     balancerDownFor: string;
+    /**
+     * How long a replica that answers /metrics must stay out of rotation before it is reported. Defaults
+     * to `10m`: longer than a drain (`stopGracePeriod`, 120 s by default) and a replacement's load.
+     */
+    outOfRotationFor: string;
 }
 
 export const DEFAULT_ALERT_THRESHOLDS: AlertThresholds = {
@@ -54,6 +60,7 @@ export const DEFAULT_ALERT_THRESHOLDS: AlertThresholds = {
     errorsPerMinute: 3,
     errorFor: "1m",
     balancerDownFor: "15s",
+    outOfRotationFor: "10m",
 };
 
 /** The window of every rate and quantile: twelve scrapes at the 5 s interval. */
@@ -236,6 +243,17 @@ export function alertRules(overrides: Partial<AlertThresholds> = {}): AlertRule[
             description:
                 `More than ${percent(t.errorRatio)} of its responses (and at least ${t.errorsPerMinute} a minute) were server errors for ${t.errorFor}: ` +
                 "look at the replica's log (engine errors, out of memory).",
+        },
+        {
+            alert: "VllmReplicaOutOfRotation",
+            // The replica's labels (replica, host), where the balancer reports it out.
+            expr: `up{${VLLM_JOB}} == 1 and on (replica) ${ROTATION_METRIC}{job="${JOBS.rotation}"} == 0`,
+            for: t.outOfRotationFor,
+            severity: "warning",
+            summary: `Replica ${onReplica} serves but is out of nginx's rotation`,
+            description:
+                `For ${t.outOfRotationFor} the replica answered /metrics while the balancer sent it no new request. Every \`pulumi up\` brings back ` +
+                "a replica that runs its deployed settings and serves /health; look at the last up's warnings, or run `pulumi up`.",
         },
         {
             alert: "NginxBalancerDown",

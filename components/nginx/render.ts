@@ -7,6 +7,7 @@ import { createHash } from "crypto";
 import type { BalancerSettings } from "../config";
 import { nginxSeconds } from "../config/units";
 import { EDGE_LOG_FIELDS, OPEN_EDGE, edgeHttpLines, edgeListenLines, edgePlainServerLines, edgeProxyLines, edgeServerLines, type EdgeConfig } from "../edge/render";
+import { BALANCER_ROTATION_PATH, ROTATION_METRIC } from "./paths";
 import { routingHttpDirectives, routingLocationDirectives, routingStatusLocation, upstreamBlock, type RoutingMethod } from "./routing";
 
 /** Path of the balancer's own health endpoint; it answers even when every replica is down. */
@@ -66,7 +67,8 @@ export interface RenderedConfig {
 
 /**
  * The config with the rotation left open: `{{down:NAME}}` and `{{note:NAME}}` on each replica's server
- * line, `{{in}}` and `{{out}}` in the health endpoint's answer, and one `# vllm-nginx:replica NAME
+ * line, `{{in}}` and `{{out}}` in the health endpoint's answer, `{{in:NAME}}` (1 or 0) in the rotation's
+ * metrics, and one `# vllm-nginx:replica NAME
  * ADDRESS` line per replica. The balancer fills it in with the replicas in rotation
  * (`components/rollout/scripts/rotation.sh`), as `fillTemplate` does here.
  */
@@ -105,6 +107,8 @@ export function fillTemplate(template: string, states: Record<string, UpstreamSt
     for (const name of names) {
         const state = states[name];
         text = text
+            .split(`{{in:${name}}}`)
+            .join(state === "active" ? "1" : "0")
             .split(`{{down:${name}}}`)
             .join(state === "active" ? "" : " down")
             .split(`{{note:${name}}}`)
@@ -204,6 +208,7 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         "        stub_status;",
         "    }",
         ...routingStatusLocation(config),
+        ...rotationMetricsLocation(config.upstreams),
         "    location / {",
         "        return 404;",
         "    }",
@@ -225,4 +230,22 @@ function nginxBytes(bytes: number): string {
         return `${bytes / (1024 * 1024)}m`;
     }
     return bytes % 1024 === 0 ? `${bytes / 1024}k` : String(bytes);
+}
+
+/**
+ * Each replica's place in the rotation as a Prometheus gauge, on the internal listener: what an alert
+ * reads to find a replica that serves but stays out (a reconciliation that could not bring it back).
+ */
+function rotationMetricsLocation(upstreams: UpstreamServer[]): string[] {
+    const text = [
+        `# HELP ${ROTATION_METRIC} 1 while the balancer sends the replica new requests, 0 while it is out of rotation.`,
+        `# TYPE ${ROTATION_METRIC} gauge`,
+        ...upstreams.map((u) => `${ROTATION_METRIC}{replica="${u.name}"} {{in:${u.name}}}`),
+    ];
+    return [
+        `    location = ${BALANCER_ROTATION_PATH} {`,
+        '        default_type "text/plain; version=0.0.4";',
+        `        return 200 '${text.join("\\n")}\\n';`,
+        "    }",
+    ];
 }

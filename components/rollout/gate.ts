@@ -5,6 +5,13 @@ import type { Engine } from "../docker/providers";
 import { rolloutScript, runRolloutScript } from "./scripts";
 import { rotationEnvironment, type RotationTarget } from "./target";
 
+/** Members as the rollout scripts read them: one "NAME CONTAINER ENGINE SPEC ADDRESS" per line ("-" for the default engine). */
+export function memberLines(members: GateMember[]): pulumi.Output<string> {
+    return pulumi
+        .all(members.map((m) => pulumi.all([m.container, m.engine?.address ?? "", m.spec]).apply(([c, e, s]) => `${m.name} ${c} ${e || "-"} ${s} ${m.address}`)))
+        .apply((l) => l.join("\n"));
+}
+
 /** A replica as a rollout step sees it. */
 export interface GateMember {
     name: string;
@@ -42,14 +49,12 @@ export class RolloutGate extends pulumi.ComponentResource {
 
     constructor(name: string, args: RolloutGateArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:rollout:RolloutGate", name, {}, opts);
-        const lines = (members: GateMember[]) =>
-            pulumi.all(members.map((m) => pulumi.all([m.container, m.engine?.address ?? "", m.spec]).apply(([c, e, s]) => `${m.name} ${c} ${e || "-"} ${s} ${m.address}`))).apply((l) => l.join("\n"));
         this.command = new command.local.Command(
             `${name}-step`,
             {
                 create: runRolloutScript("gate"),
                 update: runRolloutScript("gate"),
-                environment: pulumi.all([rotationEnvironment(args.target, [...args.batch, ...args.earlier].map((m) => m.engine)), lines(args.batch), lines(args.earlier)]).apply(([rotation, batch, earlier]) => ({
+                environment: pulumi.all([rotationEnvironment(args.target, [...args.batch, ...args.earlier].map((m) => m.engine)), memberLines(args.batch), memberLines(args.earlier)]).apply(([rotation, batch, earlier]) => ({
                     ...rotation,
                     ROLLOUT_SH: rolloutScript("gate"),
                     BATCH: batch,

@@ -10,7 +10,7 @@ const read = (file: string) => fs.readFileSync(path.join(__dirname, "scripts", f
 /** The script that changes nginx's rotation inside the balancer's container. */
 export const ROTATION_SCRIPT = read("rotation.sh");
 
-export type RolloutScript = "install" | "gate" | "member" | "engine";
+export type RolloutScript = "install" | "gate" | "member" | "engine" | "reconcile";
 
 /** The functions that point the docker CLI at an engine, with its TLS material when it needs some. */
 export const ENGINE_TLS_SCRIPT = read("engine-tls.sh");

@@ -566,10 +566,17 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         await docker(["rmi", "vllm-nginx/debian:bookworm-e2e"]).catch(() => undefined);
     });
 
-    it("reports no changes on a second `up` with nothing changed, and refresh finds the containers as the program declared them", async () => {
+    it("reports no changes on a second `up` with nothing changed, which brings back a replica left out of rotation; refresh finds the containers as the program declared them", async () => {
+        // What an `up` stopped after its gate took vllm1 out leaves behind (a Ctrl-C, an error elsewhere),
+        // once the change is reverted; a balancer replaced while vllm1 was busy leaves the same.
+        const rotationScript = fs.readFileSync(path.join(REPO, "components/rollout/scripts/rotation.sh"), "utf8");
+        await docker(["exec", outputs.balancerContainer, "sh", "-c", rotationScript, "rotation.sh", "retire", "vllm1"]);
+        expect((await rotation(HEALTH_PORT))?.out).toEqual(["vllm1"]);
         const { seconds, output } = await stack.up(["--expect-no-changes"]);
-        note(`pulumi up (no change): ${seconds.toFixed(1)}s`);
+        note(`pulumi up (no change, vllm1 out of rotation before it): ${seconds.toFixed(1)}s`);
         expect(output).not.toMatch(/[1-9]\d* (to )?(create|update|replace|delete)/);
+        expect(output).toContain("vllm1 was out of nginx's rotation though it runs its deployed settings and serves /health: it is back in");
+        expect((await rotation(HEALTH_PORT))?.in).toEqual(outputs.replicas.map((r: { name: string }) => r.name));
         const refresh = await stack.pulumi(["refresh", "--yes"]);
         // The stack's reference to itself reads the outputs the last update wrote; nothing else may change.
         const changed = refresh.split("\n").filter((l) => /^\s*[~+-]+\s+\S+:\S+\s+\S+\s+(updated|deleted|created)/.test(l) && !l.includes("StackReference"));

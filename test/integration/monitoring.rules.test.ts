@@ -61,6 +61,7 @@ describe("rules under promtool", () => {
                     { name: "vllm1", address: "172.29.10.11:8000", host: "local" },
                 ],
                 balancerExporter: "nginx-exporter:9113",
+                balancerRotation: "nginx-lb:8081",
             }),
         );
         const { code, output } = run(["check", "config", "prometheus.yml"], dir);
@@ -79,6 +80,7 @@ describe("rules under promtool", () => {
         ["a KV-cache threshold above the test's 95 %", { kvCacheUsage: 0.97 }, "VllmKvCacheNearlyFull"],
         ["a longer replica-down window", { replicaDownFor: "30s" }, "VllmReplicaDown"],
         ["a higher 5xx share", { errorRatio: 0.1 }, "VllmHigh5xxRate"],
+        ["a longer out-of-rotation window", { outOfRotationFor: "15m" }, "VllmReplicaOutOfRotation"],
     ])("fails its unit tests with %s, so they measure the thresholds", (_what, thresholds, alert) => {
         const dir = workspace(thresholds);
         const { code, output } = run(["test", "rules", "tests.yml"], dir);

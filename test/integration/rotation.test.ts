@@ -5,9 +5,11 @@
  */
 import { execFile } from "child_process";
 import * as fs from "fs";
+import * as http from "http";
 import * as os from "os";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
+import { BALANCER_ROTATION_PATH } from "../../components/nginx/paths";
 import { renderTemplate } from "../../components/nginx/render";
 import { REPO } from "../unit/mockStack";
 import { freePort, oursConfig, renderOurs, request, requireNginx, sleep, stream, tokenEvents, waitFor, type Nginx } from "../support";
@@ -46,6 +48,19 @@ function drain(name: string, address: string, graceSeconds: number): Promise<str
     });
 }
 
+/** The rotation's gauge, from the status listener (a unix socket in these tests). */
+function rotationMetrics(statusListen: string): Promise<string> {
+    return new Promise((resolve, reject) =>
+        http
+            .get({ socketPath: statusListen.replace(/^unix:/, ""), path: BALANCER_ROTATION_PATH }, (res) => {
+                let text = "";
+                res.on("data", (d) => (text += d));
+                res.on("end", () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`${BALANCER_ROTATION_PATH}: ${res.statusCode} ${text}`))));
+            })
+            .on("error", reject),
+    );
+}
+
 async function healthLine(lb: Nginx): Promise<string> {
     return (await request(`${lb.url}/nginx-health`, { agent: false })).text.trim();
 }
@@ -73,6 +88,13 @@ describe("rotation with the real nginx (pain point 4: GIE#549, kserve#5496)", ()
             during.push(String((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "new", max_tokens: 1 } })).headers["x-replica-id"]));
         }
         expect(during).toEqual(["r0", "r0", "r0", "r0", "r0", "r0"]);
+        // What the VllmReplicaOutOfRotation alert reads.
+        const gauge = await rotationMetrics(config.statusListen);
+        expect(gauge).toContain("# TYPE vllm_nginx_replica_in_rotation gauge\n");
+        expect(gauge.split("\n").filter((l) => l.startsWith("vllm_nginx_replica_in_rotation{"))).toEqual([
+            'vllm_nginx_replica_in_rotation{replica="vllm0"} 1',
+            'vllm_nginx_replica_in_rotation{replica="vllm1"} 0',
+        ]);
         const finished = await Promise.all(streams.map((s) => s.result));
         expect(finished.map((r) => r.replica).sort()).toEqual(["r0", "r0", "r1", "r1"]);
         for (const r of finished) {
@@ -82,6 +104,8 @@ describe("rotation with the real nginx (pain point 4: GIE#549, kserve#5496)", ()
 
         expect(await rotation(lb, ["admit", "vllm1"])).toBe("in=vllm0,vllm1 out=");
         await waitFor("nginx to report vllm1 in", 5000, async () => (await healthLine(lb)).endsWith("in=vllm0,vllm1 out="));
+        // Old workers may answer on the status listener for a moment after the reload.
+        await waitFor("the rotation's gauge to report vllm1 in", 5000, async () => (await rotationMetrics(config.statusListen)).includes('vllm_nginx_replica_in_rotation{replica="vllm1"} 1\n'));
         const after = new Set<string>();
         for (let i = 0; i < 10 && after.size < 2; i += 1) {
             after.add(String((await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "m", prompt: "again", max_tokens: 1 } })).headers["x-replica-id"]));

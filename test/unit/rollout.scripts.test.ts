@@ -69,8 +69,8 @@ describe("drain", () => {
         const r = await run("drain vllm1 10.0.0.1:8000 2", { metrics: BUSY });
         expect(r.code).toBe(0);
         expect(r.out).toContain("vllm1: grace period of 2s reached with 3 request(s) still running or waiting; they end when it stops");
-        // The scripts count in whole seconds (date +%s): a 2 s grace ends between 1 and 2 s after it began.
-        expect(r.seconds).toBeGreaterThanOrEqual(1);
+        // The scripts count in whole seconds (date +%s), and a deadline passes once the clock is past it.
+        expect(r.seconds).toBeGreaterThanOrEqual(2);
         expect(r.seconds).toBeLessThan(6);
     });
 
@@ -244,5 +244,63 @@ esac
         expect(r.out).toContain("vllm1 left nginx's rotation");
         expect(r.out).toContain("vllm0: drained");
         expect(r.out).toContain("vllm1: drained");
+    });
+});
+
+describe("reconcile (the end of every `pulumi up`)", () => {
+    const RECONCILE = fs.readFileSync(path.join(REPO, "components/rollout/scripts/reconcile.sh"), "utf8");
+    /**
+     * A balancer whose rotation is in the file `rotation` (an admit adds the name), and three replicas:
+     * vllm0 and vllm1 run the spec "new" and vllm1 serves /health; vllm2 runs "old".
+     */
+    const fleet = (rotation: string) => (dir: string) => {
+        fs.writeFileSync(path.join(dir, "rotation"), `${rotation}\n`);
+        return `#!/bin/sh
+echo "$*" >>"${dir}/calls"
+case "$*" in
+  *"/nginx-health"*) cat "${dir}/rotation" ;;
+  *"rotation.sh admit "*) n=\${*##* }; sed -i "s/in=\\([^ ]*\\) /in=\\1,$n /; s/in=, /in=/" "${dir}/rotation" ;;
+  *"10.0.0.11:8000/health"*) exit 0 ;;
+  *"/health"*) exit 7 ;;
+  *"vllm-nginx.spec"*s-vllm2*) echo old ;;
+  *"vllm-nginx.spec"*) echo new ;;
+esac
+`;
+    };
+    const MEMBERS = ["vllm0 s-vllm0 - new 10.0.0.10:8000", "vllm1 s-vllm1 - new 10.0.0.11:8000", "vllm2 s-vllm2 - new 10.0.0.12:8000"].join("\n");
+    const admitted = (dir: string) =>
+        fs
+            .readFileSync(path.join(dir, "calls"), "utf8")
+            .split("\n")
+            .filter((l) => l.includes("rotation.sh admit"))
+            .map((l) => l.split(" ").pop());
+
+    it("brings back a replica that runs its deployed settings and serves /health (an `up` stopped after its gate retired it)", async () => {
+        const r = await run(RECONCILE, { docker: fleet("ok abc in=vllm0 out=vllm1,vllm2") }, { MEMBERS, ROTATION_SH: "true" });
+        expect(r.code, r.out).toBe(0);
+        expect(admitted(r.dir)).toEqual(["vllm1"]);
+        expect(r.out).toContain("vllm1 was out of nginx's rotation though it runs its deployed settings and serves /health: it is back in");
+        expect(fs.readFileSync(path.join(r.dir, "rotation"), "utf8")).toContain("in=vllm0,vllm1 ");
+    });
+
+    it("leaves out, with a warning, a replica whose /health does not answer, and one that runs other settings", async () => {
+        const r = await run(RECONCILE, { docker: fleet("ok abc in=vllm1 out=vllm0,vllm2") }, { MEMBERS, ROTATION_SH: "true" });
+        expect(r.code, r.out).toBe(0);
+        expect(admitted(r.dir)).toEqual([]);
+        expect(r.out).toContain("warning: vllm0 is out of nginx's rotation: its /health does not answer.");
+        expect(r.out).toContain("warning: vllm2 is out of nginx's rotation and does not run the settings this deployment declares (container s-vllm2: old)");
+    });
+
+    it("changes nothing when every replica is in rotation", async () => {
+        const r = await run(RECONCILE, { docker: fleet("ok abc in=vllm0,vllm1,vllm2 out=") }, { MEMBERS, ROTATION_SH: "true" });
+        expect(r.code, r.out).toBe(0);
+        expect(r.out).toBe("");
+        expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8")).not.toMatch(/inspect|rotation\.sh/);
+    });
+
+    it("fails, naming the balancer, when it does not answer", async () => {
+        const r = await run(RECONCILE, { docker: () => "#!/bin/sh\nexit 1\n" }, { MEMBERS, ROTATION_SH: "true" });
+        expect(r.code).toBe(1);
+        expect(r.out).toContain("nginx in lb does not answer /nginx-health: the rotation was not checked");
     });
 });

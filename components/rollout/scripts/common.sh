@@ -32,8 +32,8 @@ fetch() { lb exec "$LB_CONTAINER" curl -fsS --noproxy '*' -m 3 "http://$1$2" 2>/
 # rotation_line: the balancer's own account of its rotation, "in=a,b out=c".
 rotation_line() { fetch 127.0.0.1 /nginx-health | sed -n 's/^ok [^ ]* \(in=[^ ]* out=[^ ]*\)$/\1/p'; }
 
-# in_rotation NAME: whether nginx serves NAME now.
-in_rotation() { rotation_line | grep -Eq "in=([^ ]*,)?$1(,[^ ]*)? "; }
+# in_rotation NAME [LINE]: whether nginx serves NAME now (or in LINE, a rotation_line read before).
+in_rotation() { printf '%s\n' "${2-$(rotation_line)}" | grep -Eq "in=([^ ]*,)?$1(,[^ ]*)? "; }
 
 # now: the clock in whole seconds. A deadline of now + N is passed once now is past it (-gt), so that at
 # least N seconds have gone by, wherever in its first second the wait began.

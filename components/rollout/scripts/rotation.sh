@@ -37,10 +37,10 @@ render() {
         replica=${entry%%=*}
         if grep -qx "$replica" "$members"; then
             in_list="$in_list${in_list:+,}$replica"
-            script="$script s/{{down:$replica}}//; s/{{note:$replica}}//;"
+            script="$script s/{{down:$replica}}//; s/{{note:$replica}}//; s/{{in:$replica}}/1/;"
         else
             out_list="$out_list${out_list:+,}$replica"
-            script="$script s/{{down:$replica}}/ down/; s/{{note:$replica}}/ (out of rotation)/;"
+            script="$script s/{{down:$replica}}/ down/; s/{{note:$replica}}/ (out of rotation)/; s/{{in:$replica}}/0/;"
         fi
     done
     sed -e "$script s/{{in}}/$in_list/; s/{{out}}/$out_list/" "$template" >"$live.next"

@@ -1,0 +1,26 @@
+# Brings the rotation back to what runs, at the end of every `pulumi up` (never in a preview): a replica
+# that runs the settings this deployment declares and serves /health is in nginx's rotation. Two things
+# leave one out that no resource change would bring back: an `up` that stopped after a gate took a batch
+# out (a Ctrl-C, an error elsewhere), when the next `up` finds its settings unchanged; and a balancer
+# replaced while a replica was busy or loading, which admits only those that answer at that moment.
+# A replica that does not answer /health stays out, with a warning; the next `up` brings it back.
+# Environment: MEMBERS (one "NAME CONTAINER ENGINE SPEC ADDRESS" per line) and common.sh's.
+line=$(rotation_line)
+if [ -z "$line" ]; then
+    echo "nginx in $LB_CONTAINER does not answer /nginx-health: the rotation was not checked" >&2
+    exit 1
+fi
+echo "$MEMBERS" | while read -r name container engine want address; do
+    [ -n "$name" ] || continue
+    in_rotation "$name" "$line" && continue
+    have=$(spec "$engine" "$container")
+    if [ "$have" != "$want" ]; then
+        echo "warning: $name is out of nginx's rotation and does not run the settings this deployment declares (container $container: ${have:-missing})"
+    elif fetch "$address" /health >/dev/null; then
+        rotation admit "$name" >/dev/null
+        settle "$name" in
+        echo "$name was out of nginx's rotation though it runs its deployed settings and serves /health: it is back in"
+    else
+        echo "warning: $name is out of nginx's rotation: its /health does not answer. The next \`pulumi up\` brings it back once it does (alert VllmReplicaOutOfRotation)"
+    fi
+done
