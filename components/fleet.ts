@@ -154,6 +154,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                 image: nginxImage.imageRef,
                 networkName: balancerHost.networkName,
                 publish: s.balancer,
+                workers: s.balancer.workers,
                 config: template,
                 edge: { settings: s.edge, bundle: edgeSecretBundle(s.edge, args.secrets) },
                 proxyEnv,

@@ -134,6 +134,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
             maxBodyBytes: read.size("maxBodySize", DEFAULTS.maxBodySize),
             port: lbPort,
             bind: read.ipv4("lbBind", DEFAULTS.lbBind),
+            workers: read.integer("lbWorkers", DEFAULTS.lbWorkers, 1, 64),
         },
         network: { subnet: networkSubnet },
         placement: placement.placement,

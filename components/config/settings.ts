@@ -109,6 +109,11 @@ export interface BalancerSettings {
     port: number;
     /** Host address the balancer is published on. Defaults to `0.0.0.0`. */
     bind: string;
+    /**
+     * nginx worker processes: a fixed number, not one per host CPU (Debian's `auto`; GPU hosts often have
+     * 100+), each with room for 16384 connections. Defaults to 2.
+     */
+    workers: number;
 }
 
 /** One client key the balancer accepts, without the key itself (that stays a secret output). */

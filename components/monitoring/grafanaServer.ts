@@ -35,7 +35,8 @@ export interface GrafanaServerArgs {
  * Grafana with the stack's Prometheus as its data source and the fleet dashboard, both provisioned as
  * files (Grafana reads provisioning at start, so they are part of the container: a new dashboard
  * replaces the container, while users, preferences and sessions stay on its volume). Anonymous
- * visitors may view; the port is on the loopback by default.
+ * visitors may view, and nobody can log in: no admin account is created (Grafana's first one is
+ * admin/admin), and the login form and basic auth are off. The port is on the loopback by default.
  */
 export class GrafanaServer extends pulumi.ComponentResource {
     readonly containerName: pulumi.Output<string>;
@@ -59,6 +60,9 @@ export class GrafanaServer extends pulumi.ComponentResource {
                 envs: [
                     "GF_AUTH_ANONYMOUS_ENABLED=true",
                     "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer",
+                    "GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION=true",
+                    "GF_AUTH_DISABLE_LOGIN_FORM=true",
+                    "GF_AUTH_BASIC_ENABLED=false",
                     `GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH=${GRAFANA_FILES.dashboard}`,
                     "GF_ANALYTICS_REPORTING_ENABLED=false",
                     "GF_ANALYTICS_CHECK_FOR_UPDATES=false",

@@ -24,9 +24,9 @@ const LOCAL_URL = `http://127.0.0.1:${PROMETHEUS_PORT}`;
 export const PROMETHEUS_HEALTH_PROBE = `wget -q -O /dev/null ${LOCAL_URL}/-/ready`;
 
 /**
- * The arguments after the image's `prometheus` entrypoint. `--web.enable-lifecycle` turns on
- * `POST /-/reload`, which the install script uses to load a new config without a restart (it also turns
- * on `/-/quit`, so the port is published on the loopback by default).
+ * The arguments after the image's `prometheus` entrypoint. No `--web.enable-lifecycle`: it would let
+ * anything on the fleet's network, replicas included, stop Prometheus with `POST /-/quit`. The install
+ * script reloads it with SIGHUP instead.
  */
 export function prometheusCommand(retention: string): string[] {
     return [
@@ -34,7 +34,6 @@ export function prometheusCommand(retention: string): string[] {
         `--storage.tsdb.path=${PROMETHEUS_DATA_DIR}`,
         `--storage.tsdb.retention.time=${retention}`,
         `--web.listen-address=:${PROMETHEUS_PORT}`,
-        "--web.enable-lifecycle",
     ];
 }
 
@@ -49,7 +48,8 @@ export function prometheusBundle(config: string, rules: string): string {
 /**
  * Installs a bundle (config and rules) into the running container and reloads Prometheus in place: the
  * files are unpacked into a staging folder and checked with `promtool check config` (which checks the
- * rule files it names too); only then do they replace the live ones, and `POST /-/reload` loads them.
+ * rule files it names too); only then do they replace the live ones, and SIGHUP to Prometheus (the
+ * container's first process) loads them: its own metrics say whether that reload succeeded.
  * The scrape history stays, and nothing restarts. A bundle promtool rejects leaves the previous config
  * in service and fails the command with promtool's message; a reload Prometheus refuses puts the previous
  * files back.
@@ -58,6 +58,28 @@ export const INSTALL_PROMETHEUS_CONFIG_SCRIPT = `set -eu
 ${ENGINE_TLS_SCRIPT}
 with_engine "\${ENGINE:-}" docker exec -i "$CONTAINER" sh -eu -c '
 ${UNBUNDLE_FUNCTION}
+# reload_state: "<1 if the last reload succeeded, else 0> <when the last successful one was, in seconds>".
+reload_state() {
+  wget -q -O - ${LOCAL_URL}/metrics | awk "/^prometheus_config_last_reload_successful /{ok=\\$2} /^prometheus_config_last_reload_success_timestamp_seconds /{ts=\\$2} END{printf \\"%d %d\\n\\", ok, ts}"
+}
+# reload: SIGHUP, then waits (up to 20 s) for a successful reload newer than the last one; fails when
+# Prometheus reports this one failed.
+reload() {
+  set -- $(reload_state)
+  ok_before=$1 before=$2
+  # A reload in the same second as the last one would not show in the timestamp.
+  while [ "$(date +%s)" -le "$before" ]; do sleep 0.2; done
+  kill -HUP 1
+  tries=0
+  while [ "$tries" -lt 100 ]; do
+    set -- $(reload_state)
+    [ "$2" -le "$before" ] || return 0
+    [ "$ok_before" = 0 ] || [ "$1" = 1 ] || return 1
+    tries=$((tries + 1))
+    sleep 0.2
+  done
+  return 1
+}
 cd ${PROMETHEUS_CONFIG_DIR}
 rm -rf next prev
 unbundle next
@@ -73,11 +95,11 @@ if [ -d rules ]; then mv rules prev/rules; fi
 mv next/rules rules
 mv next/prometheus.yml prometheus.yml
 rm -rf next
-if ! wget -q -O /dev/null --post-data=reload ${LOCAL_URL}/-/reload; then
+if ! reload; then
   rm -rf rules
   if [ -d prev/rules ]; then mv prev/rules rules; fi
   cp prev/prometheus.yml prometheus.yml
-  wget -q -O /dev/null --post-data=reload ${LOCAL_URL}/-/reload || true
+  reload || true
   echo "Prometheus refused the new config (see its log); the previous one is back" >&2
   exit 1
 fi
@@ -98,7 +120,7 @@ export interface PrometheusServerArgs {
     rules: pulumi.Input<string>;
     /** Host port of the web UI and API. Defaults to 9090. */
     port?: number;
-    /** Host address the port is published on. Defaults to `127.0.0.1`: the lifecycle API is on that port. */
+    /** Host address the port is published on. Defaults to `127.0.0.1`. */
     bind?: string;
     /** How long samples are kept, in Prometheus's duration syntax. Defaults to `15d`. */
     retention?: string;

@@ -34,6 +34,8 @@ export interface NginxBalancerArgs {
     proxyEnv?: Record<string, string>;
     /** How the container stops and restarts: `stopGraceSeconds` (default 120) and `restartPolicy` (default `unless-stopped`). */
     lifecycle: Pick<ReplicaSettings, "stopGraceSeconds" | "restartPolicy">;
+    /** nginx worker processes (`lbWorkers`). Defaults to 2. */
+    workers?: number;
     /** The Docker engine it runs on, and the address commands reach it at. Defaults to the default provider and engine. */
     engine?: Engine;
     /** Adjusts the children it creates. */
@@ -73,6 +75,7 @@ export class NginxBalancer extends pulumi.ComponentResource {
                 {
                     name: `${args.prefix}-nginx-lb`,
                     image: args.image,
+                    command: nginxCommand(args.workers ?? 2),
                     envs: envList(args.proxyEnv ?? {}),
                     networksAdvanced: [{ name: args.networkName, aliases: ["nginx-lb"] }],
                     ports: edgePorts(edge, args.publish),
@@ -131,4 +134,12 @@ export class NginxBalancer extends pulumi.ComponentResource {
 
         this.registerOutputs({ containerName: this.containerName, configId: this.configId });
     }
+}
+
+/**
+ * The balancer container's command: nginx in the foreground with `workers` worker processes, a main-context
+ * directive the image's nginx.conf leaves to it; nginx keeps it across reloads.
+ */
+export function nginxCommand(workers: number): string[] {
+    return ["nginx", "-g", `daemon off; worker_processes ${workers};`];
 }

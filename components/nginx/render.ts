@@ -34,7 +34,7 @@ export interface UpstreamServer {
 }
 
 /** What the config is rendered from: the balancer's settings (but where it is published) and its replicas. */
-export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind" | "method"> {
+export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind" | "method" | "workers"> {
     /** Balancing method: a configurable one, or the benchmark's `consistent_hash` baseline. */
     method: RoutingMethod;
     upstreams: UpstreamServer[];

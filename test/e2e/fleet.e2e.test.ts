@@ -177,6 +177,10 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         // Docker's own healthcheck of the balancer agrees within its first interval.
         await waitFor("the balancer's Docker healthcheck", 30_000, async () => ((await inspect(outputs.balancerContainer)).health === "healthy" ? true : undefined), 500);
         expect(output).toContain("serves /health and is in nginx's rotation");
+        // nginx runs lbWorkers (2) workers with room for 16384 connections each, whatever this host's CPU count.
+        const processes = await docker(["exec", outputs.balancerContainer, "sh", "-c", 'for p in /proc/[0-9]*; do tr "\\0" " " <"$p/cmdline"; echo; done']);
+        expect(processes.split("\n").filter((l) => l.startsWith("nginx: worker process"))).toHaveLength(2);
+        expect(await docker(["exec", outputs.balancerContainer, "nginx", "-T"])).toMatch(/^\s*worker_connections 16384;$/m);
     });
 
     it("built the replica image through vllmBuild with the proxy build args", async () => {
@@ -571,7 +575,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         // once the change is reverted; a balancer replaced while vllm1 was busy leaves the same.
         const rotationScript = fs.readFileSync(path.join(REPO, "components/rollout/scripts/rotation.sh"), "utf8");
         await docker(["exec", outputs.balancerContainer, "sh", "-c", rotationScript, "rotation.sh", "retire", "vllm1"]);
-        expect((await rotation(HEALTH_PORT))?.out).toEqual(["vllm1"]);
+        await waitFor("nginx to report vllm1 out of rotation", 10_000, async () => (await rotation(HEALTH_PORT))?.out.join(",") === "vllm1", 200);
         const { seconds, output } = await stack.up(["--expect-no-changes"]);
         note(`pulumi up (no change, vllm1 out of rotation before it): ${seconds.toFixed(1)}s`);
         expect(output).not.toMatch(/[1-9]\d* (to )?(create|update|replace|delete)/);

@@ -179,6 +179,17 @@ describe("the Prometheus image on Docker, configured by the install script", () 
         expect(processStartAfter.value).toBe(processStart.value);
     });
 
+    it("cannot be stopped or reconfigured over the network: no lifecycle API (a replica on the fleet's network tried)", async () => {
+        for (const endpoint of ["/-/quit", "/-/reload"]) {
+            // GNU wget in the image: -S prints the status line; a 403 makes it exit 8.
+            const answer = spawnSync("docker", ["run", "--rm", "--network", NAME, "--entrypoint", "wget", IMAGES.prometheus, "-S", "-O", "-", "--post-data=x", `http://prometheus:9090${endpoint}`], { encoding: "utf8" });
+            expect(answer.stdout + answer.stderr, endpoint).toContain("HTTP/1.1 403 Forbidden");
+        }
+        await sleep(1000);
+        expect(docker(["inspect", "-f", "{{.State.Running}}", prometheus]).trim()).toBe("true");
+        expect(Object.keys(await api.targets())).toContain("vllm/vllm0");
+    });
+
     it("leaves the config in service when promtool rejects a new one, and says why", async () => {
         const live = docker(["exec", prometheus, "cat", "/etc/prometheus/prometheus.yml"]);
         const broken = prometheusBundle("global:\n  scrape_interval: often\n", renderRules());

@@ -130,34 +130,44 @@ describe("rotation with the real nginx (pain point 4: GIE#549, kserve#5496)", ()
     /**
      * Scale-down under streamed load with replicas that abort in-flight requests on SIGTERM, as vLLM
      * does by default: the order without the drain (out of rotation, then stopped) against the
-     * program's (out of rotation, drained from its /metrics, then stopped), side by side.
+     * program's (out of rotation, drained by its /metrics and the balancer's connections to it, then stopped), side by side.
      */
+    const scaleDown = async (drained: boolean, replicaArgs: string[] = []) => {
+        const rs = await standIns(2, ["--itl-ms", "40", ...replicaArgs]);
+        const port = await freePort();
+        const config = oursConfig(rs.map((r) => r.port), port);
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
+        await rotation(lb, ["install"], renderTemplate(config).template);
+        const streams = Array.from({ length: 8 }, (_, i) => stream(`${lb.url}/v1/completions`, { model: "m", prompt: `p${i}`, max_tokens: 50, stream: true }, { agent: false }));
+        await Promise.all(streams.map((s) => s.firstEvent));
+        const inFlight = ((await request(`${rs[1]!.url}/metrics`, { agent: false })).text.match(/^vllm:num_requests_running\{[^}]*\} (\S+)$/m) ?? [])[1];
+        await rotation(lb, ["retire", "vllm1"]);
+        await waitFor("nginx to report vllm1 out", 5000, async () => (await healthLine(lb)).endsWith("in=vllm0 out=vllm1"));
+        const drainSaid = drained ? await drain("vllm1", `127.0.0.1:${rs[1]!.port}`, 30) : "";
+        await rs[1]!.stop();
+        const results = await Promise.all(streams.map((s) => s.result));
+        const onRemoved = results.filter((r) => r.replica === "r1");
+        const cut = onRemoved.filter((r) => !r.done || tokenEvents(r).length !== 50).length;
+        return { inFlight: Number(inFlight), onRemoved: onRemoved.length, cut, drainSaid };
+    };
+
     it("scale-down with replicas that abort on SIGTERM: stopped after the reload cuts the removed replica's streams, drained first cuts none", async () => {
-        const scaleDown = async (drained: boolean) => {
-            const rs = await standIns(2, ["--itl-ms", "40"]);
-            const port = await freePort();
-            const config = oursConfig(rs.map((r) => r.port), port);
-            const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
-            await rotation(lb, ["install"], renderTemplate(config).template);
-            const streams = Array.from({ length: 8 }, (_, i) => stream(`${lb.url}/v1/completions`, { model: "m", prompt: `p${i}`, max_tokens: 50, stream: true }, { agent: false }));
-            await Promise.all(streams.map((s) => s.firstEvent));
-            const inFlight = ((await request(`${rs[1]!.url}/metrics`, { agent: false })).text.match(/^vllm:num_requests_running\{[^}]*\} (\S+)$/m) ?? [])[1];
-            await rotation(lb, ["retire", "vllm1"]);
-            await waitFor("nginx to report vllm1 out", 5000, async () => (await healthLine(lb)).endsWith("in=vllm0 out=vllm1"));
-            const drainSaid = drained ? await drain("vllm1", `127.0.0.1:${rs[1]!.port}`, 30) : "";
-            await rs[1]!.stop();
-            const results = await Promise.all(streams.map((s) => s.result));
-            const onRemoved = results.filter((r) => r.replica === "r1");
-            const cut = onRemoved.filter((r) => !r.done || tokenEvents(r).length !== 50).length;
-            return { inFlight: Number(inFlight), onRemoved: onRemoved.length, cut, drainSaid };
-        };
         const before = await scaleDown(false);
         const after = await scaleDown(true);
         console.log(`scale-down, replica aborting on SIGTERM: stopped after the reload: ${before.inFlight} in flight on the removed replica, ${before.cut} of ${before.onRemoved} cut; drained first: ${after.inFlight} in flight, ${after.cut} of ${after.onRemoved} cut (${after.drainSaid})`);
         expect(before.onRemoved).toBeGreaterThan(0);
         expect(before.cut, "the contrast: without the drain the abort reaches the clients").toBe(before.onRemoved);
         expect(after.onRemoved).toBeGreaterThan(0);
-        expect(after.drainSaid).toContain("vllm1: drained (no running or waiting request)");
+        expect(after.drainSaid).toContain("vllm1: drained (no running or waiting request, no open connection from the balancer)");
         expect(after.cut).toBe(0);
+    });
+
+    it("drains a replica that exports no vllm: gauges (--disable-log-stats) by the balancer's open connections to it: nothing cut", async () => {
+        const r = await scaleDown(true, ["--disable-log-stats"]);
+        console.log(`scale-down, replica with --disable-log-stats, drained first: ${r.cut} of ${r.onRemoved} cut (${r.drainSaid})`);
+        expect(r.inFlight, "the replica exports no engine gauges").toBeNaN();
+        expect(r.onRemoved).toBeGreaterThan(0);
+        expect(r.drainSaid).toContain("vllm1: drained (no running or waiting request, no open connection from the balancer)");
+        expect(r.cut).toBe(0);
     });
 });

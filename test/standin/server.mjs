@@ -24,7 +24,6 @@ const WATCHDOG_MS = 5000;
 const BOOLEAN_FLAGS = new Set([
     "--trust-remote-code",
     "--enforce-eager",
-    "--disable-log-stats",
     "--disable-log-requests",
     "--enable-log-requests",
     "--disable-frontend-multiprocessing",
@@ -61,6 +60,7 @@ const BLOCK_SIZES = [1, 8, 16, 32, 64, 128];
  * @property {number | undefined} numGpuBlocksOverride
  * @property {number} kvCacheTokens pool size in tokens when no block count is given
  * @property {boolean} promptTokensDetails usage.prompt_tokens_details.cached_tokens
+ * @property {boolean} logStats false with --disable-log-stats: no `vllm:` series on /metrics, as vLLM creates no stat logger
  * @property {boolean} accessLog
  * @property {boolean} requestIdHeaders
  * @property {number} loadSeconds stand-in only
@@ -105,6 +105,7 @@ function parseArgs(argv, env) {
         numGpuBlocksOverride: undefined,
         kvCacheTokens: 262144,
         promptTokensDetails: false,
+        logStats: true,
         accessLog: true,
         requestIdHeaders: false,
         loadSeconds: 0,
@@ -227,6 +228,10 @@ function parseArgs(argv, env) {
             case "--enable-prompt-tokens-details":
                 noValue(flag, inline);
                 o.promptTokensDetails = true;
+                break;
+            case "--disable-log-stats":
+                noValue(flag, inline);
+                o.logStats = false;
                 break;
             case "--disable-uvicorn-access-log":
                 noValue(flag, inline);
@@ -1177,48 +1182,51 @@ function renderMetrics(engine, httpMetrics, modelName, options) {
     const m = engine.metrics;
     const base = { model_name: modelName, engine: "0" };
     const x = new Exposition();
-    x.single("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", base, engine.running.length);
-    x.single("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", base, engine.waiting.length);
-    x.single("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", base, engine.pool.usage());
-    x.single("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", base, m.prefixCacheQueries);
-    x.single("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", base, m.prefixCacheHits);
-    x.single("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", base, m.preemptions);
-    x.single("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", base, m.promptTokens);
-    x.single("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", base, m.generationTokens);
-    x.family("vllm:request_success_total", "counter", "Count of successfully processed requests.");
-    for (const [reason, n] of Object.entries(m.finished)) {
-        x.sample("vllm:request_success_total", { ...base, finished_reason: reason }, n);
+    // vLLM creates its stat loggers, Prometheus's included, only when it logs stats (AsyncLLM, log_stats).
+    if (options.logStats) {
+        x.single("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", base, engine.running.length);
+        x.single("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", base, engine.waiting.length);
+        x.single("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", base, engine.pool.usage());
+        x.single("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", base, m.prefixCacheQueries);
+        x.single("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", base, m.prefixCacheHits);
+        x.single("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", base, m.preemptions);
+        x.single("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", base, m.promptTokens);
+        x.single("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", base, m.generationTokens);
+        x.family("vllm:request_success_total", "counter", "Count of successfully processed requests.");
+        for (const [reason, n] of Object.entries(m.finished)) {
+            x.sample("vllm:request_success_total", { ...base, finished_reason: reason }, n);
+        }
+        x.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", [[base, m.requestPromptTokens]]);
+        x.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", [[base, m.requestGenerationTokens]]);
+        x.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", [[base, m.iterationTokens]]);
+        x.histogram("vllm:request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", [[base, m.maxGenerationTokens]]);
+        x.histogram("vllm:request_params_n", "Histogram of the n request parameter.", [[base, m.paramsN]]);
+        x.histogram("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", [[base, m.paramsMaxTokens]]);
+        x.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", [[base, m.ttft]]);
+        // v0.11 observes every inter-token gap in both: time_per_output_token_seconds is the deprecated name.
+        x.histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.", [[base, m.itl]]);
+        x.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", [[base, m.itl]]);
+        x.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", [[base, m.e2e]]);
+        x.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", [[base, m.queueTime]]);
+        x.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", [[base, m.inferenceTime]]);
+        x.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", [[base, m.prefillTime]]);
+        x.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", [[base, m.decodeTime]]);
+        x.single(
+            "vllm:cache_config_info",
+            "gauge",
+            "Information of the LLMEngine CacheConfig",
+            {
+                block_size: String(options.blockSize),
+                cache_dtype: "auto",
+                enable_prefix_caching: options.enablePrefixCaching ? "True" : "False",
+                engine: "0",
+                num_gpu_blocks: String(engine.pool.numBlocks),
+                num_gpu_blocks_override: options.numGpuBlocksOverride === undefined ? "None" : String(options.numGpuBlocksOverride),
+                prefix_caching_hash_algo: "sha256",
+            },
+            1,
+        );
     }
-    x.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", [[base, m.requestPromptTokens]]);
-    x.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", [[base, m.requestGenerationTokens]]);
-    x.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", [[base, m.iterationTokens]]);
-    x.histogram("vllm:request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", [[base, m.maxGenerationTokens]]);
-    x.histogram("vllm:request_params_n", "Histogram of the n request parameter.", [[base, m.paramsN]]);
-    x.histogram("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", [[base, m.paramsMaxTokens]]);
-    x.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", [[base, m.ttft]]);
-    // v0.11 observes every inter-token gap in both: time_per_output_token_seconds is the deprecated name.
-    x.histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.", [[base, m.itl]]);
-    x.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", [[base, m.itl]]);
-    x.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", [[base, m.e2e]]);
-    x.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", [[base, m.queueTime]]);
-    x.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", [[base, m.inferenceTime]]);
-    x.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", [[base, m.prefillTime]]);
-    x.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", [[base, m.decodeTime]]);
-    x.single(
-        "vllm:cache_config_info",
-        "gauge",
-        "Information of the LLMEngine CacheConfig",
-        {
-            block_size: String(options.blockSize),
-            cache_dtype: "auto",
-            enable_prefix_caching: options.enablePrefixCaching ? "True" : "False",
-            engine: "0",
-            num_gpu_blocks: String(engine.pool.numBlocks),
-            num_gpu_blocks_override: options.numGpuBlocksOverride === undefined ? "None" : String(options.numGpuBlocksOverride),
-            prefix_caching_hash_algo: "sha256",
-        },
-        1,
-    );
     x.family("http_requests_total", "counter", "Total number of requests by method, status and handler.");
     for (const { labels, n } of httpMetrics.requests.values()) {
         x.sample("http_requests_total", labels, n);

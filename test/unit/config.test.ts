@@ -70,6 +70,8 @@ describe("bad input is rejected before anything is created, naming the key, the 
         ["an engine that is not an address", { model: "m", hosts: [{ ...HOST_A, engine: "gpu-a" }] }, "hosts[0].engine", '"gpu-a"', /ssh:\/\/user@host/],
         ["a replica port published on every interface of a host", { model: "m", hosts: [HOST_A, { ...HOST_B, address: "0.0.0.0" }] }, "hosts[1].address", '"0.0.0.0"', /a reachable address, not 0.0.0.0/],
         ["hosts not a list", { model: "m", hosts: { name: "gpu-a" } }, "hosts", '{"name":"gpu-a"}', /a list of hosts/],
+        ["no nginx worker", { ...GPU, lbWorkers: "0" }, "lbWorkers", '"0"', /a whole number from 1 to 64/],
+        ["more nginx workers than a balancer needs", { ...GPU, lbWorkers: "200" }, "lbWorkers", '"200"', /a whole number from 1 to 64/],
     ];
 
     it.each(table)("%s", (_case, raw, key, shown, allowed) => {

@@ -34,6 +34,11 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
         expect(ofType(resources, "vllm-nginx:index:VllmFleet")).toHaveLength(1);
     });
 
+    it("runs nginx with lbWorkers workers (2), not Debian's one per host CPU", () => {
+        const lb = containers().find((c) => c.inputs.name === "dev-nginx-lb")!;
+        expect(lb.inputs.command).toEqual(["nginx", "-g", "daemon off; worker_processes 2;"]);
+    });
+
     it("prefixes every name on the Docker host with the stack name", () => {
         expect(containers().map((c) => c.inputs.name).sort()).toEqual(["dev-nginx-exporter", "dev-nginx-lb", "dev-prometheus", "dev-vllm0", "dev-vllm1"]);
         expect(ofType(resources, "docker:index/network:Network")[0].inputs.name).toBe("dev-vllm-nginx");

@@ -116,7 +116,6 @@ describe("FleetMonitoring", () => {
                 "--storage.tsdb.path=/prometheus",
                 "--storage.tsdb.retention.time=15d",
                 "--web.listen-address=:9090",
-                "--web.enable-lifecycle",
             ]);
             expect(prometheus.inputs.healthcheck).toEqual({
                 tests: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:9090/-/ready"],
@@ -134,7 +133,8 @@ describe("FleetMonitoring", () => {
             expect(install.inputs.create).toBe(install.inputs.update);
             expect(install.inputs.create).toContain('docker exec -i "$CONTAINER"');
             expect(install.inputs.create).toContain("promtool check config next/prometheus.yml");
-            expect(install.inputs.create).toContain("--post-data=reload http://127.0.0.1:9090/-/reload");
+            expect(install.inputs.create).toContain("kill -HUP 1");
+            expect(install.inputs.create).not.toContain("/-/reload");
             expect(install.inputs.environment).toEqual({ CONTAINER: "dev-prometheus", CONFIG_ID: expect.stringMatching(/^[0-9a-f]{12}$/), ENGINE: "" });
             expect(install.inputs.triggers).toEqual(["dev-monitoring-prometheus-container-id"]);
             const files = parseBundle(install.inputs.stdin);
@@ -174,6 +174,14 @@ describe("FleetMonitoring", () => {
             expect(container("gra", "gra-prometheus").inputs.ports).toEqual([{ internal: 9090, external: 19090, ip: "0.0.0.0" }]);
             expect(ofStack("gra", "docker:index/remoteImage:RemoteImage").map((r) => r.inputs.name)).toContain("grafana/grafana:11.6.14");
             expect(await resolve(stacks.gra.grafanaUrl)).toBe("http://127.0.0.1:13000");
+        });
+
+        it("lets visitors view and nobody log in: no admin/admin on an open port", () => {
+            const envs = container("gra", "gra-grafana").inputs.envs as string[];
+            expect(envs).toEqual(
+                expect.arrayContaining(["GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer", "GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION=true", "GF_AUTH_DISABLE_LOGIN_FORM=true", "GF_AUTH_BASIC_ENABLED=false"]),
+            );
+            expect(envs.join(" ")).not.toMatch(/ADMIN_PASSWORD|ADMIN_USER/);
         });
 
         it("provisions the data source, the provider and the dashboard as files", () => {

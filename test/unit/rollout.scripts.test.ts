@@ -61,7 +61,7 @@ describe("drain", () => {
 
     it("returns once the replica reports nothing running or waiting in two readings a second apart", async () => {
         const r = await run("drain vllm1 10.0.0.1:8000 30", { metrics: IDLE });
-        expect(r.out).toContain("vllm1: drained (no running or waiting request)");
+        expect(r.out).toContain("vllm1: drained (no running or waiting request, no open connection from the balancer)");
         expect(r.seconds).toBeLessThan(5);
     });
 
@@ -76,6 +76,40 @@ describe("drain", () => {
 
     it("has nothing to wait for when the replica does not answer", async () => {
         expect((await run("drain vllm1 10.0.0.1:8000 30", { metrics: "" })).out).toContain("not answering /metrics, nothing left to drain");
+    });
+});
+
+describe("drain counts what the balancer sent, not only what the replica's engine reports", () => {
+    /** /proc/net/tcp of the balancer's container with `open` ESTABLISHED connections to 10.0.0.1:8000 (0100000A:1F40), and one closing. */
+    const tcp = (open: number) =>
+        [
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+            ...Array.from({ length: open }, (_, i) => `   ${i}: 0200000A:${(40000 + i).toString(16).toUpperCase()} 0100000A:1F40 01 00000000:00000000 00:00000000 00000000     0        0 ${100 + i}`),
+            "   9: 0200000A:9C50 0100000A:1F40 06 00000000:00000000 03:00000000 00000000     0        0 0",
+            "  10: 0200000A:9C51 0200000A:1F40 01 00000000:00000000 00:00000000 00000000     0        0 200",
+        ].join("\n");
+    const balancer = (open: number) => (dir: string) => `#!/bin/sh
+case "$*" in
+  *"/metrics"*) cat "${dir}/metrics" ;;
+  *"/proc/net/tcp"*) printf '%s\\n' '${tcp(open).split("\n").join("' '")}' ;;
+esac
+`;
+
+    it("waits for the requests the balancer still has open when the replica exports no vllm: gauges (--disable-log-stats)", async () => {
+        const r = await run("drain vllm1 10.0.0.1:8000 2", { metrics: "process_cpu_seconds_total 1.0\n", docker: balancer(2) });
+        expect(r.code, r.out).toBe(0);
+        expect(r.out).toContain("vllm1: grace period of 2s reached with 2 request(s) still running or waiting; they end when it stops");
+    });
+
+    it("waits for requests the engine does not count yet (pre-processing), which hold a connection from the balancer", async () => {
+        const r = await run("drain vllm1 10.0.0.1:8000 2", { metrics: IDLE, docker: balancer(1) });
+        expect(r.out).toContain("vllm1: grace period of 2s reached with 1 request(s) still running or waiting");
+    });
+
+    it("is drained when neither the engine nor the balancer has anything open", async () => {
+        const r = await run("drain vllm1 10.0.0.1:8000 30", { metrics: "process_cpu_seconds_total 1.0\n", docker: balancer(0) });
+        expect(r.out).toContain("vllm1: drained (no running or waiting request, no open connection from the balancer)");
+        expect(r.seconds).toBeLessThan(5);
     });
 });
 
@@ -190,7 +224,7 @@ esac
             { NAME: "vllm1", CONTAINER: "s-vllm1", CONTAINER_ID: "c0ffee", ENGINE: "ssh://gpu-b", ADDRESS: "10.0.0.11:8000", GRACE: "30", ROTATION_SH: "true" },
         );
         expect(r.code, r.out).toBe(0);
-        expect(r.out).toContain("vllm1: drained (no running or waiting request)");
+        expect(r.out).toContain("vllm1: drained (no running or waiting request, no open connection from the balancer)");
     });
 });
 

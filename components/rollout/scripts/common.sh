@@ -44,22 +44,39 @@ in_flight() {
     fetch "$1" /metrics | awk '/^vllm:num_requests_(running|waiting)[{ ]/ { n += $NF; seen = 1 } END { if (seen) printf "%d\n", n }'
 }
 
+# balancer_connections ADDRESS: the balancer's open TCP connections to ADDRESS (IPv4 host:port), read from
+# its /proc/net/tcp. Every request nginx sent there and that has not ended holds one, whatever the
+# balancing mode, from before the replica's engine counts it (chat template, tokenisation, media fetch) to
+# its last byte; idle keep-alive ones close within 4 s (UPSTREAM_IDLE_SECONDS). Empty when it cannot tell.
+balancer_connections() {
+    want=$(printf '%s\n' "$1" | awk -F'[.:]' 'NF == 5 { printf "%02X%02X%02X%02X:%04X\n", $4, $3, $2, $1, $5 }')
+    [ -n "$want" ] || return 0
+    table=$(lb exec "$LB_CONTAINER" cat /proc/net/tcp 2>/dev/null) || return 0
+    [ -n "$table" ] || return 0
+    # Fields: sl, local_address, rem_address, st (01 established, 02 SYN sent).
+    printf '%s\n' "$table" | awk -v want="$want" '$3 == want && ($4 == "01" || $4 == "02") { n++ } END { print n + 0 }'
+}
+
 # drain NAME ADDRESS GRACE: waits until the replica, out of rotation, has finished what it serves: no
-# running and no waiting request in two readings a second apart, or GRACE seconds have passed.
+# running and no waiting request on its engine, and no connection the balancer still has open to it, in
+# two readings a second apart, or GRACE seconds have passed. Either count alone does: vLLM exports no
+# gauges with --disable-log-stats, and a balancer's count misses clients that reach the replica directly.
 drain() {
     name=$1 address=$2 grace=$3
     deadline=$(( $(now) + grace ))
     zeros=0
     while :; do
-        n=$(in_flight "$address" || true)
-        if [ -z "$n" ]; then
+        engine=$(in_flight "$address" || true)
+        sent=$(balancer_connections "$address" || true)
+        if [ -z "$engine" ] && [ -z "$sent" ]; then
             echo "$name: not answering /metrics, nothing left to drain"
             return 0
         fi
+        n=$(( ${engine:-0} > ${sent:-0} ? ${engine:-0} : ${sent:-0} ))
         if [ "$n" -eq 0 ]; then
             zeros=$((zeros + 1))
             if [ "$zeros" -ge 2 ]; then
-                echo "$name: drained (no running or waiting request)"
+                echo "$name: drained (no running or waiting request, no open connection from the balancer)"
                 return 0
             fi
         else
