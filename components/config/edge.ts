@@ -3,7 +3,7 @@
  * serves. Keys, certificates and private keys are secrets: they are read here only to be checked, and a
  * problem with one names where it is, never what it is.
  */
-import { X509Certificate, createPrivateKey } from "crypto";
+import { X509Certificate, createHash, createPrivateKey } from "crypto";
 import { isIpv4 } from "../planning/subnet";
 import { DEFAULTS, isUnset } from "./keys";
 import { ConfigReader, SECRET_VALUE, type RawConfig } from "./reader";
@@ -27,6 +27,11 @@ const CLIENT_FIELDS = ["name", "key", "rps", "burst", "concurrent"];
 const CLIENT_FORM = 'a list of {name, key, rps?, burst?, concurrent?}, e.g. [{"name": "alice", "key": "<secret>", "rps": 5, "concurrent": 4}]';
 const TLS_FIELDS = ["mode", "http", "httpPort", "hosts"];
 const MAX_LIMIT = 1_000_000;
+/**
+ * SHA-256 of the client keys Pulumi.multihost.yaml ships as examples. They are encrypted for the empty
+ * passphrase, so they are public: a stack copied from the example must not accept them.
+ */
+const PUBLISHED_KEY_DIGESTS = ["5158d48c97bc4dbc70df9e51cbee00000a50207bb3cb0ca75c773b9164f2227e", "7257b59a5f52b09ba512622183f90f73174ea81fd860bdc42e07e381b045a108"];
 
 export function readEdge(read: ConfigReader, secrets: SecretConfig, lbPort: number): EdgeSettings {
     const values = secrets.values ?? {};
@@ -84,6 +89,13 @@ function readClientKeys(read: ConfigReader, value: unknown): ClientKeySettings[]
             read.problem(`${at}.key`, isUnset(key) ? undefined : SECRET_VALUE, `required: ${KEY_FORM}`);
         } else if (seenKeys.has(key)) {
             read.problem(`${at}.key`, SECRET_VALUE, `keys are unique: clientKeys[${seenKeys.get(key)}] has the same key`);
+        } else if (PUBLISHED_KEY_DIGESTS.includes(createHash("sha256").update(key).digest("hex"))) {
+            read.problem(
+                `${at}.key`,
+                SECRET_VALUE,
+                "the example key of Pulumi.multihost.yaml, which anyone with this repository can decrypt (it is encrypted for the empty passphrase): " +
+                    `set your own with \`pulumi config set --path --secret 'vllm-nginx:${at}.key' "$(openssl rand -hex 24)"\``,
+            );
         } else {
             seenKeys.set(key, i);
         }

@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import { createHash } from "crypto";
+import * as fs from "fs";
 import type { KeyProblem, PreviousDeployment } from "../planning";
 import { decodeConfigValue } from "./decode";
 import { CONFIG_NAMESPACE, ENCRYPTED_CONFIG_KEYS, REPLICA_SECRET_KEYS, SECRET_CONFIG_KEYS, isUnset } from "./keys";
@@ -41,6 +42,16 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
     if (settings === undefined || problems.length > 0) {
         // A RunError is shown to the user as its message alone, without a stack trace.
         throw new pulumi.RunError(new FleetConfigError(problems).message);
+    }
+    const stackFile = `Pulumi.${pulumi.getStack()}.yaml`;
+    const openSecrets = emptyPassphraseWarning(
+        ENCRYPTED_CONFIG_KEYS.filter((key) => !isUnset(secretValues[key])),
+        process.env,
+        fs.existsSync(stackFile) ? fs.readFileSync(stackFile, "utf8") : undefined,
+        stackFile,
+    );
+    if (openSecrets) {
+        void pulumi.log.warn(openSecrets);
     }
     const config = new pulumi.Config(CONFIG_NAMESPACE);
     const digest = createHash("sha256")
@@ -112,4 +123,25 @@ export async function readPreviousDeployment(): Promise<PreviousDeployment | und
     }
     const { spec, active } = value as Record<string, unknown>;
     return typeof spec === "string" && Array.isArray(active) && active.every((a) => typeof a === "string") ? { spec, active } : undefined;
+}
+
+/**
+ * A warning when the stack's secrets are encrypted with the empty passphrase, which `scripts/deploy` uses
+ * unless one is set: anyone who has the stack file can decrypt them. Only for the passphrase provider (a
+ * stack file with an `encryptionsalt`, no other `secretsprovider`), with `PULUMI_CONFIG_PASSPHRASE` set
+ * and empty and no passphrase file, and with secrets set (`keys`).
+ */
+export function emptyPassphraseWarning(keys: string[], env: Record<string, string | undefined>, stackFileText: string | undefined, stackFile: string): string | undefined {
+    if (keys.length === 0 || env.PULUMI_CONFIG_PASSPHRASE !== "" || env.PULUMI_CONFIG_PASSPHRASE_FILE || stackFileText === undefined) {
+        return undefined;
+    }
+    const provider = /^secretsprovider:\s*(\S+)/m.exec(stackFileText)?.[1];
+    if (!/^encryptionsalt:/m.test(stackFileText) || (provider !== undefined && !provider.startsWith("passphrase"))) {
+        return undefined;
+    }
+    return (
+        `the stack's secrets (${keys.join(", ")}) are encrypted with the empty passphrase: anyone who has ${stackFile} can read them. ` +
+        "Give the stack a passphrase of its own: `pulumi stack change-secrets-provider passphrase` (the empty one in PULUMI_CONFIG_PASSPHRASE, " +
+        "the new one typed at the prompt), then keep PULUMI_CONFIG_PASSPHRASE set to it for scripts/deploy"
+    );
 }

@@ -185,6 +185,16 @@ describe("the front door's config: client keys, limits, TLS", () => {
     const table: [string, RawConfig, RawConfig, string, string, RegExp][] = [
         ["clientKeys not a list", {}, { clientKeys: { name: "alice", key: ALICE } }, "clientKeys", "(secret)", /a list of \{name, key, rps\?, burst\?, concurrent\?\}/],
         ["an entry that is not an object", {}, { clientKeys: [ALICE] }, "clientKeys[0]", "(secret)", /a list of \{name, key/],
+        // Pulumi.multihost.yaml's example keys, as anyone decrypts them with the empty passphrase.
+        [
+            "the multihost example's published key",
+            {},
+            { clientKeys: [{ name: "alice", key: ALICE }, { name: "team-a", key: "team-a-ztlWFdLz1GSautr9y4IMXzGEDHg8SqCP" }] },
+            "clientKeys[1].key",
+            "(secret)",
+            /the example key of Pulumi.multihost.yaml, which anyone with this repository can decrypt .*pulumi config set --path --secret 'vllm-nginx:clientKeys\[1\].key'/,
+        ],
+        ["the multihost example's other key", {}, { clientKeys: [{ name: "batch", key: "batch-ouZS5mOSJsFFW6xxQdk2IzceOnMIlFB" }] }, "clientKeys[0].key", "(secret)", /the example key of Pulumi.multihost.yaml/],
         ["a name with a space", {}, { clientKeys: [{ name: "alice smith", key: ALICE }] }, "clientKeys[0].name", '"alice smith"', /a name of up to 64 letters, digits/],
         ["a name nginx reads as its own word", {}, { clientKeys: [{ name: "default", key: ALICE }] }, "clientKeys[0].name", '"default"', /a name other than default, hostnames, include, volatile/],
         ["two names that differ in case only", {}, { clientKeys: [{ name: "alice", key: ALICE }, { name: "Alice", key: BOB }] }, "clientKeys[1].name", '"Alice"', /names are unique \(letter case aside\): clientKeys\[0\]/],
