@@ -3,6 +3,10 @@
  * prefix cache: one key per session or conversation (header, else leading content, also for bodies in
  * a temp file), the load bound, streaming, replicas out of rotation, and what a new replica takes over.
  */
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { describe, expect, it } from "vitest";
 import { renderNginxConfig } from "../../components/nginx/render";
 import { freePort, gaps, metricValue, oursConfig, renderOurs, request, scrape, stream, tokenEvents, type StandIn } from "../support";
@@ -107,6 +111,42 @@ describe("cache_aware: one replica per session or conversation", () => {
         }
         expect(new Set(Object.values(served).map((s) => [...s][0])).size).toBeGreaterThanOrEqual(2);
     });
+
+    it("keys a huge body without a session header by its first 64 KB: the worker does not stop serving others while it arrives (one worker, a 67 MB chat body)", async () => {
+        const rs = await standIns(2, ["--itl-ms", "1", "--time-scale", "0"]);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port, { method: "cache_aware", maxBodyBytes: 200 * 1024 * 1024 }), port, { workers: 1 });
+        // A long conversation: two million short turns, which a JSON decoder must build one by one. Written
+        // before the probes start, and sent by curl, so that this process's event loop only measures.
+        const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-huge-")), "body.json");
+        const turns = Array.from({ length: 2_000_000 }, (_, i) => ({ role: i % 2 ? "assistant" : "user", content: "ok" }));
+        fs.writeFileSync(file, JSON.stringify({ model: "m", max_tokens: 1, messages: [{ role: "system", content: "You summarise." }, ...turns] }));
+        // How long the one worker takes to answer its own health endpoint, every 20 ms, while the body is keyed.
+        const latencies: number[] = [];
+        let polling = true;
+        const poll = (async () => {
+            while (polling) {
+                const started = Date.now();
+                await request(`${lb.url}/nginx-health`, { agent: false });
+                latencies.push(Date.now() - started);
+                await new Promise((r) => setTimeout(r, 20));
+            }
+        })();
+        const status = await new Promise<string>((resolve, reject) =>
+            execFile("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "content-type: application/json", "--data-binary", `@${file}`, `${lb.url}/v1/chat/completions`], (error, stdout) =>
+                error ? reject(error) : resolve(stdout),
+            ),
+        );
+        polling = false;
+        await poll;
+        const size = fs.statSync(file).size;
+        fs.rmSync(path.dirname(file), { recursive: true, force: true });
+        const slowest = Math.max(...latencies);
+        console.log(`a ${(size / 1e6).toFixed(0)} MB keyless chat body: answered ${status}; the worker's /nginx-health took up to ${slowest} ms meanwhile (${latencies.length} probes)`);
+        // Keying the whole document in Lua (reading it back, then decoding it) held the worker for about 0.7 s here.
+        expect(slowest).toBeLessThan(250);
+        expect(lb.errorLog()).toMatch(/client request body is buffered to a temporary file/);
+    }, 180_000);
 
     it("streams tokens as they are generated", async () => {
         const rs = await standIns(2, ["--itl-ms", "40"]);

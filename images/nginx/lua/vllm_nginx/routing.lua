@@ -45,6 +45,8 @@ local KEY_TTL = 1800
 local KEEPALIVE_IDLE_MS = 4000
 -- Completions prompts have no message boundaries: their key is their first characters.
 local PROMPT_KEY_CHARS = 4096
+-- How much of a body too large for memory its key reads (see body_route_key).
+local LARGE_BODY_KEY_BYTES = 65536
 
 -- 32 bits of MD5: keys such as "user-1", "user-2" spread over the ring, where CRC32's (nginx's own
 -- hash) cluster.
@@ -353,13 +355,16 @@ function M.body_key(doc, replicas)
     return nil
 end
 
-local function request_body()
+-- The routing key of a request body: its leading content (M.body_key) when nginx holds the body in
+-- memory (up to client_body_buffer_size, 1 MB); for a larger one, which nginx wrote to a temp file, its
+-- first LARGE_BODY_KEY_BYTES from its "messages" (or "prompt") on, as sent. Reading back and decoding a
+-- document of up to maxBodySize would hold the worker, and every stream it serves, for as long.
+local function body_route_key()
     ngx.req.read_body()
     local body = ngx.req.get_body_data()
     if body then
-        return body
+        return M.body_key(cjson.decode(body), conf.rotation_size)
     end
-    -- Larger than client_body_buffer_size: nginx wrote it to a temp file.
     local path = ngx.req.get_body_file()
     if not path then
         return nil
@@ -368,9 +373,13 @@ local function request_body()
     if not f then
         return nil
     end
-    body = f:read("*a")
+    local head = f:read(LARGE_BODY_KEY_BYTES)
     f:close()
-    return body
+    if not head then
+        return nil
+    end
+    local at = head:find('"messages"', 1, true) or head:find('"prompt"', 1, true) or 1
+    return head:sub(at)
 end
 
 function M.access()
@@ -382,8 +391,7 @@ function M.access()
     local source = "header"
     if key == nil or key == "" then
         source = "body"
-        local body = request_body()
-        key = body and M.body_key(cjson.decode(body), conf.rotation_size) or nil
+        key = body_route_key()
         if key == "" then
             key = nil
         end
