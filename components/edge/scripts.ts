@@ -10,3 +10,6 @@ export const EDGE_SCRIPT = read("edge.sh");
 
 /** Runs where `pulumi up` runs: pipes the bundle on its stdin into `edge.sh install` in the container, on its engine. */
 export const EDGE_INSTALL_SCRIPT = withRolloutFunctions(read("install.sh"));
+
+/** Runs where `pulumi up` runs, at the end of every `up`: `edge.sh renew` in the container. */
+export const EDGE_RENEW_SCRIPT = withRolloutFunctions(read("renew.sh"));

@@ -7,7 +7,7 @@ import type { BalancerSettings, EdgeSettings, FleetSecrets } from "../config/set
 import { decodeConfigValue } from "../config/decode";
 import { BALANCER_CONTAINER_PORT } from "../nginx/paths";
 import { EDGE_TLS_CONTAINER_PORT } from "./render";
-import { EDGE_INSTALL_SCRIPT, EDGE_SCRIPT } from "./scripts";
+import { EDGE_INSTALL_SCRIPT, EDGE_RENEW_SCRIPT, EDGE_SCRIPT } from "./scripts";
 import { renderEdgeSecrets } from "./secrets";
 
 /** No client keys, no TLS, the operator endpoints refused: the front door of a balancer given none. */
@@ -90,6 +90,25 @@ export function edgeInstallCommand(edge: EdgeSettings, balancer: pulumi.Input<Re
             EDGE_INSTALL_SH: EDGE_INSTALL_SCRIPT,
             EDGE_SH: EDGE_SCRIPT,
             TLS_MODE: edge.tls.mode,
+            TLS_NAMES: edge.tls.mode === "self-signed" ? subjectAltNames(edge.tls.hosts) : "",
+        })),
+    };
+}
+
+/**
+ * The certificate check at the end of every `up` (see `afterEveryUp`): a self-signed pair with under 30
+ * days left is made again; a provided one gets a warning. Undefined without TLS.
+ */
+export function edgeRenewCommand(edge: EdgeSettings, balancer: pulumi.Input<Record<string, string>>): { commandLine: string; environment: pulumi.Output<Record<string, string>> } | undefined {
+    if (edge.tls.mode === "off") {
+        return undefined;
+    }
+    return {
+        commandLine: 'sh -c "$EDGE_RENEW_SH" edge-renew.sh',
+        environment: pulumi.output(balancer).apply((environment): Record<string, string> => ({
+            ...environment,
+            EDGE_RENEW_SH: EDGE_RENEW_SCRIPT,
+            EDGE_SH: EDGE_SCRIPT,
             TLS_NAMES: edge.tls.mode === "self-signed" ? subjectAltNames(edge.tls.hosts) : "",
         })),
     };

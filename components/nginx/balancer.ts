@@ -9,7 +9,8 @@ import { envList } from "../docker/proxy";
 import { rolloutScript, runRolloutScript } from "../rollout/scripts";
 import { rotationEnvironment, type RotationTarget } from "../rollout/target";
 import { EDGE_DIR } from "../edge/render";
-import { OPEN_EDGE_SETTINGS, edgeInstallCommand, edgeLabels, edgePorts, emptyEdgeBundle } from "../edge/wiring";
+import { OPEN_EDGE_SETTINGS, edgeInstallCommand, edgeLabels, edgePorts, edgeRenewCommand, emptyEdgeBundle } from "../edge/wiring";
+import { afterEveryUp } from "../rollout/afterUp";
 import { applyTransform, type Transform } from "../transform";
 import { BALANCER_HEALTH_PROBE } from "./control";
 import type { ConfigTemplate } from "./render";
@@ -57,6 +58,8 @@ export class NginxBalancer extends pulumi.ComponentResource {
     readonly installConfig: command.local.Command;
     /** What replicas need to join and leave this balancer's rotation. */
     readonly rotation: RotationTarget;
+    /** What the certificate check at the end of this `up` said (a renewal, a warning); empty without TLS or in a preview. */
+    readonly certificateChecked: pulumi.Output<string>;
 
     constructor(name: string, args: NginxBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("vllm-nginx:balancer:NginxBalancer", name, {}, opts);
@@ -132,7 +135,13 @@ export class NginxBalancer extends pulumi.ComponentResource {
         this.configId = pulumi.all([config.id, this.installConfig.stdout]).apply(([id]) => id);
         this.rotation = { container: this.container.name, engine: args.engine, installed: this.installConfig };
 
-        this.registerOutputs({ containerName: this.containerName, configId: this.configId });
+        // Nothing else changes with time: at the end of every `up`, a self-signed pair near its end is renewed.
+        const renew = edgeRenewCommand(edge, rotationEnvironment(own));
+        this.certificateChecked = renew
+            ? afterEveryUp({ what: "checking the balancer's TLS certificate", ...renew, after: [this.installEdge, this.installConfig], parent: this })
+            : pulumi.output("");
+
+        this.registerOutputs({ containerName: this.containerName, configId: this.configId, certificateChecked: this.certificateChecked });
     }
 }
 

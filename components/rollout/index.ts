@@ -1,3 +1,4 @@
 export { RolloutGate, type GateMember, type RolloutGateArgs } from "./gate";
 export type { RotationTarget } from "./target";
-export { reconcileRotation, type RotationReconcileArgs, type ScriptRunner } from "./reconcile";
+export { afterEveryUp, type AfterEveryUpArgs, type ScriptRunner } from "./afterUp";
+export { reconcileRotation, type RotationReconcileArgs } from "./reconcile";

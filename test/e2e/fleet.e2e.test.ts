@@ -5,6 +5,7 @@
  * step, and what a user would notice is counted at each step. The stand-ins behave as vLLM does by
  * default: they abort what they serve on SIGTERM and exit when their engine dies.
  */
+import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as http2 from "http2";
 import * as os from "os";
@@ -576,11 +577,25 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         const rotationScript = fs.readFileSync(path.join(REPO, "components/rollout/scripts/rotation.sh"), "utf8");
         await docker(["exec", outputs.balancerContainer, "sh", "-c", rotationScript, "rotation.sh", "retire", "vllm1"]);
         await waitFor("nginx to report vllm1 out of rotation", 10_000, async () => (await rotation(HEALTH_PORT))?.out.join(",") === "vllm1", 200);
+        // The self-signed pair of a balancer left alone for 355 days: 10 days left, its names unchanged.
+        await docker([
+            "exec",
+            outputs.balancerContainer,
+            "sh",
+            "-c",
+            'cd /etc/nginx/vllm-nginx/edge && names=$(sed "s/^self-signed //" tls.source) && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 10 -subj /CN=vllm-nginx -addext "subjectAltName=$names" -keyout tls.key -out tls.crt 2>/dev/null && nginx -s reload',
+        ]);
+        const ageing = await balancerCertificate(outputs.balancerContainer);
+        expect(new X509Certificate(ageing).validTo).not.toBe(new X509Certificate(front.ca).validTo);
         const { seconds, output } = await stack.up(["--expect-no-changes"]);
         note(`pulumi up (no change, vllm1 out of rotation before it): ${seconds.toFixed(1)}s`);
         expect(output).not.toMatch(/[1-9]\d* (to )?(create|update|replace|delete)/);
         expect(output).toContain("vllm1 was out of nginx's rotation though it runs its deployed settings and serves /health: it is back in");
         expect((await rotation(HEALTH_PORT))?.in).toEqual(outputs.replicas.map((r: { name: string }) => r.name));
+        // ... and renews the certificate that was about to expire.
+        expect(output).toContain("the self-signed certificate, which expired on");
+        const renewed = new X509Certificate(await balancerCertificate(outputs.balancerContainer));
+        expect((Date.parse(renewed.validTo) - Date.now()) / 86_400_000).toBeGreaterThan(360);
         const refresh = await stack.pulumi(["refresh", "--yes"]);
         // The stack's reference to itself reads the outputs the last update wrote; nothing else may change.
         const changed = refresh.split("\n").filter((l) => /^\s*[~+-]+\s+\S+:\S+\s+\S+\s+(updated|deleted|created)/.test(l) && !l.includes("StackReference"));

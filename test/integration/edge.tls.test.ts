@@ -4,6 +4,7 @@
  * leaves, TLS 1.2+ with forward-secret suites only, plain HTTP redirected or refused, a certificate
  * change as a reload, and a self-signed pair made by edge.sh itself.
  */
+import { execFileSync } from "child_process";
 import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as http2 from "http2";
@@ -18,6 +19,7 @@ import {
     type StandIn,
     makeCertificate,
     metricValue,
+    nginxCli,
     nginxVersion,
     percentile,
     rawExchange,
@@ -279,6 +281,31 @@ describe("TLS at the balancer", () => {
         const renamed = (await runEdge(b.dir, ["certificate"], "")).stdout;
         expect(fingerprint(renamed)).not.toBe(fingerprint(certificate));
         await waitFor("handshakes with the renamed certificate", 5000, async () => (await httpsGet(`${b.url}/v1/models`, renamed).catch(() => undefined))?.status === 200);
+    });
+
+    it("renews a self-signed pair with under 30 days left (what every `pulumi up` runs), keeps one that lasts, and warns of a provided one that is about to expire", async () => {
+        const names = "IP:127.0.0.1,DNS:localhost";
+        const { b } = await setup({ tls: { mode: "self-signed", names } });
+        const lasting = (await runEdge(b.dir, ["certificate"], "")).stdout;
+        expect((await runEdge(b.dir, ["renew", names], "", nginxCli(b.nginx))).stdout).toBe("");
+        expect((await runEdge(b.dir, ["certificate"], "")).stdout).toBe(lasting);
+        // A pair that runs out in 10 days, as a balancer left alone for 355 days has.
+        execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "10", "-subj", "/CN=vllm-nginx", "-addext", `subjectAltName=${names}`, "-keyout", path.join(b.dir, "tls.key"), "-out", path.join(b.dir, "tls.crt")], { stdio: "ignore" });
+        const ageing = (await runEdge(b.dir, ["certificate"], "")).stdout;
+        const renewed = await runEdge(b.dir, ["renew", names], "", nginxCli(b.nginx));
+        expect(renewed.stdout).toContain("the self-signed certificate, which expired on");
+        const fresh = (await runEdge(b.dir, ["certificate"], "")).stdout;
+        expect(fingerprint(fresh)).not.toBe(fingerprint(ageing));
+        const days = (Date.parse(new X509Certificate(fresh).validTo) - Date.now()) / 86_400_000;
+        expect(days).toBeGreaterThan(360);
+        await waitFor("handshakes with the renewed certificate", 5000, async () => (await httpsGet(`${b.url}/v1/models`, fresh).catch(() => undefined))?.status === 200);
+        // A provided pair is the operator's: a warning, and it stays.
+        fs.writeFileSync(path.join(b.dir, "tls.source"), "provided\n");
+        execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "10", "-subj", "/CN=vllm-nginx", "-addext", `subjectAltName=${names}`, "-keyout", path.join(b.dir, "tls.key"), "-out", path.join(b.dir, "tls.crt")], { stdio: "ignore" });
+        const provided = (await runEdge(b.dir, ["certificate"], "")).stdout;
+        const warned = await runEdge(b.dir, ["renew", names], "", nginxCli(b.nginx));
+        expect(warned.stdout).toMatch(/^warning: the provided TLS certificate expires on .*: set a new tlsCertificate and tlsKey, then run `pulumi up`$/m);
+        expect((await runEdge(b.dir, ["certificate"], "")).stdout).toBe(provided);
     });
 
     it("removes a provided pair once TLS is off and nginx's config no longer uses it, and keeps it while the config still does", async () => {

@@ -5,6 +5,9 @@
 #                                 in the bundle) or self-signed (a pair made here with openssl for NAMES,
 #                                 e.g. "DNS:localhost,IP:127.0.0.1"; kept while NAMES stay the same and it
 #                                 is valid for 30 more days, so that clients that trust it keep trusting it)
+#   edge.sh renew NAMES           a self-signed pair for NAMES with under 30 days left is made again, and
+#                                 nginx reloaded (every `pulumi up` runs it: nothing else changes with time);
+#                                 a provided certificate with under 30 days left gets a warning
 #   edge.sh certificate           prints the certificate nginx serves (public), for clients to trust
 #
 # The files go to EDGE_DIR, readable by root only (nginx reads its config as root). nginx checks the
@@ -37,7 +40,20 @@ describe() {
     fi
 }
 
-op=${1:?usage: edge.sh install MODE [NAMES] | certificate}
+# lasting: whether the installed certificate is valid for 30 more days.
+lasting() { openssl x509 -checkend 2592000 -noout -in "$dir/tls.crt" >/dev/null 2>&1; }
+
+# self_signed FOLDER NAMES: a new self-signed pair for NAMES, valid for 365 days, as FOLDER/tls.crt and tls.key.
+self_signed() {
+    command -v openssl >/dev/null || { echo "edge.sh: openssl is needed for a self-signed certificate (apt-get install openssl)" >&2; exit 1; }
+    if ! err=$(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj "/CN=vllm-nginx" \
+        -addext "subjectAltName=$2" -keyout "$1/tls.key" -out "$1/tls.crt" 2>&1); then
+        echo "edge.sh: openssl could not make the certificate: $err" >&2
+        exit 1
+    fi
+}
+
+op=${1:?usage: edge.sh install MODE [NAMES] | renew NAMES | certificate}
 case $op in
 install)
     mode=${2:?the TLS mode: off, provided or self-signed}
@@ -74,15 +90,8 @@ install)
     self-signed)
         rm -f "$stage/tls.crt" "$stage/tls.key"
         [ -n "$names" ] || { echo "edge.sh: mode self-signed needs the certificate's names, e.g. DNS:localhost,IP:127.0.0.1" >&2; exit 1; }
-        if [ "$(cat "$dir/tls.source" 2>/dev/null || true)" = "self-signed $names" ] && openssl x509 -checkend 2592000 -noout -in "$dir/tls.crt" >/dev/null 2>&1; then
-            :
-        else
-            command -v openssl >/dev/null || { echo "edge.sh: openssl is needed for a self-signed certificate (apt-get install openssl)" >&2; exit 1; }
-            if ! err=$(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj "/CN=vllm-nginx" \
-                -addext "subjectAltName=$names" -keyout "$stage/tls.key" -out "$stage/tls.crt" 2>&1); then
-                echo "edge.sh: openssl could not make the certificate: $err" >&2
-                exit 1
-            fi
+        if [ "$(cat "$dir/tls.source" 2>/dev/null || true)" != "self-signed $names" ] || ! lasting; then
+            self_signed "$stage" "$names"
             echo "self-signed $names" >"$stage/tls.source"
         fi
         ;;
@@ -127,6 +136,33 @@ install)
     fi
     "$nginx_bin" -s reload 2>/dev/null || { echo "nginx -s reload failed" >&2; exit 1; }
     describe "$mode"
+    ;;
+renew)
+    names=${2:-}
+    source=$(cat "$dir/tls.source" 2>/dev/null || true)
+    [ -f "$dir/tls.crt" ] && ! lasting || exit 0
+    until=$(openssl x509 -in "$dir/tls.crt" -noout -enddate 2>/dev/null | sed 's/^notAfter=//')
+    if [ "$source" = provided ]; then
+        echo "warning: the provided TLS certificate expires on $until: set a new tlsCertificate and tlsKey, then run \`pulumi up\`"
+        exit 0
+    fi
+    [ "$source" = "self-signed $names" ] || exit 0
+    stage=$(mktemp -d "$dir/.stage.XXXXXX")
+    backup=$(mktemp -d "$dir/.backup.XXXXXX")
+    trap 'rm -rf "$stage" "$backup"' EXIT
+    self_signed "$stage" "$names"
+    for f in tls.crt tls.key; do
+        cp -p "$dir/$f" "$backup/$f"
+        mv "$stage/$f" "$dir/$f"
+    done
+    if ! "$nginx_bin" -t >/dev/null 2>&1; then
+        for f in tls.crt tls.key; do mv "$backup/$f" "$dir/$f"; done
+        echo "warning: nginx refused the renewed self-signed certificate; the one that expires on $until stays"
+        exit 0
+    fi
+    "$nginx_bin" -s reload 2>/dev/null || { echo "nginx -s reload failed" >&2; exit 1; }
+    echo "the self-signed certificate, which expired on $until or would within 30 days, is renewed: clients that trust it need the new one (edge.sh certificate)"
+    describe self-signed | grep '^tls:'
     ;;
 certificate)
     cat "$dir/tls.crt"

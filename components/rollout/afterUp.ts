@@ -1,0 +1,57 @@
+import { execFile } from "child_process";
+import * as pulumi from "@pulumi/pulumi";
+import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+
+/** Runs a script with the given environment where `pulumi up` runs; resolves with its stdout. */
+export type ScriptRunner = (commandLine: string, env: Record<string, string>) => Promise<string>;
+
+const runScript: ScriptRunner = (commandLine, env) =>
+    new Promise((resolve, reject) =>
+        execFile("sh", ["-c", commandLine], { env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 1 << 20 }, (error, stdout, stderr) =>
+            error ? reject(new Error(`${stderr.trim() || error.message}`)) : resolve(stdout),
+        ),
+    );
+
+export interface AfterEveryUpArgs {
+    /** What it does, for its error message: "checking nginx's rotation". */
+    what: string;
+    /** The command line, which reads its script from the environment (see `runRolloutScript`). */
+    commandLine: string;
+    environment: pulumi.Input<Record<string, string>>;
+    /** The resources whose operations of this `up` come first. */
+    after: pulumi.CustomResource[];
+    /** The resource its messages are logged on. */
+    parent: pulumi.Resource;
+}
+
+/**
+ * A step of the program, not a resource, at the end of every `pulumi up` (never in a preview): for what no
+ * resource change would bring back, so that an `up` with nothing to change still reports no changes. It
+ * runs once the `after` resources are done, and each line it prints is logged on `parent` (as a warning
+ * when it starts with "warning: "); a failure fails the `up`. Resolves with what it printed (empty in a
+ * preview). Under Pulumi's mocks nothing was deployed, so nothing runs unless a test gives its own `run`.
+ */
+export function afterEveryUp(args: AfterEveryUpArgs, run?: ScriptRunner): pulumi.Output<string> {
+    const runner = run ?? (pulumi.runtime.getMonitor() instanceof MockMonitor ? undefined : runScript);
+    const done = pulumi.all(args.after.map((r) => r.id));
+    return pulumi.all([args.environment, done]).apply(async ([environment]) => {
+        if (pulumi.runtime.isDryRun() || runner === undefined) {
+            return "";
+        }
+        let out: string;
+        try {
+            out = await runner(args.commandLine, environment);
+        } catch (error) {
+            throw new Error(`${args.what} after the deployment: ${(error as Error).message}`);
+        }
+        const lines = out.split("\n").filter(Boolean);
+        for (const line of lines) {
+            if (line.startsWith("warning: ")) {
+                await pulumi.log.warn(line.slice("warning: ".length), args.parent);
+            } else {
+                await pulumi.log.info(line, args.parent);
+            }
+        }
+        return lines.join("\n");
+    });
+}
