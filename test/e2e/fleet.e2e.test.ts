@@ -586,7 +586,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
             'cd /etc/nginx/vllm-nginx/edge && names=$(sed "s/^self-signed //" tls.source) && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 10 -subj /CN=vllm-nginx -addext "subjectAltName=$names" -keyout tls.key -out tls.crt 2>/dev/null && nginx -s reload',
         ]);
         const ageing = await balancerCertificate(outputs.balancerContainer);
-        expect(new X509Certificate(ageing).validTo).not.toBe(new X509Certificate(front.ca).validTo);
+        expect(new X509Certificate(ageing).validTo).not.toBe(new X509Certificate(front.ca!).validTo);
         const { seconds, output } = await stack.up(["--expect-no-changes"]);
         note(`pulumi up (no change, vllm1 out of rotation before it): ${seconds.toFixed(1)}s`);
         expect(output).not.toMatch(/[1-9]\d* (to )?(create|update|replace|delete)/);
