@@ -1,8 +1,8 @@
-import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ImageSettings, ProxySettings } from "../config";
 import type { HostPlan } from "../planning";
+import { runScript, underMocks, type ScriptRunner } from "../rollout/local";
 import { rolloutScript, runRolloutScript } from "../rollout/scripts";
 import type { Transform } from "../transform";
 import { VllmImage } from "../vllm/image";
@@ -32,7 +32,7 @@ export interface FleetHostArgs {
 
 /**
  * One Docker engine of the fleet and what every replica on it shares: the provider every resource on the
- * host is created with (behind a check that the engine answers, which names the host when it does not),
+ * host is created with (behind a check, on every run, that the engine answers, which names the host when it does not),
  * the stack's network, vLLM's compile cache, and the vLLM image, built or pulled on this host.
  */
 export class FleetHost extends pulumi.ComponentResource {
@@ -50,29 +50,17 @@ export class FleetHost extends pulumi.ComponentResource {
         } else {
             const address = args.engineAddress ?? process.env.DOCKER_HOST ?? "";
             const material = tls?.apply((t): Record<string, EngineTls> => ({ [address]: t }));
-            const check = new command.local.Command(
-                `${name}-engine`,
-                {
-                    create: runRolloutScript("engine"),
-                    update: runRolloutScript("engine"),
-                    environment: tlsEnvironment([{ address, tls: material } as Engine]).apply((env) => ({
-                        ...env,
-                        ROLLOUT_SH: rolloutScript("engine"),
-                        HOST: args.host.name,
-                        ENGINE: address,
-                    })),
-                },
-                { parent: this },
-            );
+            const answers = engineAnswers({ host: args.host.name, address, material, parent: this });
             const provider = new docker.Provider(
                 `${name}-docker-${args.host.name}`,
                 {
-                    host: args.engineAddress,
+                    // Configured once the engine answered, on this run.
+                    host: answers.apply(() => args.engineAddress) as pulumi.Output<string>,
                     caMaterial: tls?.apply((t) => t.ca),
                     certMaterial: tls?.apply((t) => t.cert),
                     keyMaterial: tls?.apply((t) => t.key),
                 },
-                { parent: this, dependsOn: [check] },
+                { parent: this },
             );
             this.engine = { provider, address, tls: material };
         }
@@ -87,5 +75,37 @@ export class FleetHost extends pulumi.ComponentResource {
         }
 
         this.registerOutputs({ networkName: this.networkName, compileCacheVolume: this.compileCacheVolume });
+    }
+}
+
+/**
+ * The check that a host's engine answers (`engine.sh`), on every preview and `up` before the host's
+ * provider is configured: an engine that cannot be reached fails the run with the host's name, the
+ * address and docker's answer, not the provider's. A step of the program, not a resource (a command
+ * would run on its creation only). Resolves with the address once the engine answered.
+ */
+export function engineAnswers(
+    { host, address, material, parent }: { host: string; address: string; material?: pulumi.Output<Record<string, EngineTls>>; parent?: pulumi.Resource },
+    run?: ScriptRunner,
+): pulumi.Output<string> {
+    // Under Pulumi's mocks no engine is there, unless a test gives its own `run`.
+    const runner = run ?? (underMocks() ? undefined : runScript);
+    const environment = tlsEnvironment([{ address, tls: material } as Engine]).apply((env) => ({ ...env, ROLLOUT_SH: rolloutScript("engine"), HOST: host, ENGINE: address }));
+    return pulumi.unsecret(
+        environment.apply(async (env) => {
+            if (runner) {
+                await pulumi.log.info((await checkEngine(env, runner)).trim(), parent);
+            }
+            return address;
+        }),
+    );
+}
+
+/** Runs `engine.sh` with its environment and resolves with what it said; fails with its message alone (a RunError), which names the host. */
+export async function checkEngine(environment: Record<string, string>, run: ScriptRunner = runScript): Promise<string> {
+    try {
+        return await run(runRolloutScript("engine"), environment);
+    } catch (error) {
+        throw new pulumi.RunError((error as Error).message);
     }
 }

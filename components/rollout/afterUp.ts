@@ -1,16 +1,7 @@
-import { execFile } from "child_process";
 import * as pulumi from "@pulumi/pulumi";
-import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+import { runScript, underMocks, type ScriptRunner } from "./local";
 
-/** Runs a script with the given environment where `pulumi up` runs; resolves with its stdout. */
-export type ScriptRunner = (commandLine: string, env: Record<string, string>) => Promise<string>;
-
-const runScript: ScriptRunner = (commandLine, env) =>
-    new Promise((resolve, reject) =>
-        execFile("sh", ["-c", commandLine], { env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 1 << 20 }, (error, stdout, stderr) =>
-            error ? reject(new Error(`${stderr.trim() || error.message}`)) : resolve(stdout),
-        ),
-    );
+export type { ScriptRunner } from "./local";
 
 export interface AfterEveryUpArgs {
     /** What it does, for its error message: "checking nginx's rotation". */
@@ -32,7 +23,7 @@ export interface AfterEveryUpArgs {
  * preview). Under Pulumi's mocks nothing was deployed, so nothing runs unless a test gives its own `run`.
  */
 export function afterEveryUp(args: AfterEveryUpArgs, run?: ScriptRunner): pulumi.Output<string> {
-    const runner = run ?? (pulumi.runtime.getMonitor() instanceof MockMonitor ? undefined : runScript);
+    const runner = run ?? (underMocks() ? undefined : runScript);
     const done = pulumi.all(args.after.map((r) => r.id));
     return pulumi.all([args.environment, done]).apply(async ([environment]) => {
         if (pulumi.runtime.isDryRun() || runner === undefined) {

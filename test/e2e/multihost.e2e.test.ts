@@ -187,6 +187,14 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         expect(after.failed + after.cut + after.errored).toBe(0);
         expect(Object.keys(after.byReplica).every((id) => !onB.includes(id))).toBe(true);
 
+        // An `up` meanwhile fails naming the host, not with the provider's error: the check runs on every run.
+        const refused = await stack.up().then(
+            () => "",
+            (error: Error) => error.message,
+        );
+        note(`pulumi up while hostb's engine is stopped: ${refused.split("\n").find((l) => l.includes("does not answer"))?.trim()}`);
+        expect(refused).toContain(`host ${b.name}: its Docker engine does not answer at ssh://`);
+
         await dockerHosts("start", b.name);
         load.take();
         const { seconds } = await stack.up();

@@ -1,6 +1,6 @@
 /**
- * The check each host's engine passes before anything is created on it (`components/rollout/scripts/
- * engine.sh`, the `<host>-engine` command), run with the real docker CLI: against the local engine, and
+ * The check each host's engine passes before its provider is configured, on every preview and up
+ * (`components/rollout/scripts/engine.sh`, run by `engineAnswers`), run with the real docker CLI: against the local engine, and
  * against addresses where nothing answers, over TCP and over ssh as a user names a GPU box.
  */
 import { execFile, execFileSync } from "child_process";

@@ -19,10 +19,9 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
         // vLLM, nginx, Prometheus, the nginx exporter.
         expect(count("docker:index/remoteImage:RemoteImage")).toBe(4);
         expect(count("docker:index/container:Container")).toBe(5);
-        // The check that the engine answers, the front door's files and the config install, one rotation member
+        // The front door's files and the config install, one rotation member
         // per replica, one rollout step per replica (maxUnavailable 1), and Prometheus's config.
         expect(ofType(resources, "command:local:Command").map((c) => c.name).sort()).toEqual([
-            "fleet-engine",
             "fleet-lb-config",
             "fleet-lb-edge",
             "fleet-monitoring-prometheus-config",

@@ -1,4 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import * as pulumi from "@pulumi/pulumi";
+import { checkEngine, engineAnswers } from "../../components/docker/host";
 import { RecordedResource, ofType, runProgram } from "./mockStack";
 
 describe("one explicit Docker provider per host, and commands that talk to the same engine", () => {
@@ -12,10 +14,26 @@ describe("one explicit Docker provider per host, and commands that talk to the s
         expect(providers.map((p) => [p.name, p.inputs.host])).toEqual([["fleet-docker-local", "ssh://ops@gpu-box.internal"]]);
     });
 
-    it("checks that the engine answers before the provider is used, naming the host", () => {
-        const check = ofType(resources, "command:local:Command").find((c) => c.name === "fleet-engine")!;
-        expect(check.inputs.environment).toMatchObject({ HOST: "local", ENGINE: "ssh://ops@gpu-box.internal" });
-        expect(ofType(resources, "pulumi:providers:docker")[0].dependsOn).toContain("fleet-engine");
+    it("checks that the engine answers on every run, before the provider is configured, naming the host", async () => {
+        const runs: Array<Record<string, string>> = [];
+        const answered = engineAnswers({ host: "local", address: "ssh://ops@gpu-box.internal" }, async (commandLine, env) => {
+            expect(commandLine).toBe('sh -c "$ROLLOUT_SH" engine.sh');
+            runs.push(env);
+            return "host local: Docker engine 20.10.24 answers at ssh://ops@gpu-box.internal\n";
+        });
+        expect(await (answered as any).promise()).toBe("ssh://ops@gpu-box.internal");
+        expect(runs).toHaveLength(1);
+        expect(runs[0]).toMatchObject({ HOST: "local", ENGINE: "ssh://ops@gpu-box.internal" });
+        expect(runs[0].ROLLOUT_SH).toContain("its Docker engine does not answer at");
+        // No command resource: one would run on its creation only.
+        expect(ofType(resources, "command:local:Command").map((c) => c.name)).not.toContain("fleet-engine");
+    });
+
+    it("fails the run with the check's own message when the engine does not answer", async () => {
+        const message = "host local: its Docker engine does not answer at ssh://ops@gpu-box.internal (tried: docker version, with DOCKER_HOST=ssh://ops@gpu-box.internal):";
+        const failed = checkEngine({ HOST: "local" }, () => Promise.reject(new Error(message)));
+        await expect(failed).rejects.toThrow(message);
+        await expect(failed).rejects.toBeInstanceOf(pulumi.RunError);
     });
 
     it("registers every Docker resource with that provider, so each says which engine it lives on", () => {

