@@ -160,6 +160,17 @@ describe("failover (pain points 3 and 11)", () => {
         expect(recoveredAfter).toBeLessThan(2000 + 1500);
     });
 
+    it("counts the failure of a request's last attempt too: a lone replica whose port is closed reaches maxFails", async () => {
+        const downPort = await freePort();
+        const port = await freePort();
+        const lb = await nginx(renderOurs([downPort], port, { maxFails: 3, failTimeoutSeconds: 30, healthCheckIntervalSeconds: 0 }), port);
+        for (let i = 0; i < 4; i += 1) {
+            expect((await request(`${lb.url}/v1/completions`, { body: { model: "m", prompt: "x", max_tokens: 2 } })).status).toBe(502);
+        }
+        // Each request had one attempt, its last: nginx never asked the balancer for another peer.
+        expect(lb.errorLog()).toMatch(/vllm-nginx: vllm0 \(127\.0\.0\.1:\d+\) failed 3 time\(s\): skipped for 30s/);
+    });
+
     it("contrast: the guide's fail_timeout=10000s keeps a replica that failed 3 times out for hours (pain point 11)", async () => {
         const [alive] = await standIns(1, ["--itl-ms", "2"]);
         const downPort = await freePort();

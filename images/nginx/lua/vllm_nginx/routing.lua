@@ -432,11 +432,23 @@ function M.balance()
     end
 end
 
+-- The last value of one of nginx's per-attempt lists ("a, b : c").
+local function last_of(list)
+    return list and list:match("([^,:%s]+)%s*$")
+end
+
 function M.log()
     local p = ngx.ctx.peer
     if p then
         release(p)
         ngx.ctx.peer = nil
+        -- The request's last attempt: nginx asks for no other peer after it, so M.balance never sees it.
+        -- A 502 or 504 nginx made itself (no header came from the replica) is a connection error or a
+        -- timeout, which counts as nginx's max_fails does.
+        local status = last_of(ngx.var.upstream_status)
+        if (status == "502" or status == "504") and last_of(ngx.var.upstream_header_time) == "-" then
+            record_failure(p)
+        end
     end
 end
 
