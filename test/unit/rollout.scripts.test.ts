@@ -298,6 +298,9 @@ case "$*" in
   *"/health"*) exit 7 ;;
   *"vllm-nginx.spec"*s-vllm2*) echo old ;;
   *"vllm-nginx.spec"*) echo new ;;
+  *"rotation.sh retire "*) n=\${*##* }; sed -i "s/in=\\(.*\\)\\b$n,\\?/in=\\1/; s/,* out=/ out=$n,/; s/out=,/out=/" "${dir}/rotation" ;;
+  inspect*s-vllm2) echo "exited false 0 137" ;;
+  inspect*) echo "running false 0 0" ;;
 esac
 `;
     };
@@ -325,11 +328,19 @@ esac
         expect(r.out).toContain("warning: vllm2 is out of nginx's rotation and does not run the settings this deployment declares (container s-vllm2: old)");
     });
 
-    it("changes nothing when every replica is in rotation", async () => {
-        const r = await run(RECONCILE, { docker: fleet("ok abc in=vllm0,vllm1,vllm2 out=") }, { MEMBERS, ROTATION_SH: "true" });
+    it("changes nothing when every replica in rotation runs", async () => {
+        const members = MEMBERS.split("\n").slice(0, 2).join("\n");
+        const r = await run(RECONCILE, { docker: fleet("ok abc in=vllm0,vllm1 out=") }, { MEMBERS: members, ROTATION_SH: "true" });
         expect(r.code, r.out).toBe(0);
         expect(r.out).toBe("");
-        expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8")).not.toMatch(/inspect|rotation\.sh/);
+        expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8")).not.toMatch(/rotation\.sh/);
+    });
+
+    it("takes out of rotation a replica whose container is gone or stopped", async () => {
+        const r = await run(RECONCILE, { docker: fleet("ok abc in=vllm0,vllm1,vllm2 out=") }, { MEMBERS, ROTATION_SH: "true" });
+        expect(r.code, r.out).toBe(0);
+        expect(r.out).toContain("warning: vllm2 was in nginx's rotation, but its container s-vllm2 is exited: it left the rotation.");
+        expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8").split("\n").filter((l) => l.includes("rotation.sh retire"))).toHaveLength(1);
     });
 
     it("fails, naming the balancer, when it does not answer", async () => {

@@ -3,7 +3,8 @@
 # leave one out that no resource change would bring back: an `up` that stopped after a gate took a batch
 # out (a Ctrl-C, an error elsewhere), when the next `up` finds its settings unchanged; and a balancer
 # replaced while a replica was busy or loading, which admits only those that answer at that moment.
-# A replica that does not answer /health stays out, with a warning; the next `up` brings it back.
+# A replica that does not answer /health stays out, with a warning; the next `up` brings it back. One in
+# rotation whose container is gone or stopped leaves it.
 # Environment: MEMBERS (one "NAME CONTAINER ENGINE SPEC ADDRESS" per line) and common.sh's.
 line=$(rotation_line)
 if [ -z "$line" ]; then
@@ -12,7 +13,20 @@ if [ -z "$line" ]; then
 fi
 echo "$MEMBERS" | while read -r name container engine want address; do
     [ -n "$name" ] || continue
-    in_rotation "$name" "$line" && continue
+    if in_rotation "$name" "$line"; then
+        # In rotation without a running container (removed or stopped by hand): it leaves. A replica that
+        # runs but fails /health stays: the balancer's health checks send it nothing meanwhile.
+        found=$(state "$engine" "$container")
+        case ${found%% *} in
+        running | restarting) ;;
+        *)
+            rotation retire "$name" >/dev/null
+            settle "$name" out
+            echo "warning: $name was in nginx's rotation, but its container $container is ${found%% *}: it left the rotation (\`pulumi up --refresh\` creates a removed container again)"
+            ;;
+        esac
+        continue
+    fi
     have=$(spec "$engine" "$container")
     if [ "$have" != "$want" ]; then
         echo "warning: $name is out of nginx's rotation and does not run the settings this deployment declares (container $container: ${have:-missing})"
