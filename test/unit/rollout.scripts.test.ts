@@ -339,7 +339,7 @@ esac
     it("takes out of rotation a replica whose container is gone or stopped", async () => {
         const r = await run(RECONCILE, { docker: fleet("ok abc in=vllm0,vllm1,vllm2 out=") }, { MEMBERS, ROTATION_SH: "true" });
         expect(r.code, r.out).toBe(0);
-        expect(r.out).toContain("warning: vllm2 was in nginx's rotation, but its container s-vllm2 is exited: it left the rotation.");
+        expect(r.out).toContain("warning: vllm2 was in nginx's rotation, but its container s-vllm2 is exited: it left the rotation");
         expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8").split("\n").filter((l) => l.includes("rotation.sh retire"))).toHaveLength(1);
     });
 
