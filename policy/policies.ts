@@ -11,6 +11,9 @@ function fleetContainers(resources: PolicyResource[], role: string): { resource:
         .filter((c) => c.labels.get(LABEL.role) === role);
 }
 
+/** The environment variable vLLM reads its `--api-key` from. */
+const API_KEY_ENV = "VLLM_API_KEY";
+
 function checksKeys(labels: Map<string, string>): boolean {
     return labels.get(LABEL.clientKeys) === "on";
 }
@@ -19,29 +22,31 @@ function replicaName(resource: PolicyResource | ResourceValidationArgs, labels: 
     return labels.get(LABEL.replica) ?? resource.name;
 }
 
+/** Whether a replica requires vLLM's key (`VLLM_API_KEY` in its environment, which only the balancer sends). */
+function requiresKey(props: Record<string, unknown>): boolean {
+    return JSON.stringify(props.envs ?? []).includes(`"${API_KEY_ENV}=`);
+}
+
 /**
- * Replica ports on an address other hosts reach, while nginx checks no client key: anyone on the
- * network then uses the model, around the balancer and its limits.
+ * Replica ports on an address other hosts reach, without vLLM's key: anyone on the network then uses the
+ * model around the balancer, its client keys and its limits. Client keys on the balancer do not guard them.
  */
 export const noOpenReplicaPorts: StackValidationPolicy = {
     name: "no-open-replica-ports",
-    description: "Replica ports are published on the loopback only, unless client keys guard the balancer.",
+    description: "Replica ports are published on the loopback only, unless the replicas require a key that only the balancer sends (apiKey).",
     enforcementLevel: "mandatory",
     remediationSteps:
-        "Publish replica ports on 127.0.0.1 (vllm-nginx:replicaPortBind, the default), or give the balancer client keys.",
+        'Publish replica ports on 127.0.0.1 (vllm-nginx:replicaPortBind, the default), or set vllm-nginx:apiKey (`pulumi config set --secret apiKey "$(openssl rand -hex 24)"`): the balancer sends it, clients never see it.',
     validateStack: (args: StackValidationArgs, reportViolation: ReportViolation) => {
         const balancers = fleetContainers(args.resources, "balancer");
-        if (balancers.some((b) => checksKeys(b.labels))) {
-            return;
-        }
-        const why = balancers.length === 0 ? "there is no balancer to check client keys" : "the balancer checks no client key";
+        const keys = balancers.some((b) => checksKeys(b.labels)) ? "the balancer's client keys do not guard them" : balancers.length === 0 ? "there is no balancer" : "the balancer checks no client key";
         for (const { resource, labels } of fleetContainers(args.resources, "replica")) {
             const open = portsOf(resource.props).filter((port) => !isLoopback(port.ip));
-            if (open.length > 0) {
+            if (open.length > 0 && !requiresKey(resource.props)) {
                 reportViolation(
-                    `replica ${replicaName(resource, labels)} publishes ${open.map(describePort).join(", ")} beyond the loopback while ${why}: ` +
-                        "anyone who reaches this host uses the model without a key, around the balancer. " +
-                        "Publish replica ports on 127.0.0.1 (vllm-nginx:replicaPortBind) or give the balancer client keys.",
+                    `replica ${replicaName(resource, labels)} publishes ${open.map(describePort).join(", ")} beyond the loopback without a key of its own (${keys}): ` +
+                        "anyone who reaches this host uses the model around the balancer. " +
+                        "Publish replica ports on 127.0.0.1 (vllm-nginx:replicaPortBind) or set vllm-nginx:apiKey, which only the balancer sends.",
                     resource.urn,
                 );
             }

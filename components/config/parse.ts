@@ -144,10 +144,36 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         engines: read.has("hosts") ? Object.fromEntries(hostEngines) : { [LOCAL_HOST]: dockerHost },
     };
 
+    requireReplicaKey(read, settings);
     if (read.problems.length > 0) {
         throw new FleetConfigError(read.problems);
     }
     return settings;
+}
+
+/**
+ * A replica published beyond the loopback (on another host's address, or `replicaPortBind` opened) is
+ * reachable around the balancer, its keys and its limits: it must require `apiKey`, which only the
+ * balancer sends it.
+ */
+function requireReplicaKey(read: ConfigReader, settings: FleetSettings): void {
+    if (settings.edge.replicaKey) {
+        return;
+    }
+    const open = settings.placement.slots.filter((slot) => !/^127\./.test(slot.publish));
+    if (open.length === 0) {
+        return;
+    }
+    const where = open
+        .slice(0, 3)
+        .map((slot) => `${slot.name} on ${slot.publish}:${slot.hostPort}`)
+        .join(", ");
+    read.problem(
+        "apiKey",
+        undefined,
+        `required when replicas publish beyond the loopback (${where}${open.length > 3 ? ", ..." : ""}): a key only the balancer sends them, ` +
+            'so that nobody on that network uses them around it. Set it with `pulumi config set --secret apiKey "$(openssl rand -hex 24)"`',
+    );
 }
 
 const ROLLOUT_FIELDS = ["maxUnavailable", "spareGpus", "spareReplicas", "spareCpuThreadsBind"];

@@ -79,8 +79,8 @@ export class FleetHost extends pulumi.ComponentResource {
 }
 
 /**
- * The check that a host's engine answers (`engine.sh`), on every preview and `up` before the host's
- * provider is configured: an engine that cannot be reached fails the run with the host's name, the
+ * The check that a host's engine answers (`engine.sh`), on every `up` before the host's provider is
+ * configured (not in a preview, which may run where the engines cannot be reached): an engine that cannot be reached fails the run with the host's name, the
  * address and docker's answer, not the provider's. A step of the program, not a resource (a command
  * would run on its creation only). Resolves with the address once the engine answered.
  */
@@ -93,7 +93,8 @@ export function engineAnswers(
     const environment = tlsEnvironment([{ address, tls: material } as Engine]).apply((env) => ({ ...env, ROLLOUT_SH: rolloutScript("engine"), HOST: host, ENGINE: address }));
     return pulumi.unsecret(
         environment.apply(async (env) => {
-            if (runner) {
+            // Not in a preview: a preview runs where the engines may not be reachable (a pull request's runner).
+            if (runner && !pulumi.runtime.isDryRun()) {
                 await pulumi.log.info((await checkEngine(env, runner)).trim(), parent);
             }
             return address;

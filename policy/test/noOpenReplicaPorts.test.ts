@@ -23,8 +23,9 @@ describe("no-open-replica-ports (mandatory)", () => {
         const violations = await checkStack(noOpenReplicaPorts, [vllm0, vllm1, balancer({ clientKeys: false })]);
         expect(violations).toHaveLength(1);
         expect(violations[0].urn).toBe(urnOf(vllm0));
-        expect(violations[0].message).toContain("replica vllm0 publishes 0.0.0.0:8081 beyond the loopback while the balancer checks no client key");
+        expect(violations[0].message).toContain("replica vllm0 publishes 0.0.0.0:8081 beyond the loopback without a key of its own (the balancer checks no client key)");
         expect(violations[0].message).toContain("vllm-nginx:replicaPortBind");
+        expect(violations[0].message).toContain("vllm-nginx:apiKey");
     });
 
     it("treats a port without an address as Docker does: every interface", async () => {
@@ -38,10 +39,18 @@ describe("no-open-replica-ports (mandatory)", () => {
 
     it("fires when there is no balancer at all", async () => {
         const violations = await checkStack(noOpenReplicaPorts, [replica("vllm0", { ip: "0.0.0.0" })]);
-        expect(violations[0].message).toContain("there is no balancer to check client keys");
+        expect(violations[0].message).toContain("(there is no balancer)");
     });
 
-    it("does not fire once client keys guard the balancer", async () => {
-        expect(await checkStack(noOpenReplicaPorts, [replica("vllm0", { ip: "0.0.0.0" }), balancer({ clientKeys: true })])).toEqual([]);
+    it("still fires when client keys guard the balancer: they do not guard a replica reached around it", async () => {
+        const violations = await checkStack(noOpenReplicaPorts, [replica("vllm0", { ip: "10.40.0.12" }), balancer({ clientKeys: true })]);
+        expect(violations.map((v) => v.message)).toEqual([expect.stringContaining("replica vllm0 publishes 10.40.0.12:8081 beyond the loopback without a key of its own (the balancer's client keys do not guard them)")]);
+    });
+
+    it("does not fire for a replica that requires vLLM's key, plain or as a secret in its environment", async () => {
+        const secretEnvs = { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: ["VLLM_API_KEY=a-key-only-the-balancer-sends", "HF_HUB_OFFLINE=1"] };
+        for (const envs of [["VLLM_API_KEY=a-key-only-the-balancer-sends"], secretEnvs]) {
+            expect(await checkStack(noOpenReplicaPorts, [replica("vllm0", { ip: "10.40.0.12", extraProps: { envs } }), balancer({ clientKeys: true })])).toEqual([]);
+        }
     });
 });

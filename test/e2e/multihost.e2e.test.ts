@@ -7,9 +7,9 @@
 import { execFile, execFileSync } from "child_process";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sleep, waitFor } from "../support";
+import { request, sleep, waitFor } from "../support";
 import { E2eStack, REPO, RotationSampler, balancerCertificate, docker, leftovers, removeLeftovers, rotation } from "./harness";
-import { ALICE_KEY, LoadCounts, SteadyLoad, addCounts, type Front } from "./load";
+import { ALICE_KEY, API_KEY, LoadCounts, SteadyLoad, addCounts, type Front } from "./load";
 
 const STACK = "mh";
 const LB_PORT = 28000;
@@ -91,6 +91,8 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
             c.hfCacheDir = "/tmp/vllm-nginx-e2e-mh/hf-cache";
             c.stopGracePeriod = "30s";
         });
+        // Replicas on hostb publish on its address: preview refuses them without a key only the balancer sends.
+        await stack.setConfig("apiKey", API_KEY, true);
     });
 
     afterAll(async () => {
@@ -123,8 +125,11 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         // Each engine has its own storage: the replica image was built on both; the balancer's only on hosta.
         expect(await docker(["image", "ls", "-q", "vllm-nginx/mh-vllm"], b.dockerHost)).not.toBe("");
         expect(await docker(["image", "ls", "-q", "vllm-nginx/mh-nginx-lb"], b.dockerHost)).toBe("");
-        // hostb's replicas publish on hostb's address only.
+        // hostb's replicas publish on hostb's address only, and refuse a request that does not come through
+        // the balancer: it alone holds their key (apiKey).
         expect(await docker(["port", `${STACK}-${b.name}-vllm0`, "8000"], b.dockerHost)).toBe(`${b.ip}:28081`);
+        expect((await request(`http://${b.ip}:28081/v1/models`, { agent: false, timeoutMs: 5000 })).status).toBe(401);
+        expect((await request(`http://${b.ip}:28081/v1/models`, { agent: false, timeoutMs: 5000, headers: { authorization: `Bearer ${API_KEY}` } })).status).toBe(200);
 
         const load = new SteadyLoad(front(), MODEL, 8, 20, 30);
         load.start();

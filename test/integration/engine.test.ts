@@ -1,5 +1,5 @@
 /**
- * The check each host's engine passes before its provider is configured, on every preview and up
+ * The check each host's engine passes before its provider is configured, on every up
  * (`components/rollout/scripts/engine.sh`, run by `engineAnswers`), run with the real docker CLI: against the local engine, and
  * against addresses where nothing answers, over TCP and over ssh as a user names a GPU box.
  */

@@ -14,7 +14,7 @@ describe("one explicit Docker provider per host, and commands that talk to the s
         expect(providers.map((p) => [p.name, p.inputs.host])).toEqual([["fleet-docker-local", "ssh://ops@gpu-box.internal"]]);
     });
 
-    it("checks that the engine answers on every run, before the provider is configured, naming the host", async () => {
+    it("checks that the engine answers on every up, before the provider is configured, naming the host", async () => {
         const runs: Array<Record<string, string>> = [];
         const answered = engineAnswers({ host: "local", address: "ssh://ops@gpu-box.internal" }, async (commandLine, env) => {
             expect(commandLine).toBe('sh -c "$ROLLOUT_SH" engine.sh');

@@ -6,7 +6,7 @@ describe("multihost stack resource graph (three GPU hosts over ssh)", () => {
     let resources: RecordedResource[];
     let outputs: Record<string, any>;
     beforeAll(async () => {
-        ({ resources, outputs } = await runProgram("multihost"));
+        ({ resources, outputs } = await runProgram("multihost", { apiKey: "mh-replica-key-0123456789" }, ["vllm-nginx:apiKey"]));
     });
 
     const containers = () => ofType(resources, "docker:index/container:Container");

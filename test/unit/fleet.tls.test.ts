@@ -15,8 +15,9 @@ describe("a tcp:// engine with TLS material from the secret hostTls", () => {
                     { name: "gpu-b", engine: "tcp://gpu-b.example.internal:2376", address: "10.40.0.12", gpus: ["0"] },
                 ],
                 hostTls: JSON.stringify({ "gpu-b": MATERIAL }),
+                apiKey: "mh-replica-key-0123456789",
             },
-            ["vllm-nginx:hostTls"],
+            ["vllm-nginx:hostTls", "vllm-nginx:apiKey"],
         ));
     });
 

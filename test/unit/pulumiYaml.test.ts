@@ -42,12 +42,21 @@ describe("Pulumi.yaml config declarations", () => {
         expect(required).toEqual(["vllm-nginx:model"]);
     });
 
-    it.each(["dev", "gpu", "e2e", "multihost"])("validates the %s stack file", (stack) => {
+    const stackFile = (stack: string) => {
         if (!fs.existsSync(path.join(REPO, `Pulumi.${stack}.yaml`))) {
             throw new Error(`Pulumi.${stack}.yaml is missing`);
         }
-        const raw = Object.fromEntries(Object.entries(stackConfig(stack)).map(([k, v]) => [k.replace(/^vllm-nginx:/, ""), decodeConfigValue(v)]));
-        expect(() => parseFleetConfig(raw, stack)).not.toThrow();
+        return Object.fromEntries(Object.entries(stackConfig(stack)).map(([k, v]) => [k.replace(/^vllm-nginx:/, ""), decodeConfigValue(v)]));
+    };
+
+    it.each(["dev", "gpu", "e2e"])("validates the %s stack file", (stack) => {
+        expect(() => parseFleetConfig(stackFile(stack), stack)).not.toThrow();
+    });
+
+    it("validates the multihost example once the user sets the replicas' key, and says so until then", () => {
+        const raw = stackFile("multihost");
+        expect(() => parseFleetConfig(raw, "multihost")).toThrow(/^invalid stack config \(1 problem\):\n  - vllm-nginx:apiKey = \(not set\): required when replicas publish beyond the loopback \(gpu-b-vllm0 on 10\.40\.0\.12:8081/);
+        expect(() => parseFleetConfig(raw, "multihost", undefined, { values: { apiKey: "a-key-only-the-balancer-sends" } })).not.toThrow();
     });
 });
 

@@ -1,4 +1,4 @@
-# Checks that a host's Docker engine answers, on every preview and up before its provider is configured, so that an engine that
+# Checks that a host's Docker engine answers, on every up before its provider is configured, so that an engine that
 # cannot be reached fails the deploy with the host's name and what was tried.
 # Environment: HOST (its name), ENGINE (its address), and common.sh's.
 if version=$(on_engine "$ENGINE" version --format '{{.Server.Version}}' 2>&1); then
