@@ -4,7 +4,7 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import type { KeyProblem, PreviousDeployment } from "../planning";
 import { decodeConfigValue } from "./decode";
-import { CONFIG_NAMESPACE, ENCRYPTED_CONFIG_KEYS, REPLICA_SECRET_KEYS, SECRET_CONFIG_KEYS, isUnset } from "./keys";
+import { CONFIG_NAMESPACE, DEFAULTS, ENCRYPTED_CONFIG_KEYS, REPLICA_SECRET_KEYS, SECRET_CONFIG_KEYS, isUnset } from "./keys";
 import { parseFleetConfig } from "./parse";
 import { FleetConfigError, type RawConfig } from "./reader";
 import type { FleetSecrets, FleetSettings } from "./settings";
@@ -52,6 +52,12 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
     );
     if (openSecrets) {
         void pulumi.log.warn(openSecrets);
+    }
+    // The local engine's CPU is this machine's: a remote engine's is not read.
+    const localEngines = Object.values(settings.engines).every((engine) => engine === undefined || engine === "" || engine.startsWith("unix://"));
+    const cpu = localEngines && fs.existsSync("/proc/cpuinfo") ? cpuImageWarning(settings, fs.readFileSync("/proc/cpuinfo", "utf8"), process.arch) : undefined;
+    if (cpu) {
+        void pulumi.log.warn(cpu);
     }
     const config = new pulumi.Config(CONFIG_NAMESPACE);
     const digest = createHash("sha256")
@@ -143,5 +149,26 @@ export function emptyPassphraseWarning(keys: string[], env: Record<string, strin
         `the stack's secrets (${keys.join(", ")}) are encrypted with the empty passphrase: anyone who has ${stackFile} can read them. ` +
         "Give the stack a passphrase of its own: `pulumi stack change-secrets-provider passphrase` (the empty one in PULUMI_CONFIG_PASSPHRASE, " +
         "the new one typed at the prompt), then keep PULUMI_CONFIG_PASSPHRASE set to it for scripts/deploy"
+    );
+}
+
+/**
+ * A warning when the CPU backend's default image cannot run on the engine's CPU (`cpuinfo`, from
+ * /proc/cpuinfo, and `arch`, Node's name for it): vLLM's x86-64 CPU release image is built for AVX-512,
+ * and dies with SIGILL (exit code 132) without it or on arm64.
+ */
+export function cpuImageWarning(settings: Pick<FleetSettings, "replica" | "images">, cpuinfo: string, arch: string): string | undefined {
+    if (settings.replica.backend !== "cpu" || settings.images.vllmImage !== DEFAULTS.cpuImage) {
+        return undefined;
+    }
+    const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "").split(/\s+/));
+    if (arch === "x64" && flags.has("avx512f")) {
+        return undefined;
+    }
+    const why = arch === "x64" ? "this machine's CPU has no AVX-512 (avx512f)" : `this machine is ${arch}, not x86-64`;
+    return (
+        `vllm-nginx:vllmImage: the default CPU image (${DEFAULTS.cpuImage}) needs an x86-64 CPU with AVX-512, and ${why}: ` +
+        "its replicas would exit with SIGILL (code 132). Set vllmImage to an image built for this CPU, or vllmBuild to build one " +
+        "(vLLM's docker/Dockerfile.cpu, with VLLM_CPU_DISABLE_AVX512=true for AVX2)"
     );
 }

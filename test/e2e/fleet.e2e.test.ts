@@ -501,6 +501,81 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(await docker(["ps", "-a", "--filter", "name=e2e-vllm0$", "--format", "{{.Names}}"])).toBe("");
     });
 
+    it("rolls 4 replicas two at a time (rollout.maxUnavailable 2): each batch leaves rotation together, no batch waits out the grace period, nothing lost", async () => {
+        stack.editConfig((c) => {
+            c.replicas = "4";
+            c.rollout = { maxUnavailable: "2" };
+        });
+        expectNothingLost((await upUnderLoad("3 → 4 replicas, maxUnavailable 2")).counts);
+        expect(outputs.replicas).toHaveLength(4);
+        stack.editConfig((c) => (c.vllmArgs = [...BASE_ARGS, "--max-num-seqs", "40"]));
+        const roll = await upUnderLoad("vllmArgs rollout, 4 replicas, maxUnavailable 2");
+        expectNothingLost(roll.counts);
+        expect(roll.sampler.unanswered).toBe(0);
+        // Both replicas of a batch leave together: never more out at once, and never one left behind in rotation.
+        expect(roll.sampler.fewest).toBe(2);
+        expect(roll.sampler.changes.some((c) => /out=vllm\d,vllm\d$/.test(c)), roll.sampler.changes.join(" | ")).toBe(true);
+        // Each batch drains in seconds: none reaches stopGracePeriod (40 s) with requests still on it.
+        expect(roll.output).not.toContain("grace period of");
+        expect(roll.seconds).toBeLessThan(2 * 40);
+        for (const container of replicaContainers()) {
+            expect(await args(container), container).toEqual(expect.arrayContaining(["--max-num-seqs", "40"]));
+        }
+        stack.editConfig((c) => {
+            c.replicas = "3";
+            delete c.rollout;
+        });
+        expectNothingLost((await upUnderLoad("4 → 3 replicas")).counts);
+        expect(outputs.replicas).toHaveLength(3);
+    });
+
+    it("an up stopped by Ctrl-C after a replica left rotation, the change reverted, then a plain up: every replica serves again, nothing lost", async () => {
+        let previous: unknown;
+        stack.editConfig((c) => {
+            previous = c.vllmArgs;
+            c.vllmArgs = [...BASE_ARGS, "--max-num-seqs", "36"];
+        });
+        const sampler = new RotationSampler(HEALTH_PORT).start();
+        load = new SteadyLoad(front, MODEL, 6, 100, 900);
+        load.start();
+        await sleep(2000);
+        const stopped = await stack.upInterrupted(async () => ((await rotation(HEALTH_PORT))?.out.length ?? 0) > 0);
+        note(`pulumi up interrupted by SIGINT once a replica left rotation: exit ${stopped.code}; rotation ${JSON.stringify(await rotation(HEALTH_PORT))}`);
+        expect(stopped.interrupted).toBe(true);
+        expect(stopped.code).not.toBe(0);
+        stack.editConfig((c) => (c.vllmArgs = previous));
+        const { output, seconds } = await stack.up();
+        await sleep(3000);
+        const counts = await load.stop();
+        load = undefined;
+        sampler.stop();
+        outputs = await stack.outputs();
+        note(`pulumi up after the revert: ${seconds.toFixed(1)}s`);
+        note(describeCounts("  under load from the interrupted up to the end of the next", counts));
+        note(`  rotation: fewest ${sampler.fewest}; ${sampler.changes.join(" | ")}`);
+        expectNothingLost(counts);
+        expect((await rotation(HEALTH_PORT))?.in).toEqual(outputs.replicas.map((r: { name: string }) => r.name));
+        // The gate finished its drain before Pulumi stopped, and nothing replaced the replica: with the change
+        // reverted its settings match, so only the reconciliation at the end of the up brings it back.
+        expect(output).toContain("was out of nginx's rotation though it runs its deployed settings and serves /health: it is back in");
+    });
+
+    it("a replica paused while the balancer is replaced stays out, and the next plain up brings it back once it answers", async () => {
+        const paused = replicaContainers()[0]!;
+        const name = outputs.replicas.find((r: { container: string }) => r.container === paused).name as string;
+        await docker(["pause", paused]);
+        try {
+            stack.editConfig((c) => (c.lbWorkers = "3"));
+            await stack.up();
+            expect((await rotation(HEALTH_PORT))?.out).toEqual([name]);
+        } finally {
+            await docker(["unpause", paused]);
+        }
+        const { output } = await stack.up(["--expect-no-changes"]);
+        expect(output).toContain(`${name} was out of nginx's rotation though it runs its deployed settings and serves /health: it is back in`);
+        expect((await rotation(HEALTH_PORT))?.in).toEqual(outputs.replicas.map((r: { name: string }) => r.name));
+    });
+
     it("changes the balancing method with a reload: nothing lost, nginx not restarted", async () => {
         const nginxBefore = await inspect("e2e-nginx-lb");
         stack.editConfig((c) => (c.balancer = "round_robin"));

@@ -76,6 +76,33 @@ export class E2eStack {
         });
     }
 
+    /**
+     * `pulumi up`, interrupted as a user does with one Ctrl-C (SIGINT: Pulumi lets the operations under way
+     * finish and starts no other) once `ready` resolves true, polled every 100 ms. Resolves with the exit
+     * code and the output; the caller checks both.
+     */
+    upInterrupted(ready: () => Promise<boolean>): Promise<{ code: number | null; output: string; interrupted: boolean }> {
+        return new Promise((resolve) => {
+            const child = spawn("pulumi", ["up", "--yes", "--skip-preview", "--stack", this.stack, "--non-interactive", "--config-file", this.configFile], { cwd: REPO, env: this.env });
+            let output = "";
+            let interrupted = false;
+            child.stdout.on("data", (d) => (output += d));
+            child.stderr.on("data", (d) => (output += d));
+            const poll = setInterval(() => {
+                void ready().then((now) => {
+                    if (now && !interrupted) {
+                        interrupted = true;
+                        child.kill("SIGINT");
+                    }
+                });
+            }, 100);
+            child.on("close", (code) => {
+                clearInterval(poll);
+                resolve({ code, output, interrupted });
+            });
+        });
+    }
+
     /** `pulumi stack export`: the state as the CLI hands it out (secrets still encrypted). */
     exportState(): Promise<string> {
         return this.run(["stack", "export", "--stack", this.stack, "--non-interactive"]);

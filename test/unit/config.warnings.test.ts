@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { emptyPassphraseWarning } from "../../components/config/stack";
+import { DEFAULTS } from "../../components/config/keys";
+import { cpuImageWarning, emptyPassphraseWarning } from "../../components/config/stack";
 
 describe("secrets under the empty passphrase", () => {
     const PASSPHRASE_STACK = "encryptionsalt: v1:YElMsJ+Kjng=:v1:7vW1nm4wyKYp0Bdv:ngk9uwc1haKUzMdBItaS/LeYIxylIA==\nconfig:\n  vllm-nginx:model: m\n";
@@ -20,5 +21,24 @@ describe("secrets under the empty passphrase", () => {
         ["there is no stack file", ["apiKey"], { PULUMI_CONFIG_PASSPHRASE: "" }, null],
     ])("says nothing when %s", (_case, keys, env, text) => {
         expect(warn(keys, env, text)).toBeUndefined();
+    });
+});
+
+describe("the default CPU image on this machine's CPU", () => {
+    const cpu = { replica: { backend: "cpu" }, images: { vllmImage: DEFAULTS.cpuImage, nginxBaseImage: "debian:12.12-slim" } } as unknown as Parameters<typeof cpuImageWarning>[0];
+    const info = (flags: string) => `processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: ${flags}\n`;
+
+    it("warns, naming the key and the missing flag, on an x86-64 CPU without AVX-512", () => {
+        expect(cpuImageWarning(cpu, info("fpu sse2 avx avx2 fma"), "x64")).toMatch(/^vllm-nginx:vllmImage: the default CPU image .* needs an x86-64 CPU with AVX-512, and this machine's CPU has no AVX-512 \(avx512f\): its replicas would exit with SIGILL/);
+    });
+
+    it("warns on arm64", () => {
+        expect(cpuImageWarning(cpu, info("fp asimd"), "arm64")).toContain("this machine is arm64, not x86-64");
+    });
+
+    it("says nothing with AVX-512, with an image of the user's, or on the gpu backend", () => {
+        expect(cpuImageWarning(cpu, info("fpu avx2 avx512f avx512_bf16"), "x64")).toBeUndefined();
+        expect(cpuImageWarning({ ...cpu, images: { ...cpu.images, vllmImage: "registry.internal/vllm-cpu:avx2" } }, info("avx2"), "x64")).toBeUndefined();
+        expect(cpuImageWarning({ ...cpu, replica: { ...cpu.replica, backend: "gpu" } }, info("avx2"), "x64")).toBeUndefined();
     });
 });
