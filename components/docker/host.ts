@@ -95,7 +95,12 @@ export function engineAnswers(
         environment.apply(async (env) => {
             // Not in a preview: a preview runs where the engines may not be reachable (a pull request's runner).
             if (runner && !pulumi.runtime.isDryRun()) {
-                await pulumi.log.info((await checkEngine(env, runner)).trim(), parent);
+                const said = await checkEngine(env, runner).catch(async (error: Error) => {
+                    // Said once on its own: the failure reaches the engine wrapped in every property that waits for the host.
+                    await pulumi.log.error(error.message, parent);
+                    throw error;
+                });
+                await pulumi.log.info(said.trim(), parent);
             }
             return address;
         }),
