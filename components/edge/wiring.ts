@@ -85,14 +85,18 @@ export function edgeSecretBundle(edge: EdgeSettings, secrets: FleetSecrets = {})
 export function edgeInstallCommand(edge: EdgeSettings, balancer: pulumi.Input<Record<string, string>>): { create: string; environment: pulumi.Output<Record<string, string>> } {
     return {
         create: 'sh -c "$EDGE_INSTALL_SH" edge-install.sh',
-        environment: pulumi.output(balancer).apply((environment): Record<string, string> => ({
-            ...environment,
-            EDGE_INSTALL_SH: EDGE_INSTALL_SCRIPT,
-            EDGE_SH: EDGE_SCRIPT,
-            TLS_MODE: edge.tls.mode,
-            TLS_NAMES: edge.tls.mode === "self-signed" ? subjectAltNames(edge.tls.hosts) : "",
-        })),
+        environment: edgeEnvironment(edge, balancer, { EDGE_INSTALL_SH: EDGE_INSTALL_SCRIPT, TLS_MODE: edge.tls.mode }),
     };
+}
+
+/** What an edge script run where `pulumi up` runs reads: the balancer's, edge.sh, the certificate's names, and `own`. */
+function edgeEnvironment(edge: EdgeSettings, balancer: pulumi.Input<Record<string, string>>, own: Record<string, string>): pulumi.Output<Record<string, string>> {
+    return pulumi.output(balancer).apply((environment): Record<string, string> => ({
+        ...environment,
+        ...own,
+        EDGE_SH: EDGE_SCRIPT,
+        TLS_NAMES: edge.tls.mode === "self-signed" ? subjectAltNames(edge.tls.hosts) : "",
+    }));
 }
 
 /**
@@ -105,11 +109,6 @@ export function edgeRenewCommand(edge: EdgeSettings, balancer: pulumi.Input<Reco
     }
     return {
         commandLine: 'sh -c "$EDGE_RENEW_SH" edge-renew.sh',
-        environment: pulumi.output(balancer).apply((environment): Record<string, string> => ({
-            ...environment,
-            EDGE_RENEW_SH: EDGE_RENEW_SCRIPT,
-            EDGE_SH: EDGE_SCRIPT,
-            TLS_NAMES: edge.tls.mode === "self-signed" ? subjectAltNames(edge.tls.hosts) : "",
-        })),
+        environment: edgeEnvironment(edge, balancer, { EDGE_RENEW_SH: EDGE_RENEW_SCRIPT }),
     };
 }

@@ -124,6 +124,15 @@ state() {
     echo "${found:-missing}"
 }
 
+# read_state ENGINE CONTAINER: sets status, restarting, restarts and code from `state`. The engine's answer
+# is read outside the here-document, so that a failure of the engine stops the script.
+read_state() {
+    found=$(state "$1" "$2")
+    read -r status restarting restarts code <<STATE
+$found
+STATE
+}
+
 # spec ENGINE CONTAINER: the spec label of the running container, empty when there is none.
 spec() { inspect_container "$1" "$2" '{{index .Config.Labels "vllm-nginx.spec"}}'; }
 
@@ -149,11 +158,7 @@ wait_healthy() {
         if fetch "$address" /health >/dev/null; then
             return 0
         fi
-        # Outside the here-document, so that a failure of the engine stops the script.
-        found=$(state "$engine" "$container")
-        read -r status restarting restarts code <<STATE
-$found
-STATE
+        read_state "$engine" "$container"
         case $status in
         missing) failed "$name" "$container" "$engine" "its container does not exist" ;;
         exited | dead)

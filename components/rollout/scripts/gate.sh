@@ -24,10 +24,7 @@ echo "$EARLIER" | while read -r name container engine want address; do
         if [ "$have" = "$want" ] && in_rotation "$name"; then
             break
         fi
-        found=$(state "$engine" "$container")
-        read -r status restarting restarts code <<STATE
-$found
-STATE
+        read_state "$engine" "$container"
         if [ "$have" = "$want" ] && { [ "$status" = exited ] || [ "$status" = dead ] || [ "$restarting" = true ]; }; then
             echo "the rollout stops: $name, replaced before this batch, is not running ($status, exit code $code)" >&2
             exit 1

@@ -16,13 +16,13 @@ echo "$MEMBERS" | while read -r name container engine want address; do
     if in_rotation "$name" "$line"; then
         # In rotation without a running container (removed or stopped by hand): it leaves. A replica that
         # runs but fails /health stays: the balancer's health checks send it nothing meanwhile.
-        found=$(state "$engine" "$container")
-        case ${found%% *} in
+        read_state "$engine" "$container"
+        case $status in
         running | restarting) ;;
         *)
             rotation retire "$name" >/dev/null
             settle "$name" out
-            echo "warning: $name was in nginx's rotation, but its container $container is ${found%% *}: it left the rotation (\`pulumi up --refresh\` creates a removed container again)"
+            echo "warning: $name was in nginx's rotation, but its container $container is $status: it left the rotation (\`pulumi up --refresh\` creates a removed container again)"
             ;;
         esac
         continue
