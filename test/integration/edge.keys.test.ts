@@ -198,7 +198,8 @@ describe("client keys at the balancer", () => {
             expect(reached(rs, `probe=refused${i}`), refused[i]).toBe(false);
         }
         expect((await request(`${b.url}/v1/models?probe=allowed`, { agent: false, headers: bearer(ALICE.key) })).status).toBe(200);
-        expect(reached(rs, "probe=allowed")).toBe(true);
+        // The stand-in logs a request once it answered it: its line may come a moment after the answer.
+        await waitFor("the allowed path to reach the replica", 5000, async () => reached(rs, "probe=allowed"));
     });
 
     it("sends a replica the upstream's name as Host, never the client's", async () => {
@@ -221,7 +222,8 @@ describe("client keys at the balancer", () => {
         expect(out.stdout).toContain("edge: 1 client key(s)");
         expect(out.stdout + out.stderr).not.toContain(BOB.key);
         await waitFor("bob's key to hold", 5000, async () => (await completion(b.url, "bob-new", bearer(BOB.key))).status === 200);
-        expect((await completion(b.url, "alice-gone", bearer(ALICE.key))).status).toBe(401);
+        // An old worker may still accept a connection for a moment after the reload, under the old keys.
+        await waitFor("alice's key to be refused", 5000, async () => (await completion(b.url, "alice-gone", bearer(ALICE.key))).status === 401);
         const finished = await inFlight.result;
         expect(finished.done, "a reload cuts no stream").toBe(true);
         expect(tokenEvents(finished)).toHaveLength(40);
