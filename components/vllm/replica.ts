@@ -123,6 +123,11 @@ export function replicaContainer(
             name: `${args.prefix}-${plan.name}`,
             image: args.image,
             command: vllmServeArgs(args.serve, plan),
+            // vLLM forks its engine and workers, and at shutdown kills those that linger. As the container's
+            // PID 1 it never reaps them: Docker then cannot stop the container ("PID N is zombie and can not
+            // be killed. Use the --init option"), and the rollout waits for it forever. Docker's init reaps
+            // them, and hands vLLM the SIGTERM.
+            init: true,
             envs: replicaEnv(runtime, plan, args.proxyEnv ?? {}, args.secrets ?? {}),
             ipcMode: runtime.ipcHost ? "host" : undefined,
             shmSize: Math.ceil(runtime.shmSizeBytes / (1024 * 1024)),

@@ -111,6 +111,8 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
             expect(replica.inputs.wait).toBe(false);
             expect(replica.inputs.restart).toBe("unless-stopped");
             expect(replica.inputs.destroyGraceSeconds).toBe(120);
+            // Docker's init as PID 1: it reaps the processes vLLM kills at shutdown, so the container can stop.
+            expect(replica.inputs.init).toBe(true);
             expect(replica.inputs.labels).toEqual(expect.arrayContaining([{ label: "vllm-nginx.spec", value: expect.stringMatching(/^[0-9a-f]{16}$/) }]));
         }
         for (const name of ["vllm0", "vllm1"]) {
