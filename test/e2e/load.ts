@@ -10,7 +10,7 @@ export interface LoadCounts {
     completed: number;
     /** Failed before any response body arrived (connection error, non-200). */
     failed: number;
-    /** Began streaming and ended without `[DONE]`. */
+    /** Began streaming and ended without `[DONE]`, or was aborted by the server (vLLM ends a stream it aborts, at SIGTERM for one, with `finish_reason: "abort"` and `[DONE]`). */
     cut: number;
     /** Ended with an error event before `[DONE]` (vLLM's way to end a stream whose engine failed). */
     errored: number;
@@ -99,9 +99,13 @@ export class SteadyLoad {
         const replica = result.replica ?? "?";
         const got = chunks(result);
         const errorEvent = result.events.some((e) => e.data.startsWith('{"error"'));
+        const aborted = result.events.some((e) => e.data.includes('"finish_reason":"abort"'));
         if (result.status === 200 && result.done && errorEvent) {
             c.errored++;
             c.errors.push(`error event from ${replica}`);
+        } else if (result.status === 200 && aborted) {
+            c.cut++;
+            c.errors.push(`aborted by ${replica} after ${got} chunks`);
         } else if (result.status === 200 && result.done && result.complete) {
             c.completed++;
             c.byReplica[replica] = (c.byReplica[replica] ?? 0) + 1;

@@ -49,7 +49,7 @@ describe("Pulumi.yaml config declarations", () => {
         return Object.fromEntries(Object.entries(stackConfig(stack)).map(([k, v]) => [k.replace(/^vllm-nginx:/, ""), decodeConfigValue(v)]));
     };
 
-    it.each(["dev", "gpu", "e2e"])("validates the %s stack file", (stack) => {
+    it.each(["dev", "gpu", "e2e", "vllm"])("validates the %s stack file", (stack) => {
         expect(() => parseFleetConfig(stackFile(stack), stack)).not.toThrow();
     });
 
