@@ -61,7 +61,7 @@ export interface VllmBuildSpec {
 /** The images the fleet runs. */
 export interface ImageSettings {
     /**
-     * The vLLM image to pull. Defaults to `vllm/vllm-openai:v0.11.0` (gpu) or the CPU release image (cpu)
+     * The vLLM image to pull. Defaults to `vllm/vllm-openai:v0.32.0` (gpu) or the CPU release image (cpu)
      * when `vllmBuild` is unset. Exactly one of `vllmImage` and `vllmBuild` is set.
      */
     vllmImage?: string;

@@ -1,6 +1,7 @@
 /**
- * The metric names the rules, the dashboard and the status command read, as vLLM v0.11 exports them
- * (`vllm/v1/metrics/loggers.py`, `PrometheusStatLogger`; labels `model_name` and `engine`), plus the
+ * The metric names the rules, the dashboard and the status command read, as vLLM exports them
+ * (`vllm/v1/metrics/loggers.py`, `PrometheusStatLogger`; labels `model_name` and `engine`; unchanged from
+ * v0.11 to v0.32.0, whose every one the real-vLLM tier finds in Prometheus), plus the
  * FastAPI instrumentator's request counter and the nginx exporter's gauges. Counters appear with the
  * `_total` suffix that prometheus_client adds; histograms as `_bucket`, `_sum` and `_count`.
  */
@@ -11,7 +12,10 @@ export const VLLM = {
     kvCacheUsage: "vllm:kv_cache_usage_perc",
     promptTokens: "vllm:prompt_tokens_total",
     generationTokens: "vllm:generation_tokens_total",
-    /** Finished requests, labelled `finished_reason` (`stop`, `length`, `abort`). */
+    /**
+     * Finished requests, labelled `finished_reason` (`stop`, `length`, `abort`, `error`, `repetition`).
+     * A request its client aborted is not counted (v0.32.0 too): `abort` counts the engine's own aborts.
+     */
     requestSuccess: "vllm:request_success_total",
     ttft: "vllm:time_to_first_token_seconds",
     /**

@@ -7,7 +7,7 @@ import { proxyVariables } from "../docker/proxy";
 export interface VllmImageArgs {
     /** Prefix of the built image's name (the stack name). */
     prefix: string;
-    /** A prebuilt image to pull, e.g. `vllm/vllm-openai:v0.11.0`. Exactly one of `image` and `build`. */
+    /** A prebuilt image to pull, e.g. `vllm/vllm-openai:v0.32.0`. Exactly one of `image` and `build`. */
     image?: string;
     /** Build from a vLLM checkout, as the guide's `docker build -f docker/Dockerfile . --tag vllm`. */
     build?: VllmBuildSpec;

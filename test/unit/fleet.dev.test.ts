@@ -54,9 +54,9 @@ describe("dev stack resource graph (cpu backend, 2 replicas)", () => {
             expect(replica.secretInputs, "no secret set, so the environment is plain").not.toContain("envs");
         }
         const pulled = ofType(resources, "docker:index/remoteImage:RemoteImage").find((r) => r.name === "fleet-vllm-image-pull")!;
-        expect(pulled.inputs.name).toBe("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0");
+        expect(pulled.inputs.name).toBe("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.32.0");
         for (const replica of replicas()) {
-            expect(replica.inputs.image).toBe("sha256:id-of-public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0");
+            expect(replica.inputs.image).toBe("sha256:id-of-public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.32.0");
         }
     });
 
