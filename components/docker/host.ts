@@ -2,7 +2,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ImageSettings, ProxySettings } from "../config";
 import type { HostPlan } from "../planning";
-import { runScript, underMocks, type ScriptRunner } from "../rollout/local";
+import { runScript, stepRunner, type ScriptRunner } from "../rollout/local";
 import { rolloutScript, runRolloutScript } from "../rollout/scripts";
 import type { Transform } from "../transform";
 import { VllmImage } from "../vllm/image";
@@ -88,8 +88,7 @@ export function engineAnswers(
     { host, address, material, parent }: { host: string; address: string; material?: pulumi.Output<Record<string, EngineTls>>; parent?: pulumi.Resource },
     run?: ScriptRunner,
 ): pulumi.Output<string> {
-    // Under Pulumi's mocks no engine is there, unless a test gives its own `run`.
-    const runner = run ?? (underMocks() ? undefined : runScript);
+    const runner = stepRunner(run);
     const environment = tlsEnvironment([{ address, tls: material } as Engine]).apply((env) => ({ ...env, ROLLOUT_SH: rolloutScript("engine"), HOST: host, ENGINE: address }));
     return pulumi.unsecret(
         environment.apply(async (env) => {

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { runScript, underMocks, type ScriptRunner } from "./local";
+import { stepRunner, type ScriptRunner } from "./local";
 
 export type { ScriptRunner } from "./local";
 
@@ -23,7 +23,7 @@ export interface AfterEveryUpArgs {
  * preview). Under Pulumi's mocks nothing was deployed, so nothing runs unless a test gives its own `run`.
  */
 export function afterEveryUp(args: AfterEveryUpArgs, run?: ScriptRunner): pulumi.Output<string> {
-    const runner = run ?? (underMocks() ? undefined : runScript);
+    const runner = stepRunner(run);
     const done = pulumi.all(args.after.map((r) => r.id));
     return pulumi.all([args.environment, done]).apply(async ([environment]) => {
         if (pulumi.runtime.isDryRun() || runner === undefined) {

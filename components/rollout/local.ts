@@ -17,3 +17,8 @@ export const runScript: ScriptRunner = (commandLine, env) =>
 export function underMocks(): boolean {
     return pulumi.runtime.getMonitor() instanceof MockMonitor;
 }
+
+/** The runner a program step uses: the caller's (a test's), else `runScript`; none under Pulumi's mocks, where nothing was deployed. */
+export function stepRunner(run?: ScriptRunner): ScriptRunner | undefined {
+    return run ?? (underMocks() ? undefined : runScript);
+}
