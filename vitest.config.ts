@@ -1,6 +1,6 @@
 import { defineConfig } from "vitest/config";
 
-// Three tiers, each runnable on its own: `vitest run --project unit|integration|e2e`.
+// Four tiers, each runnable on its own: `vitest run --project unit|integration|e2e|vllm`.
 export default defineConfig({
     test: {
         pool: "forks",
@@ -29,6 +29,18 @@ export default defineConfig({
                 test: {
                     name: "e2e",
                     include: ["test/e2e/**/*.test.ts"],
+                    pool: "forks",
+                    isolate: true,
+                    fileParallelism: false,
+                    testTimeout: 1_800_000,
+                    hookTimeout: 1_800_000,
+                },
+            },
+            {
+                // Real vLLM (its CPU build, .ci/vllm-image): the conformance suite and the real-vLLM fleet.
+                test: {
+                    name: "vllm",
+                    include: ["test/vllm/**/*.test.ts"],
                     pool: "forks",
                     isolate: true,
                     fileParallelism: false,
