@@ -61,6 +61,8 @@ export class SteadyLoad {
         private readonly concurrency: number,
         private readonly maxTokens: number,
         private readonly maxSeconds: number,
+        /** A pause after each request, as a user reads the answer: a lighter load. */
+        private readonly pauseMs = 0,
     ) {}
 
     start(): void {
@@ -75,6 +77,8 @@ export class SteadyLoad {
                 if (!this.record(result)) {
                     // As a client that failed would, wait before the next request rather than spin.
                     await sleep(200);
+                } else if (this.pauseMs > 0) {
+                    await sleep(this.pauseMs);
                 }
             }
         });

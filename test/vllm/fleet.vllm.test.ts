@@ -119,9 +119,13 @@ describe("real vLLM: three replicas of vLLM's CPU build behind the balancer", ()
     const replicas = () => outputs.replicas as Array<{ name: string; container: string; url: string }>;
     const started = Date.now();
 
+    /**
+     * `pulumi up` under a steady load: 2 clients, each pausing 300 ms between streams. Light, so that on 2
+     * cores a replica can start beside those serving it (vLLM's CPU workers bind to core 0 in every replica).
+     */
     async function upUnderLoad(step: string, maxTokens = 48) {
         const sampler = new RotationSampler(LB_PORT).start();
-        load = new SteadyLoad(front, MODEL, 3, maxTokens, 900);
+        load = new SteadyLoad(front, MODEL, 2, maxTokens, 900, 300);
         load.start();
         await sleep(2000);
         const { seconds, output } = await stack.up();
@@ -280,7 +284,7 @@ describe("real vLLM: three replicas of vLLM's CPU build behind the balancer", ()
             const t = await PROMETHEUS.targets();
             return ["vllm0", "vllm1", "vllm2"].every((n) => t[`vllm/${n}`] === "up") ? true : undefined;
         }, 1000);
-        load = new SteadyLoad(front, MODEL, 3, 24, 60);
+        load = new SteadyLoad(front, MODEL, 2, 24, 60, 300);
         load.start();
         await sleep(15_000);
         const empty: string[] = [];
