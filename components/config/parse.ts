@@ -5,7 +5,7 @@
 import * as os from "os";
 import * as path from "path";
 import { parseMonitoringSettings } from "../monitoring/settings";
-import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../planning";
+import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs, type ThreadsBind } from "../planning";
 import { defaultSubnet } from "../planning/subnet";
 import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
@@ -218,14 +218,17 @@ function readRollout(read: ConfigReader): { maxUnavailable: number | string; spa
     return result;
 }
 
-/** `cpuThreadsBind` (top-level or a host's): "auto" or a list of core ranges; another shape is reported under `key`. */
-function readThreadsBind(read: ConfigReader, key: string, bind: unknown): "auto" | string[] {
+/** `cpuThreadsBind` (top-level or a host's): "auto", "nobind" or a list of core ranges; another shape is reported under `key`. */
+function readThreadsBind(read: ConfigReader, key: string, bind: unknown): ThreadsBind {
     if (bind === undefined || bind === null || bind === "" || bind === DEFAULTS.cpuThreadsBind) {
         return "auto";
     }
+    if (bind === "nobind") {
+        return "nobind";
+    }
     const ranges = Array.isArray(bind) && bind.every((v) => typeof v === "string" || typeof v === "number") ? bind.map(String) : undefined;
     if (ranges === undefined) {
-        read.problem(key, bind, '"auto" or a list of core ranges, one per replica, e.g. ["0-3", "4-7"]');
+        read.problem(key, bind, '"auto", "nobind" or a list of core ranges, one per replica, e.g. ["0-3", "4-7"]');
         return "auto";
     }
     return ranges;

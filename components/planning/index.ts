@@ -10,6 +10,7 @@ export {
     type Placement,
     type PlacementInputs,
     type ReplicaPlan,
+    type ThreadsBind,
 } from "./placement";
 export { describeRollout, planRollout, unavailableCount, type PreviousDeployment, type RolloutPlan } from "./rollout";
 export type { KeyProblem } from "./problems";

@@ -16,6 +16,13 @@ export type Backend = "gpu" | "cpu";
 export const BACKENDS: readonly Backend[] = ["gpu", "cpu"];
 
 /** One vLLM server: a container with its GPUs or cores, published port and fixed address. */
+/**
+ * How a CPU replica's vLLM binds its OpenMP threads (VLLM_CPU_OMP_THREADS_BIND): "auto" (vLLM picks cores
+ * of the host, the same ones in every replica), "nobind" (the kernel schedules them), or one core range
+ * per replica (also the container's cpuset).
+ */
+export type ThreadsBind = "auto" | "nobind" | string[];
+
 export interface ReplicaPlan {
     /** Container alias and short name, as in the guide: `vllm0`, `vllm1`, ... */
     name: string;
@@ -75,7 +82,7 @@ export interface HostInputs {
     /** cpu backend: the number of replicas. */
     replicas: number;
     /** cpu backend: `"auto"`, or one core range per replica (`"0-3"`). */
-    cpuThreadsBind: "auto" | string[];
+    cpuThreadsBind: ThreadsBind;
     /** gpu backend: entries kept free for rollouts, as in `gpus`. */
     spareGpus?: string[];
     /** cpu backend: room for this many more replicas during rollouts. */
@@ -222,11 +229,11 @@ function cpuGroups(inputs: HostInputs, problems: Problems): { configured: Replic
         problems.add(keys.spareGpus, inputs.spareGpus, `only for backend "gpu"; on the cpu backend set ${keys.spareReplicas}`);
     }
     const ranges = inputs.cpuThreadsBind;
-    if (ranges === "auto") {
+    if (ranges === "auto" || ranges === "nobind") {
         if (inputs.spareCpuThreadsBind !== undefined) {
-            problems.add(keys.spareCpuThreadsBind, inputs.spareCpuThreadsBind, `only when ${keys.cpuThreadsBind} is a list of core ranges; with "auto", spare replicas bind automatically too`);
+            problems.add(keys.spareCpuThreadsBind, inputs.spareCpuThreadsBind, `only when ${keys.cpuThreadsBind} is a list of core ranges; with "${ranges}", spare replicas bind the same way`);
         }
-        const auto = (n: number) => Array.from({ length: n }, () => ({ gpuIds: [], threadsBind: "auto" }));
+        const auto = (n: number) => Array.from({ length: n }, () => ({ gpuIds: [], threadsBind: ranges }));
         return { configured: auto(inputs.replicas), spare: auto(inputs.spareReplicas) };
     }
     const spareRanges = inputs.spareCpuThreadsBind ?? [];

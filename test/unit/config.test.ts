@@ -32,6 +32,7 @@ describe("bad input is rejected before anything is created, naming the key, the 
         ["cpuThreadsBind count differs from replicas", { ...CPU, cpuThreadsBind: ["0-3"] }, "cpuThreadsBind", '["0-3"]', /replicas is 2, cpuThreadsBind has 1/],
         ["overlapping core ranges", { ...CPU, cpuThreadsBind: ["0-3", "3-7"] }, "cpuThreadsBind", '["0-3","3-7"]', /must not overlap: core 3/],
         ["malformed core range", { ...CPU, cpuThreadsBind: ["0-3", "seven"] }, "cpuThreadsBind", '["0-3","seven"]', /core ranges look like "0-3"/],
+        ["a cpuThreadsBind word vLLM does not know", { ...CPU, cpuThreadsBind: "all" }, "cpuThreadsBind", '"all"', /"auto", "nobind" or a list of core ranges/],
         ["zero replicas", { ...CPU, replicas: "0" }, "replicas", '"0"', /a whole number from 1 to 64/],
         ["vllmImage and vllmBuild both set", { ...GPU, vllmImage: "vllm/vllm-openai:v0.11.0", vllmBuild: { context: "../vllm" } }, "vllmBuild", '{"context":"../vllm"}', /not allowed together with vllmImage/],
         ["vllmBuild without a context", { ...GPU, vllmBuild: { dockerfile: "docker/Dockerfile" } }, "vllmBuild", '{"dockerfile":"docker/Dockerfile"}', /an object \{context, dockerfile\?/],

@@ -70,6 +70,14 @@ describe("CPU binding", () => {
         ]);
     });
 
+    it("leaves the threads of every replica unbound with nobind, for the kernel to schedule", () => {
+        expect(place({ ...CPU, replicas: 3, cpuThreadsBind: "nobind" }).replicas.map((r) => [r.threadsBind, r.cpuSet])).toEqual([
+            ["nobind", undefined],
+            ["nobind", undefined],
+            ["nobind", undefined],
+        ]);
+    });
+
     it("parses cpuset lists", () => {
         expect(parseCpuList("0-3,8,10-11")).toEqual([0, 1, 2, 3, 8, 10, 11]);
         expect(parseCpuList("3-1")).toBeUndefined();

@@ -121,7 +121,7 @@ describe("real vLLM: three replicas of vLLM's CPU build behind the balancer", ()
 
     /**
      * `pulumi up` under a steady load: 2 clients, each pausing 300 ms between streams. Light, so that on 2
-     * cores a replica can start beside those serving it (vLLM's CPU workers bind to core 0 in every replica).
+     * cores a replica can start beside those serving it.
      */
     async function upUnderLoad(step: string, maxTokens = 48) {
         const sampler = new RotationSampler(LB_PORT).start();
@@ -213,10 +213,10 @@ describe("real vLLM: three replicas of vLLM's CPU build behind the balancer", ()
 
     it("cache_aware: each conversation's requests go to one replica, where vLLM's own prefix cache hits", async () => {
         const words = "the cat dog bird fish runs jumps sleeps eats red blue green big small river city tree moon".split(" ");
-        // A conversation: its own long opening (about 400 tokens), then one more turn per request.
+        // A conversation: its own long opening (about 400 tokens), then one more turn per request. (No
+        // system prompt: one that few requests share would key them all to one replica.)
         const opening = (seed: number) => Array.from({ length: 400 }, (_, i) => words[(i * 7 + seed * 13 + ((i * seed) % 5)) % words.length]).join(" ");
         const turns = (seed: number, n: number) => [
-            { role: "system", content: "You are terse." },
             { role: "user", content: opening(seed) },
             ...Array.from({ length: n }, (_, t) => [
                 { role: "assistant", content: `reply ${t}` },
