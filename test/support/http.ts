@@ -20,15 +20,19 @@ export async function freePort(): Promise<number> {
     });
 }
 
-/** Whether something accepts TCP connections on 127.0.0.1:port right now. */
-export function portOpen(port: number): Promise<boolean> {
+/** Whether something accepts TCP connections on host:port (127.0.0.1 by default) right now. */
+export function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
     return new Promise((resolve) => {
-        const socket = net.connect({ host: "127.0.0.1", port });
+        const socket = net.connect({ host, port });
         socket.once("connect", () => {
             socket.destroy();
             resolve(true);
         });
         socket.once("error", () => resolve(false));
+        socket.setTimeout(2000, () => {
+            socket.destroy();
+            resolve(false);
+        });
     });
 }
 

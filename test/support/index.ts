@@ -1,6 +1,6 @@
 /**
  * What the integration tier, the end-to-end tier and the benchmark share: waiting, an HTTP/SSE client,
- * stand-in vLLM servers, the real nginx, the Docker engine, Prometheus text and percentiles.
+ * stand-in vLLM servers, real vLLM in Docker, the real nginx, the Docker engine, Prometheus text and percentiles.
  */
 export * from "./docker";
 export * from "./edge";
@@ -10,4 +10,5 @@ export * from "./prometheus";
 export * from "./standin";
 export * from "./stats";
 export * from "./tls";
+export * from "./vllm";
 export * from "./wait";
