@@ -156,8 +156,10 @@ describe("cache_aware: one replica per session or conversation", () => {
         expect(r.done).toBe(true);
         const tokens = tokenEvents(r);
         expect(tokens).toHaveLength(12);
-        // One token per ~40 ms step as it is produced, not a burst at the end.
-        expect(Math.min(...gaps(tokens))).toBeGreaterThan(20);
+        // One token per ~40 ms step as it is produced, not a burst at the end. (The median: on a busy
+        // machine two tokens can arrive in one read now and then.)
+        const sorted = gaps(tokens).sort((a, b) => a - b);
+        expect(sorted[Math.floor(sorted.length / 2)]).toBeGreaterThan(20);
     });
 
     it("sends nothing to a replica out of rotation, whatever its keys", async () => {
