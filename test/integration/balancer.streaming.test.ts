@@ -120,7 +120,7 @@ describe("client disconnects (pain point 6: litellm#13774, vllm#54947)", () => {
         const replica = replicas.find((x) => x.replicaId === r.replica)!;
         let tookMs = Infinity;
         while (performance.now() - t0 < 2000) {
-            // vLLM v0.11 does not count a client abort in request_success_total{finished_reason="abort"}:
+            // vLLM (v0.11 to 0.32.0) does not count a client abort in request_success_total{finished_reason="abort"}:
             // the sign of the abort is that the 2,000-token generation no longer runs.
             if (metricValue(await scrape(replica), "vllm:num_requests_running") === 0) {
                 tookMs = performance.now() - t0;

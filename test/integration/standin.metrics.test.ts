@@ -1,15 +1,15 @@
 /**
- * The stand-in's /metrics, which the monitoring work queries: vLLM v0.11's names, types, labels and
+ * The stand-in's /metrics, which the monitoring work queries: vLLM 0.32.0's names, types, labels and
  * buckets (vllm/v1/metrics/loggers.py) and prometheus-fastapi-instrumentator's http_requests_total as
- * vLLM mounts it (api_server.py, mount_metrics). The bucket lists below are v0.11's, copied from that
- * file: they are the specification, not results.
+ * vLLM mounts it. The bucket lists below are vLLM's (unchanged from v0.11 to 0.32.0, as
+ * test/vllm/conformance.test.ts sees on real vLLM): they are the specification, not results.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StandIn, metricValue, request, scrape, sleep, startStandIn, stopAll, stream } from "../support";
 
-const V011_TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
-const V011_ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
-const V011_REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+const VLLM_TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+const VLLM_ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const VLLM_REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
 
 const started: StandIn[] = [];
 afterAll(() => stopAll(started));
@@ -24,7 +24,7 @@ function samples(text: string, name: string): string[] {
     return text.split("\n").filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
 }
 
-describe("stand-in /metrics: vLLM v0.11's families", () => {
+describe("stand-in /metrics: vLLM 0.32.0's families", () => {
     let s: StandIn;
     let text: string;
     beforeAll(async () => {
@@ -35,7 +35,7 @@ describe("stand-in /metrics: vLLM v0.11's families", () => {
         text = await scrape(s);
     });
 
-    it("has every family the monitoring queries, with v0.11's types", () => {
+    it("has every family the monitoring queries, with vLLM's types, and a _created gauge for each counter and histogram", () => {
         const types: Array<[string, string]> = [
             ["vllm:num_requests_running", "gauge"],
             ["vllm:num_requests_waiting", "gauge"],
@@ -48,7 +48,7 @@ describe("stand-in /metrics: vLLM v0.11's families", () => {
             ["vllm:num_preemptions_total", "counter"],
             ["vllm:time_to_first_token_seconds", "histogram"],
             ["vllm:inter_token_latency_seconds", "histogram"],
-            ["vllm:time_per_output_token_seconds", "histogram"],
+            ["vllm:request_time_per_output_token_seconds", "histogram"],
             ["vllm:e2e_request_latency_seconds", "histogram"],
             ["vllm:request_queue_time_seconds", "histogram"],
             ["vllm:request_prefill_time_seconds", "histogram"],
@@ -57,16 +57,23 @@ describe("stand-in /metrics: vLLM v0.11's families", () => {
             ["vllm:request_prompt_tokens", "histogram"],
             ["vllm:request_generation_tokens", "histogram"],
             ["vllm:iteration_tokens_total", "histogram"],
+            ["vllm:prompt_tokens_cached_total", "counter"],
+            ["vllm:request_num_preemptions", "histogram"],
             ["vllm:cache_config_info", "gauge"],
             ["http_requests_total", "counter"],
             ["http_request_duration_seconds", "histogram"],
         ];
         for (const [name, type] of types) {
             expect(text, name).toContain(`# TYPE ${name} ${type}\n`);
+            if (type !== "gauge") {
+                // prometheus_client's creation time of each counter, histogram and summary.
+                expect(text, name).toContain(`# TYPE ${type === "counter" ? name.replace(/_total$/, "") : name}_created gauge\n`);
+            }
         }
-        // Names deprecated before v0.11 are hidden by default in v0.11.
+        // Gone from vLLM: hidden since v0.10 (gpu_*), v0.12 (time_per_output_token), removed since.
         expect(text).not.toContain("vllm:gpu_cache_usage_perc");
         expect(text).not.toContain("vllm:gpu_prefix_cache_queries");
+        expect(text).not.toContain("vllm:time_per_output_token_seconds");
     });
 
     it("labels vLLM's samples with the first served name and engine 0, sorted as prometheus_client writes them", () => {
@@ -77,22 +84,24 @@ describe("stand-in /metrics: vLLM v0.11's families", () => {
             'vllm:request_success_total{engine="0",finished_reason="stop",model_name="m"} 0.0',
             'vllm:request_success_total{engine="0",finished_reason="length",model_name="m"} 2.0',
             'vllm:request_success_total{engine="0",finished_reason="abort",model_name="m"} 0.0',
+            'vllm:request_success_total{engine="0",finished_reason="error",model_name="m"} 0.0',
+            'vllm:request_success_total{engine="0",finished_reason="repetition",model_name="m"} 0.0',
         ]);
         expect(metricValue(text, "vllm:cache_config_info", { block_size: "16", enable_prefix_caching: "True", num_gpu_blocks: "16384", engine: "0" })).toBe(1);
     });
 
-    it("uses v0.11's buckets, and observes TTFT once per request and every gap between tokens", () => {
-        expect(bucketBounds(text, "vllm:time_to_first_token_seconds")).toEqual(V011_TTFT_BUCKETS);
-        expect(bucketBounds(text, "vllm:inter_token_latency_seconds")).toEqual(V011_ITL_BUCKETS);
-        expect(bucketBounds(text, "vllm:time_per_output_token_seconds")).toEqual(V011_ITL_BUCKETS);
+    it("uses vLLM's buckets, and observes TTFT once per request and every gap between tokens", () => {
+        expect(bucketBounds(text, "vllm:time_to_first_token_seconds")).toEqual(VLLM_TTFT_BUCKETS);
+        expect(bucketBounds(text, "vllm:inter_token_latency_seconds")).toEqual(VLLM_ITL_BUCKETS);
+        expect(bucketBounds(text, "vllm:request_time_per_output_token_seconds")).toEqual(VLLM_ITL_BUCKETS);
         for (const name of ["vllm:e2e_request_latency_seconds", "vllm:request_queue_time_seconds", "vllm:request_prefill_time_seconds", "vllm:request_decode_time_seconds"]) {
-            expect(bucketBounds(text, name)).toEqual(V011_REQUEST_LATENCY_BUCKETS);
+            expect(bucketBounds(text, name)).toEqual(VLLM_REQUEST_LATENCY_BUCKETS);
         }
         // 1-2-5 buckets up to max_model_len (8192).
         expect(bucketBounds(text, "vllm:request_prompt_tokens")).toEqual([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]);
         expect(metricValue(text, "vllm:time_to_first_token_seconds_count")).toBe(2);
         expect(metricValue(text, "vllm:inter_token_latency_seconds_count")).toBe(2 + 3); // 3 and 4 tokens
-        expect(metricValue(text, "vllm:time_per_output_token_seconds_count")).toBe(5);
+        expect(metricValue(text, "vllm:request_time_per_output_token_seconds_count")).toBe(2); // once per request
         expect(metricValue(text, "vllm:e2e_request_latency_seconds_count")).toBe(2);
         expect(metricValue(text, "vllm:request_queue_time_seconds_count")).toBe(2);
         expect(metricValue(text, "vllm:time_to_first_token_seconds_bucket", { le: "+Inf" })).toBe(2);
@@ -123,7 +132,7 @@ describe("stand-in /metrics: vLLM v0.11's families", () => {
 });
 
 describe("stand-in /metrics: client aborts (pain point 6: litellm#13774, vllm#54947)", () => {
-    it("stops generating as soon as the client disconnects, and does not count it in request_success_total{finished_reason=\"abort\"}, as vLLM v0.11 does not", async () => {
+    it("stops generating as soon as the client disconnects, and does not count it in request_success_total{finished_reason=\"abort\"}, as vLLM 0.32.0 does not", async () => {
         const s = await startStandIn({ args: ["--itl-ms", "20", "--served-model-name", "m", "--disable-uvicorn-access-log"] });
         started.push(s);
         const h = stream(`${s.url}/v1/completions`, { prompt: "abort me", max_tokens: 1000, stream: true });

@@ -1,5 +1,5 @@
 /**
- * The stand-in vLLM server itself: it must behave like `vllm serve` (v0.11) on the wire, or the nginx
+ * The stand-in vLLM server itself: it must behave like `vllm serve` (vLLM 0.32.0) on the wire, or the nginx
  * tests prove nothing. Pain points from /work/shared/notes/vllm.md are cited by issue number. Its engine
  * (prefix cache, scheduler) is tested in standin.engine.test.ts, its metrics in standin.metrics.test.ts.
  */
@@ -46,12 +46,12 @@ describe("stand-in: start-up", () => {
         const out = s.output();
         const pid = s.proc.pid;
         expect(out).toContain(`(APIServer pid=${pid}) INFO`);
-        expect(out).toMatch(new RegExp(`\\(APIServer pid=${pid}\\) INFO \\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d \\[api_server\\.py\\] Starting vLLM API server 0 on http://127\\.0\\.0\\.1:${s.port}\\n`));
+        expect(out).toMatch(new RegExp(`\\(APIServer pid=${pid}\\) INFO \\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d \\[entry\\.py\\] Starting vLLM server on http://127\\.0\\.0\\.1:${s.port}\\n`));
         expect(out).toMatch(/\[launcher\.py\] Route: \/v1\/completions, Methods: POST/);
         expect(out).toMatch(/GPU KV cache size: 262,144 tokens/);
-        // uvicorn's own lines follow vLLM's, in this order.
-        const lines = ["Started server process", "Waiting for application startup.", "Application startup complete."].map((l) => out.indexOf(`(APIServer pid=${pid}) INFO:     ${l}`));
-        expect(lines.every((at) => at > out.indexOf("Starting vLLM API server"))).toBe(true);
+        // uvicorn's own lines follow vLLM's, in this order, without vLLM's process prefix (as in 0.32.0).
+        const lines = ["Started server process", "Waiting for application startup.", "Application startup complete."].map((l) => out.indexOf(`\nINFO:     ${l}`));
+        expect(lines.every((at) => at > out.indexOf("Starting vLLM server on"))).toBe(true);
         expect([...lines].sort((a, b) => a - b)).toEqual(lines);
         expect(out).not.toContain("Uvicorn running on");
     });
@@ -95,27 +95,37 @@ describe("stand-in: start-up", () => {
 });
 
 describe("stand-in: SIGTERM (pain point 4: GIE#549, kserve#5496)", () => {
-    it("aborts in-flight requests by default, as vLLM v0.11 does: the stream is cut, the port closes, it exits 0 at once", async () => {
+    it("aborts in-flight requests by default, as vLLM 0.32.0 does: a stream ends with finish_reason \"abort\" and [DONE], a plain request gets 200 \"abort\", the port closes, it exits 0 at once", async () => {
         const s = await standIn({ args: ["--itl-ms", "20", "--disable-uvicorn-access-log"] });
-        const h = stream(`${s.url}/v1/completions`, { prompt: "abort me on stop", max_tokens: 200, stream: true }, { agent: false });
+        const h = stream(`${s.url}/v1/completions`, { prompt: "abort me on stop", max_tokens: 200, stream: true, stream_options: { include_usage: true } }, { agent: false });
+        const plain = request(`${s.url}/v1/chat/completions`, { agent: false, body: { messages: [{ role: "user", content: "abort me too" }], max_tokens: 200 } });
         await h.firstEvent;
         const t0 = performance.now();
         s.proc.kill("SIGTERM");
         const r = await h.result;
+        const p = await plain;
         const { code } = await s.exited;
         const took = performance.now() - t0;
-        expect(r.done).toBe(false);
-        expect(r.complete).toBe(false);
+        expect(r.done).toBe(true);
+        expect(r.complete).toBe(true); // ended cleanly, by the server
+        const chunks = r.events.filter((e) => e.data !== "[DONE]").map((e) => JSON.parse(e.data));
+        expect(chunks.at(-2).choices[0]).toMatchObject({ text: "", finish_reason: "abort" });
+        expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { completion_tokens: tokenEvents(r).length } });
         expect(tokenEvents(r).length).toBeLessThan(100);
+        expect(p.status).toBe(200);
+        expect(p.json.choices[0].finish_reason).toBe("abort");
+        expect(p.json.usage.completion_tokens).toBeLessThan(100);
         expect(code).toBe(0);
         expect(took).toBeLessThan(1500);
         expect(await portOpen(s.port)).toBe(false);
-        expect(s.output()).toMatch(/SIGTERM received: shutting down \(grace 0s for 1 in-flight request\(s\): aborting them\)/);
-        expect(s.output()).toMatch(/Application shutdown complete\. 0 request\(s\) arrived after SIGTERM .*of the 1 in flight at SIGTERM, 0 finished and 1 were aborted\./);
+        expect(s.output()).toContain("[launcher.py] [shutdown] API server: shutdown triggered");
+        expect(s.output()).toContain("[core.py] [shutdown] EngineCore: aborting in-flight requests count=2");
+        expect(s.output()).toMatch(/SIGTERM received: shutting down \(grace 0s for 2 in-flight request\(s\): aborting them\)/);
+        expect(s.output()).toMatch(/Application shutdown complete\. 0 request\(s\) arrived after SIGTERM .*of the 2 in flight at SIGTERM, 0 finished and 2 were aborted\./);
         expect(s.output()).not.toContain("shutdown timeout reached");
     });
 
-    it("drains for up to --shutdown-timeout N (vLLM v0.18+): the port keeps listening, in-flight streams finish, new requests are accepted and then aborted", async () => {
+    it("drains for up to --shutdown-timeout N: the port keeps listening, in-flight streams finish, new generation requests fail with vLLM's 500", async () => {
         const s = await standIn({ args: ["--itl-ms", "30", "--shutdown-timeout", "10", "--disable-uvicorn-access-log"] });
         const h = stream(`${s.url}/v1/completions`, { prompt: "drain me", max_tokens: 30, stream: true }, { agent: false });
         await h.firstEvent;
@@ -123,14 +133,14 @@ describe("stand-in: SIGTERM (pain point 4: GIE#549, kserve#5496)", () => {
         s.proc.kill("SIGTERM");
         await sleep(100);
         expect(await portOpen(s.port)).toBe(true); // not refused
+        // vLLM 0.32.0 stops its renderer as its shutdown begins: a new request fails before it reaches the engine.
+        const refused = { error: { message: "cannot schedule new futures after shutdown", type: "InternalServerError", param: null, code: 500 } };
         const late = await request(`${s.url}/v1/completions`, { agent: false, body: { prompt: "late", max_tokens: 2 } });
-        expect(late.status).toBe(500);
-        expect(late.json.error).toMatchObject({ type: "Internal Server Error", code: 500 });
+        expect([late.status, late.json]).toEqual([500, refused]);
         const lateStream = await stream(`${s.url}/v1/chat/completions`, { messages: [{ role: "user", content: "late" }], max_tokens: 2, stream: true }, { agent: false }).result;
-        expect(lateStream.status).toBe(200);
-        expect(lateStream.done).toBe(true);
-        expect(tokenEvents(lateStream)).toHaveLength(0);
-        expect(JSON.parse(lateStream.events[0]!.data).error.message).toMatch(/shutting down/);
+        expect(lateStream.status).toBe(500); // a JSON answer, not an event stream
+        expect(JSON.parse(lateStream.text)).toEqual(refused);
+        expect((await request(`${s.url}/health`, { agent: false })).status).toBe(200);
         const r = await h.result;
         expect(r.done).toBe(true);
         expect(tokenEvents(r)).toHaveLength(30);
@@ -138,7 +148,8 @@ describe("stand-in: SIGTERM (pain point 4: GIE#549, kserve#5496)", () => {
         expect(code).toBe(0);
         expect(performance.now() - t0).toBeLessThan(5000); // it left once drained, well before 10 s
         expect(s.output()).toMatch(/SIGTERM received: shutting down \(grace 10s for 1 in-flight request\(s\): draining/);
-        expect(s.output()).toMatch(/2 request\(s\) arrived after SIGTERM \(2 generation request\(s\) accepted and aborted\); of the 1 in flight at SIGTERM, 1 finished and 0 were aborted\./);
+        expect(s.output()).toContain("[core.py] [shutdown] EngineCore: draining in-flight requests count=1 timeout=10s");
+        expect(s.output()).toMatch(/2 request\(s\) arrived after SIGTERM \(2 generation request\(s\) refused\); of the 1 in flight at SIGTERM, 1 finished and 0 were aborted\./);
     });
 
     it("aborts what is left when the --shutdown-timeout grace runs out, and still exits 0", async () => {
@@ -150,8 +161,9 @@ describe("stand-in: SIGTERM (pain point 4: GIE#549, kserve#5496)", () => {
         const r = await h.result;
         const { code } = await s.exited;
         const took = performance.now() - t0;
-        expect(r.done).toBe(false);
-        expect(r.complete).toBe(false);
+        expect(r.done).toBe(true); // what is left is aborted: finish_reason "abort", then [DONE]
+        expect(JSON.parse(r.events.at(-2)!.data).choices[0].finish_reason).toBe("abort");
+        expect(tokenEvents(r).length).toBeLessThan(200);
         expect(code).toBe(0);
         expect(took).toBeGreaterThan(900);
         expect(took).toBeLessThan(2500);
@@ -172,10 +184,11 @@ describe("stand-in: engine death (stand-in hook POST /standin/kill-engine)", () 
         const r = await h.result;
         expect(r.complete).toBe(true); // ended cleanly, not a reset
         expect(r.done).toBe(true);
-        expect(JSON.parse(r.events.at(-2)!.data)).toEqual({ error: { message: ENGINE_DEAD, type: "BadRequestError", param: null, code: 400 } });
+        // vLLM's EngineDeadError event, with Python's json.dumps spacing.
+        expect(r.events.at(-2)!.data).toBe(`{"error": {"message": "${ENGINE_DEAD}", "type": "InternalServerError", "param": null, "code": 500}}`);
         const p = await plain;
         expect(p.status).toBe(500);
-        expect(p.json).toEqual({ error: { message: ENGINE_DEAD, type: "Internal Server Error", param: null, code: 500 } });
+        expect(p.json).toEqual({ error: { message: ENGINE_DEAD, type: "InternalServerError", param: null, code: 500 } });
         const { code } = await s.exited;
         expect(code).toBe(0); // vLLM exits 0 after engine death too (vllm#48966)
         expect(performance.now() - t0).toBeLessThan(6500);
@@ -194,7 +207,7 @@ describe("stand-in: engine death (stand-in hook POST /standin/kill-engine)", () 
         for (const streamed of [false, true]) {
             const r = await request(`${s.url}/v1/completions`, { body: { prompt: "x", stream: streamed } });
             expect(r.status).toBe(500);
-            expect(r.json).toEqual({ error: { message: ENGINE_DEAD, type: "Internal Server Error", param: null, code: 500 } });
+            expect(r.json).toEqual({ error: { message: ENGINE_DEAD, type: "InternalServerError", param: null, code: 500 } });
         }
         expect(metricValue(await scrape(s), "http_requests_total", { handler: "/v1/completions", method: "POST", status: "5xx" })).toBe(2);
     });
@@ -236,7 +249,7 @@ describe("stand-in: OpenAI API", () => {
         const chunks = r.events.filter((e) => e.data !== "[DONE]").map((e) => JSON.parse(e.data));
         expect(chunks).toHaveLength(6); // 5 tokens + usage
         for (const c of chunks) {
-            expect(c.id).toMatch(/^cmpl-[0-9a-f]{32}$/);
+            expect(c.id).toMatch(/^cmpl-[0-9a-f]{16}$/);
             expect(c.id).toBe(chunks[0].id);
             expect(c.object).toBe("text_completion");
             expect(c.model).toBe("m");
@@ -245,7 +258,8 @@ describe("stand-in: OpenAI API", () => {
         expect(chunks[4].choices[0].finish_reason).toBe("length");
         expect(chunks.slice(0, 5).map((c) => c.choices[0].text).join("")).toBe(" The quick brown fox jumps");
         // One token per 4 characters: 18 characters -> 5.
-        expect(chunks[5]).toMatchObject({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 5, total_tokens: 10, prompt_tokens_details: null } });
+        expect(chunks[5]).toMatchObject({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 5, total_tokens: 10 } });
+        expect(Object.keys(chunks[5].usage)).toEqual(["prompt_tokens", "total_tokens", "completion_tokens"]); // no details in a stream
     });
 
     it("streams chat completions: the first chunk carries the role, then one content delta per token", async () => {
@@ -294,16 +308,32 @@ describe("stand-in: OpenAI API", () => {
         expect(c.headers["x-request-id"]).toBeUndefined(); // echoed only with --enable-request-id-headers
     });
 
-    it("rejects an unknown model with 404, malformed JSON with 400 and an over-long request with 400, in OpenAI's error shape", async () => {
+    it("rejects an unknown model with 404, malformed JSON with 400 and an over-long prompt with 400, in vLLM 0.32.0's error shapes", async () => {
         const unknown = await request(`${s.url}/v1/completions`, { body: { model: "gpt-4", prompt: "x" } });
         expect(unknown.status).toBe(404);
-        expect(unknown.json).toEqual({ error: { message: "The model `gpt-4` does not exist.", type: "NotFoundError", param: null, code: 404 } });
+        expect(unknown.json).toEqual({ error: { message: "The model `gpt-4` does not exist. Valid aliases: m, alias.", type: "NotFoundError", param: "model", code: 404 } });
+        // FastAPI's RequestValidationError for Python's json error, as vLLM renders it.
         const bad = await request(`${s.url}/v1/chat/completions`, { body: "{not json" });
         expect(bad.status).toBe(400);
-        expect(bad.json.error.type).toBe("BadRequestError");
-        const long = await request(`${s.url}/v1/completions`, { body: { prompt: "x".repeat(4000), max_tokens: 10 } });
+        expect(bad.json.error).toEqual({
+            message: "1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.1', 'msg': 'JSON decode error', 'input': '<dict of 0 items>', 'ctx': {'error': 'Expecting property name enclosed in double quotes'}}",
+            type: "Bad Request",
+            param: "body.1",
+            code: 400,
+        });
+        const long = await request(`${s.url}/v1/completions`, { body: { prompt: "x".repeat(8000), max_tokens: 10 } });
         expect(long.status).toBe(400);
-        expect(long.json.error.message).toContain("maximum context length is 1000 tokens");
+        expect(long.json.error).toMatchObject({ param: "input_tokens", type: "BadRequestError" });
+        expect(long.json.error.message).toContain("This model's maximum context length is 1000 tokens. However, your prompt contains 2000 input tokens");
+        const tooMany = await request(`${s.url}/v1/completions`, { body: { prompt: "x", max_tokens: 1001 } });
+        expect(tooMany.json.error.message).toBe("max_tokens=1001 cannot be greater than max_model_len=1000. Please request fewer output tokens. (parameter=max_tokens, value=1001)");
+    });
+
+    it("caps max_tokens at what is left of the context, as vLLM 0.32.0 does (get_max_tokens)", async () => {
+        const r = await request(`${s.url}/v1/completions`, { body: { prompt: "x".repeat(3960), max_tokens: 100 } }); // 990 tokens
+        expect(r.status).toBe(200);
+        expect(r.json.usage).toMatchObject({ prompt_tokens: 990, completion_tokens: 10 });
+        expect(r.json.choices[0].finish_reason).toBe("length");
     });
 
     it("delays the response headers by x-standin-stall-ms (stand-in knob, for read timeouts)", async () => {

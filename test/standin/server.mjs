@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * A dependency-free stand-in for `vllm serve` (vLLM v0.11): the same command line, endpoints, wire
+ * A dependency-free stand-in for `vllm serve` (vLLM 0.32.0): the same command line, endpoints, wire
  * formats, metric names and lifecycle (port closed while loading, in-flight requests aborted on SIGTERM,
  * exit after engine death), with a fake "model" that emits one word per token. Its engine models what
  * a balancer can observe of vLLM's: one scheduler per replica stepping through prefills and decodes with
@@ -12,12 +12,13 @@ import http from "node:http";
 import os from "node:os";
 import crypto from "node:crypto";
 
-const STANDIN_VERSION = "0.0.0+standin";
+/** vLLM's release the stand-in follows, with a local version part that says it is the stand-in (as vLLM's CPU build says `+cpu`). */
+const STANDIN_VERSION = "0.32.0+standin";
 
-/** vLLM's EngineDeadError message (vllm/v1/engine/exceptions.py, v0.11). */
+/** vLLM's EngineDeadError message (vllm/v1/engine/exceptions.py). */
 const ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue. See stack trace (above) for the root cause.";
 
-/** vLLM's API-server watchdog period: an errored engine is noticed within this long (vllm/entrypoints/launcher.py, v0.11). */
+/** vLLM's API-server watchdog period: an errored engine is noticed within this long (vllm/entrypoints/launchers/launcher.py, 0.32.0). */
 const WATCHDOG_MS = 5000;
 
 /** vLLM flags that take no value; any other unknown flag takes the next argument as its value. */
@@ -32,7 +33,6 @@ const BOOLEAN_FLAGS = new Set([
     "--async-scheduling",
     "--headless",
     "--disable-fastapi-docs",
-    "--enable-server-load-tracking",
     "--enable-force-include-usage",
     "--return-tokens-as-token-ids",
     "--skip-tokenizer-init",
@@ -63,6 +63,7 @@ const BLOCK_SIZES = [1, 8, 16, 32, 64, 128];
  * @property {boolean} logStats false with --disable-log-stats: no `vllm:` series on /metrics, as vLLM creates no stat logger
  * @property {boolean} accessLog
  * @property {boolean} requestIdHeaders
+ * @property {boolean} serverLoadTracking --enable-server-load-tracking: /load counts the requests in flight
  * @property {number} loadSeconds stand-in only
  * @property {number} itlMs stand-in only: decode step of one sequence
  * @property {number} batchSlowdown stand-in only
@@ -108,6 +109,7 @@ function parseArgs(argv, env) {
         logStats: true,
         accessLog: true,
         requestIdHeaders: false,
+        serverLoadTracking: false,
         loadSeconds: 0,
         // An 8B model on an H100 (llm-d-inference-sim's 8b-h100 profile, see README.md).
         itlMs: 12,
@@ -241,6 +243,10 @@ function parseArgs(argv, env) {
                 noValue(flag, inline);
                 o.requestIdHeaders = true;
                 break;
+            case "--enable-server-load-tracking":
+                noValue(flag, inline);
+                o.serverLoadTracking = true;
+                break;
             // Stand-in only.
             case "--load-seconds":
                 o.loadSeconds = number(flag, takeValue(flag, inline), 0);
@@ -308,6 +314,268 @@ function parseModelLen(flag, text) {
     const m = /** @type {RegExpExecArray} */ (match);
     const unit = { "": 1, k: 1000, K: 1024, m: 1000000, M: 1048576 }[/** @type {"" | "k" | "K" | "m" | "M"} */ (m[2])];
     return Number(m[1]) * unit;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Request validation as vLLM's FastAPI app answers it: Python's json decoder (its error messages and
+// positions), pydantic's errors for the fields the stand-in reads, rendered the way vLLM renders a
+// RequestValidationError ("N validation error(s):" then one repr'd dict per error).
+// ---------------------------------------------------------------------------------------------------
+
+/** Python's repr() of a str. @param {string} s */
+function pyRepr(s) {
+    const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+    let out = "";
+    for (const ch of s) {
+        const c = /** @type {number} */ (ch.codePointAt(0));
+        if (ch === "\\") {
+            out += "\\\\";
+        } else if (ch === quote) {
+            out += `\\${quote}`;
+        } else if (ch === "\n") {
+            out += "\\n";
+        } else if (ch === "\r") {
+            out += "\\r";
+        } else if (ch === "\t") {
+            out += "\\t";
+        } else if (c < 0x20 || c === 0x7f) {
+            out += `\\x${c.toString(16).padStart(2, "0")}`;
+        } else {
+            out += ch;
+        }
+    }
+    return `${quote}${out}${quote}`;
+}
+
+/** How vLLM shows a rejected input in a validation error: str() of a scalar, `<dict of N items>` / `<list of N items>` of a container. @param {unknown} v */
+function pyInput(v) {
+    if (Array.isArray(v)) {
+        return `<list of ${v.length} items>`;
+    }
+    if (v === null || v === undefined) {
+        return "None";
+    }
+    if (typeof v === "object") {
+        return `<dict of ${Object.keys(v).length} items>`;
+    }
+    if (typeof v === "boolean") {
+        return v ? "True" : "False";
+    }
+    return String(v);
+}
+
+/**
+ * One pydantic error, as vLLM prints it.
+ * @typedef {{type: string, loc: string, msg: string, input: unknown, ctx?: Record<string, string>}} FieldError
+ */
+
+/** vLLM's message for a RequestValidationError: its errors, pydantic's as repr'd dicts, FastAPI's own as text. @param {Array<FieldError | string>} errors */
+function validationMessage(errors) {
+    const lines = errors.map((e) => {
+        if (typeof e === "string") {
+            return `  ${e}`;
+        }
+        const ctx = e.ctx ? `, 'ctx': {${Object.entries(e.ctx).map(([k, v]) => `${pyRepr(k)}: ${pyRepr(v)}`).join(", ")}}` : "";
+        return `  {'type': ${pyRepr(e.type)}, 'loc': ${pyRepr(e.loc)}, 'msg': ${pyRepr(e.msg)}, 'input': ${pyRepr(pyInput(e.input))}${ctx}}`;
+    });
+    return `${errors.length} validation error${errors.length === 1 ? "" : "s"}:\n${lines.join("\n")}`;
+}
+
+const JSON_WS = new Set([" ", "\t", "\n", "\r"]);
+
+/** Nesting at which Python's json.loads gives up with a RecursionError (its recursion limit, 1000, less the frames below it). */
+const PYTHON_JSON_MAX_DEPTH = 950;
+
+/**
+ * Where and why CPython's json.loads (its C scanner, Python 3.11) rejects `s`, or undefined when it
+ * accepts it; `{recursion: true}` when it nests deeper than Python's recursion limit allows.
+ * @param {string} s
+ * @returns {{msg: string, pos: number} | {recursion: true} | undefined}
+ */
+function pythonJsonError(s) {
+    let depth = 0;
+    /** @param {string} msg @param {number} pos */
+    const fail = (msg, pos) => {
+        throw Object.assign(new Error(msg), { jsonPos: pos, jsonMsg: msg });
+    };
+    /** StopIteration(idx): no value starts here. @param {number} idx */
+    const stop = (idx) => {
+        throw Object.assign(new Error("stop"), { stopAt: idx });
+    };
+    /** @param {number} i */
+    const ws = (i) => {
+        while (i < s.length && JSON_WS.has(/** @type {string} */ (s[i]))) {
+            i += 1;
+        }
+        return i;
+    };
+    /** @param {number} end after the opening quote @returns {number} after the closing quote */
+    const string = (end) => {
+        const begin = end - 1;
+        for (;;) {
+            if (end >= s.length) {
+                fail("Unterminated string starting at", begin);
+            }
+            const c = /** @type {string} */ (s[end]);
+            if (c === '"') {
+                return end + 1;
+            }
+            if (c === "\\") {
+                end += 1;
+                if (end >= s.length) {
+                    fail("Unterminated string starting at", begin);
+                }
+                const e = /** @type {string} */ (s[end]);
+                if (e === "u") {
+                    if (!/^[0-9a-fA-F]{4}$/.test(s.slice(end + 1, end + 5))) {
+                        fail("Invalid \\uXXXX escape", end);
+                    }
+                    end += 5;
+                } else if ('"\\/bfnrt'.includes(e)) {
+                    end += 1;
+                } else {
+                    fail("Invalid \\escape", end - 1);
+                }
+                continue;
+            }
+            if (c.charCodeAt(0) <= 0x1f) {
+                fail("Invalid control character at", end);
+            }
+            end += 1;
+        }
+    };
+    /** @param {number} idx @returns {number} after the value */
+    const value = (idx) => {
+        if (idx >= s.length) {
+            stop(idx);
+        }
+        const c = s[idx];
+        if (c === '"') {
+            return string(idx + 1);
+        }
+        if (c === "{" || c === "[") {
+            depth += 1;
+            if (depth > PYTHON_JSON_MAX_DEPTH) {
+                throw Object.assign(new Error("recursion"), { recursion: true });
+            }
+        }
+        if (c === "{") {
+            let end = ws(idx + 1);
+            if (s[end] === "}") {
+                depth -= 1;
+                return end + 1;
+            }
+            for (;;) {
+                if (s[end] !== '"') {
+                    fail("Expecting property name enclosed in double quotes", end);
+                }
+                end = ws(string(end + 1));
+                if (s[end] !== ":") {
+                    fail("Expecting ':' delimiter", end);
+                }
+                end = ws(value(ws(end + 1)));
+                if (s[end] === "}") {
+                    depth -= 1;
+                    return end + 1;
+                }
+                if (s[end] !== ",") {
+                    fail("Expecting ',' delimiter", end);
+                }
+                end = ws(end + 1);
+            }
+        }
+        if (c === "[") {
+            let end = ws(idx + 1);
+            if (s[end] === "]") {
+                depth -= 1;
+                return end + 1;
+            }
+            for (;;) {
+                end = ws(value(end));
+                if (s[end] === "]") {
+                    depth -= 1;
+                    return end + 1;
+                }
+                if (s[end] !== ",") {
+                    fail("Expecting ',' delimiter", end);
+                }
+                end = ws(end + 1);
+            }
+        }
+        for (const literal of ["null", "true", "false", "NaN", "Infinity", "-Infinity"]) {
+            if (s.startsWith(literal, idx)) {
+                return idx + literal.length;
+            }
+        }
+        const number = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?/.exec(s.slice(idx, idx + 400));
+        if (number) {
+            return idx + number[0].length;
+        }
+        return stop(idx);
+    };
+    try {
+        let end;
+        try {
+            end = value(ws(0));
+        } catch (err) {
+            const e = /** @type {{stopAt?: number}} */ (err);
+            if (e.stopAt !== undefined) {
+                fail("Expecting value", e.stopAt);
+            }
+            throw err;
+        }
+        end = ws(end);
+        if (end !== s.length) {
+            fail("Extra data", end);
+        }
+        return undefined;
+    } catch (err) {
+        const e = /** @type {{jsonMsg?: string, jsonPos?: number, stopAt?: number, recursion?: boolean}} */ (err);
+        if (e.recursion) {
+            return { recursion: true };
+        }
+        if (e.stopAt !== undefined) {
+            return { msg: "Expecting value", pos: e.stopAt };
+        }
+        if (e.jsonMsg !== undefined) {
+            return { msg: e.jsonMsg, pos: /** @type {number} */ (e.jsonPos) };
+        }
+        throw err;
+    }
+}
+
+/**
+ * pydantic's lax int: an int, a float without a fractional part, or a string of one.
+ * @param {unknown} v @param {string} loc @param {FieldError[]} errors
+ * @returns {number | undefined}
+ */
+function laxInt(v, loc, errors) {
+    if (v === undefined || v === null) {
+        return undefined;
+    }
+    if (typeof v === "boolean") {
+        return v ? 1 : 0;
+    }
+    if (typeof v === "number") {
+        if (!Number.isInteger(v)) {
+            errors.push({ type: "int_from_float", loc, msg: "Input should be a valid integer, got a number with a fractional part", input: v });
+            return undefined;
+        }
+        return v;
+    }
+    if (typeof v === "string") {
+        const t = v.trim();
+        if (/^[-+]?\d+$/.test(t)) {
+            return Number(t);
+        }
+        if (/^[-+]?\d+\.0*$/.test(t)) {
+            return Math.trunc(Number(t));
+        }
+        errors.push({ type: "int_parsing", loc, msg: "Input should be a valid integer, unable to parse string as an integer", input: v });
+        return undefined;
+    }
+    errors.push({ type: "int_type", loc, msg: "Input should be a valid integer", input: v });
+    return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -381,6 +649,31 @@ function renderChat(messages) {
         out += `<|im_start|>${typeof role === "string" ? role : "user"}\n${text}<|im_end|>\n`;
     }
     return `${out}<|im_start|>assistant\n`;
+}
+
+/** The pieces /tokenize has handed out, by id, for /detokenize. @type {Map<number, string>} */
+const PIECES_BY_ID = new Map();
+
+/**
+ * /tokenize's ids for a text: one per 4-character piece, a hash of the piece (FNV-1a, from 1000 up), so
+ * every replica gives the same text the same ids. They are not the ids a completions prompt of token
+ * ids is cached under (those stay a namespace of their own).
+ * @param {string} text
+ */
+function tokenIds(text) {
+    /** @type {number[]} */
+    const ids = [];
+    for (let at = 0; at < text.length; at += CHARS_PER_TOKEN) {
+        const piece = text.slice(at, at + CHARS_PER_TOKEN);
+        let h = 0x811c9dc5;
+        for (let k = 0; k < piece.length; k += 1) {
+            h = Math.imul(h ^ piece.charCodeAt(k), 0x01000193) >>> 0;
+        }
+        const id = 1000 + (h % 1_000_000_000);
+        PIECES_BY_ID.set(id, piece);
+        ids.push(id);
+    }
+    return ids;
 }
 
 /** @param {Prompt} prompt @param {number} t */
@@ -526,7 +819,7 @@ class BlockPool {
 // Metrics, rendered as prometheus_client renders vLLM's registry (text format 0.0.4).
 // ---------------------------------------------------------------------------------------------------
 
-/** vLLM v0.11's buckets (vllm/v1/metrics/loggers.py). */
+/** vLLM's buckets (vllm/v1/metrics/loggers.py; the same from v0.11 to 0.32.0). */
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
 const ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
 const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
@@ -616,13 +909,39 @@ class Exposition {
         this.lines.push(`${name}${Exposition.labels(labels)} ${goFloat(value)}`);
     }
 
-    /** One family with one sample. @param {string} name @param {"gauge" | "counter"} type @param {string} help @param {Record<string, string>} labels @param {number} value */
-    single(name, type, help, labels, value) {
-        this.family(name, type, help);
-        this.sample(name, labels, value);
+    /**
+     * prometheus_client's `_created` gauge of a counter, histogram or summary: one sample per series, the
+     * time it was created. @param {string} name the family's name without `_total` @param {string} help
+     * @param {Array<[Record<string, string>, number]>} series
+     */
+    created(name, help, series) {
+        this.family(`${name}_created`, "gauge", help);
+        for (const [labels, at] of series) {
+            this.sample(`${name}_created`, labels, at);
+        }
     }
 
-    /** @param {string} name @param {string} help @param {Array<[Record<string, string>, Histogram]>} series */
+    /** A gauge's family with its samples. @param {string} name @param {string} help @param {Array<[Record<string, string>, number]>} series */
+    gauge(name, help, series) {
+        this.family(name, "gauge", help);
+        for (const [labels, v] of series) {
+            this.sample(name, labels, v);
+        }
+    }
+
+    /**
+     * A counter (`NAME_total`) and its `NAME_created`. @param {string} name without `_total` @param {string} help
+     * @param {Array<[Record<string, string>, number]>} series @param {number | ((labels: Record<string, string>) => number)} created
+     */
+    counter(name, help, series, created) {
+        this.family(`${name}_total`, "counter", help);
+        for (const [labels, v] of series) {
+            this.sample(`${name}_total`, labels, v);
+        }
+        this.created(name, help, series.map(([labels]) => [labels, typeof created === "number" ? created : created(labels)]));
+    }
+
+    /** @param {string} name @param {string} help @param {Array<[Record<string, string>, Histogram, number]>} series with each one's created time */
     histogram(name, help, series) {
         this.family(name, "histogram", help);
         for (const [labels, h] of series) {
@@ -631,15 +950,17 @@ class Exposition {
             this.sample(`${name}_count`, labels, h.count);
             this.sample(`${name}_sum`, labels, h.sum);
         }
+        this.created(name, help, series.map(([labels, , at]) => [labels, at]));
     }
 
-    /** @param {string} name @param {string} help @param {Array<[Record<string, string>, {count: number, sum: number}]>} series */
+    /** @param {string} name @param {string} help @param {Array<[Record<string, string>, {count: number, sum: number, created: number}]>} series */
     summary(name, help, series) {
         this.family(name, "summary", help);
         for (const [labels, s] of series) {
             this.sample(`${name}_count`, labels, s.count);
             this.sample(`${name}_sum`, labels, s.sum);
         }
+        this.created(name, help, series.map(([labels, x]) => [labels, x.created]));
     }
 
     text() {
@@ -647,7 +968,7 @@ class Exposition {
     }
 }
 
-/** The engine's own counters and histograms (vLLM's PrometheusStatLogger, v0.11). */
+/** The engine's own counters and histograms (vLLM's PrometheusStatLogger, 0.32.0). */
 class EngineMetrics {
     /** @param {number} maxModelLen */
     constructor(maxModelLen) {
@@ -656,9 +977,14 @@ class EngineMetrics {
         this.prefixCacheQueries = 0;
         this.prefixCacheHits = 0;
         this.preemptions = 0;
-        /** Every FinishReason of v0.11 exists from the start, at 0. @type {Record<string, number>} */
-        this.finished = { stop: 0, length: 0, abort: 0 };
+        /** Prompt tokens found in the prefix cache, counted with prompt_tokens. */
+        this.promptTokensCached = 0;
+        /** Every FinishReason of vLLM 0.32.0 exists from the start, at 0. @type {Record<string, number>} */
+        this.finished = { stop: 0, length: 0, abort: 0, error: 0, repetition: 0 };
         const lengths = buckets125(maxModelLen);
+        this.timePerOutputToken = new Histogram(ITL_BUCKETS);
+        this.requestPreemptions = new Histogram([1, 2, 3, 4, 5, 10, 20]);
+        this.prefillKvComputed = new Histogram(lengths);
         this.requestPromptTokens = new Histogram(lengths);
         this.requestGenerationTokens = new Histogram(lengths);
         this.iterationTokens = new Histogram(ITERATION_TOKEN_BUCKETS);
@@ -678,14 +1004,16 @@ class EngineMetrics {
 /** What prometheus-fastapi-instrumentator records for each HTTP request, as vLLM sets it up (api_server.py, mount_metrics). */
 class HttpMetrics {
     constructor() {
-        /** @type {Map<string, {labels: Record<string, string>, n: number}>} */
+        /** Each series' `_created`: when it was first recorded (seconds). */
+        /** @type {Map<string, {labels: Record<string, string>, n: number, created: number}>} */
         this.requests = new Map();
-        /** @type {Map<string, {labels: Record<string, string>, h: Histogram}>} */
+        /** @type {Map<string, {labels: Record<string, string>, h: Histogram, created: number}>} */
         this.duration = new Map();
         this.durationHighr = new Histogram(HTTP_HIGHR_BUCKETS);
-        /** @type {Map<string, {count: number, sum: number}>} */
+        this.durationHighrCreated = Date.now() / 1000;
+        /** @type {Map<string, {count: number, sum: number, created: number}>} */
         this.requestSize = new Map();
-        /** @type {Map<string, {count: number, sum: number}>} */
+        /** @type {Map<string, {count: number, sum: number, created: number}>} */
         this.responseSize = new Map();
     }
 
@@ -700,19 +1028,20 @@ class HttpMetrics {
     record(handler, method, status, seconds, requestBytes, responseBytes) {
         const statusGroup = `${Math.floor(status / 100)}xx`;
         const key = `${method} ${statusGroup} ${handler}`;
-        const entry = this.requests.get(key) ?? { labels: { handler, method, status: statusGroup }, n: 0 };
+        const now = Date.now() / 1000;
+        const entry = this.requests.get(key) ?? { labels: { handler, method, status: statusGroup }, n: 0, created: now };
         entry.n += 1;
         this.requests.set(key, entry);
         const dkey = `${method} ${handler}`;
-        const d = this.duration.get(dkey) ?? { labels: { handler, method }, h: new Histogram(HTTP_LOWR_BUCKETS) };
+        const d = this.duration.get(dkey) ?? { labels: { handler, method }, h: new Histogram(HTTP_LOWR_BUCKETS), created: now };
         d.h.observe(seconds);
         this.duration.set(dkey, d);
         this.durationHighr.observe(seconds);
-        for (const [map, bytes] of /** @type {Array<[Map<string, {count: number, sum: number}>, number]>} */ ([
+        for (const [map, bytes] of /** @type {Array<[Map<string, {count: number, sum: number, created: number}>, number]>} */ ([
             [this.requestSize, requestBytes],
             [this.responseSize, responseBytes],
         ])) {
-            const s = map.get(handler) ?? { count: 0, sum: 0 };
+            const s = map.get(handler) ?? { count: 0, sum: 0, created: now };
             s.count += 1;
             s.sum += bytes;
             map.set(handler, s);
@@ -1080,6 +1409,7 @@ class Engine {
         if (index === 0) {
             seq.firstTokenAt = now;
             m.promptTokens += seq.prompt.length;
+            m.promptTokensCached += seq.cachedTokens;
             m.ttft.observe((now - seq.arrival) / 1000);
         } else {
             m.itl.observe((now - /** @type {number} */ (seq.lastTokenAt)) / 1000);
@@ -1112,7 +1442,7 @@ class Engine {
 
     /**
      * Ends a request: finished, or aborted for any reason. Only finished ones are counted in
-     * request_success and the request histograms: vLLM v0.11 records no stats for aborted requests.
+     * request_success and the request histograms: vLLM (v0.11 to 0.32.0) records no stats for a client's abort.
      * @param {Sequence} seq
      * @param {EndReason} reason
      */
@@ -1143,6 +1473,9 @@ class Engine {
             m.maxGenerationTokens.observe(seq.maxTokens);
             m.paramsN.observe(1);
             m.paramsMaxTokens.observe(seq.maxTokens);
+            m.timePerOutputToken.observe(seq.generated > 1 ? (now - firstTokenAt) / 1000 / (seq.generated - 1) : 0);
+            m.requestPreemptions.observe(seq.numPreemptions);
+            m.prefillKvComputed.observe(seq.prompt.length - seq.cachedTokens);
         }
         seq.onEnd(reason);
         this.kick();
@@ -1171,66 +1504,144 @@ class Engine {
 }
 
 /**
- * Prometheus text of the engine and HTTP metrics, with vLLM v0.11's names, types, help texts, labels and
- * buckets; labels are sorted by name, as prometheus_client writes them.
+ * Prometheus text of the engine and HTTP metrics, with vLLM 0.32.0's families in its order, names, types,
+ * help texts, labels and buckets, and prometheus_client's `_created` gauges; labels sorted by name.
  * @param {Engine} engine
  * @param {HttpMetrics} httpMetrics
  * @param {string} modelName
  * @param {Options} options
+ * @param {number} startedAt seconds, the engine series' `_created`
  */
-function renderMetrics(engine, httpMetrics, modelName, options) {
+function renderMetrics(engine, httpMetrics, modelName, options, startedAt) {
     const m = engine.metrics;
     const base = { model_name: modelName, engine: "0" };
+    /** @param {number} v @returns {Array<[Record<string, string>, number]>} */
+    const one = (v) => [[base, v]];
+    /** @param {string} label @param {Record<string, number>} values @returns {Array<[Record<string, string>, number]>} */
+    const by = (label, values) => Object.entries(values).map(([k, v]) => [{ ...base, [label]: k }, v]);
+    /** @param {Histogram} h @returns {Array<[Record<string, string>, Histogram, number]>} */
+    const hist = (h) => [[base, h, startedAt]];
     const x = new Exposition();
     // vLLM creates its stat loggers, Prometheus's included, only when it logs stats (AsyncLLM, log_stats).
     if (options.logStats) {
-        x.single("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", base, engine.running.length);
-        x.single("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", base, engine.waiting.length);
-        x.single("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", base, engine.pool.usage());
-        x.single("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.", base, m.prefixCacheQueries);
-        x.single("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.", base, m.prefixCacheHits);
-        x.single("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", base, m.preemptions);
-        x.single("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", base, m.promptTokens);
-        x.single("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", base, m.generationTokens);
-        x.family("vllm:request_success_total", "counter", "Count of successfully processed requests.");
-        for (const [reason, n] of Object.entries(m.finished)) {
-            x.sample("vllm:request_success_total", { ...base, finished_reason: reason }, n);
-        }
-        x.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", [[base, m.requestPromptTokens]]);
-        x.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", [[base, m.requestGenerationTokens]]);
-        x.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", [[base, m.iterationTokens]]);
-        x.histogram("vllm:request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", [[base, m.maxGenerationTokens]]);
-        x.histogram("vllm:request_params_n", "Histogram of the n request parameter.", [[base, m.paramsN]]);
-        x.histogram("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", [[base, m.paramsMaxTokens]]);
-        x.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", [[base, m.ttft]]);
-        // v0.11 observes every inter-token gap in both: time_per_output_token_seconds is the deprecated name.
-        x.histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.", [[base, m.itl]]);
-        x.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", [[base, m.itl]]);
-        x.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", [[base, m.e2e]]);
-        x.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", [[base, m.queueTime]]);
-        x.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", [[base, m.inferenceTime]]);
-        x.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", [[base, m.prefillTime]]);
-        x.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", [[base, m.decodeTime]]);
-        x.single(
-            "vllm:cache_config_info",
-            "gauge",
-            "Information of the LLMEngine CacheConfig",
-            {
-                block_size: String(options.blockSize),
-                cache_dtype: "auto",
-                enable_prefix_caching: options.enablePrefixCaching ? "True" : "False",
-                engine: "0",
-                num_gpu_blocks: String(engine.pool.numBlocks),
-                num_gpu_blocks_override: options.numGpuBlocksOverride === undefined ? "None" : String(options.numGpuBlocksOverride),
-                prefix_caching_hash_algo: "sha256",
-            },
-            1,
+        const mfu = "(for Model Flops Utilization calculations).";
+        x.counter("vllm:estimated_flops_per_gpu", `Estimated number of floating point operations per GPU ${mfu}`, one(0), startedAt);
+        x.counter("vllm:estimated_read_bytes_per_gpu", `Estimated number of bytes read from memory per GPU ${mfu}`, one(0), startedAt);
+        x.counter("vllm:estimated_write_bytes_per_gpu", `Estimated number of bytes written to memory per GPU ${mfu}`, one(0), startedAt);
+        x.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", one(engine.running.length));
+        x.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", one(engine.waiting.length));
+        x.gauge(
+            "vllm:num_requests_waiting_by_reason",
+            "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.",
+            by("reason", { capacity: engine.waiting.length, deferred: 0 }),
         );
+        x.gauge(
+            "vllm:engine_sleep_state",
+            "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
+            by("sleep_state", { awake: 1, weights_offloaded: 0, discard_all: 0 }),
+        );
+        x.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", one(engine.pool.usage()));
+        x.counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", one(m.prefixCacheQueries), startedAt);
+        x.counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", one(m.prefixCacheHits), startedAt);
+        x.counter("vllm:external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", one(0), startedAt);
+        x.counter("vllm:external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", one(0), startedAt);
+        x.counter("vllm:mm_cache_queries", "Multi-modal cache queries, in terms of number of queried items.", one(0), startedAt);
+        x.counter("vllm:mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items.", one(0), startedAt);
+        x.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", one(m.preemptions), startedAt);
+        x.counter("vllm:prompt_tokens", "Number of prefill tokens processed.", one(m.promptTokens), startedAt);
+        x.counter(
+            "vllm:prompt_tokens_by_source",
+            "Number of prompt tokens by source.",
+            by("source", { local_compute: m.promptTokens - m.promptTokensCached, local_cache_hit: m.promptTokensCached, external_kv_transfer: 0 }),
+            startedAt,
+        );
+        x.counter("vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external).", one(m.promptTokensCached), startedAt);
+        x.counter(
+            "vllm:prompt_tokens_cached_by_source",
+            "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded to DRAM), disk, p2p (transferred from another vLLM instance) or external_unspecified. Counted at admission; sums to vllm:prefix_cache_hits + vllm:external_prefix_cache_hits.",
+            by("source", { device: m.promptTokensCached, host: 0, p2p: 0, disk: 0, external_unspecified: 0 }),
+            startedAt,
+        );
+        x.counter("vllm:generation_tokens", "Number of generation tokens processed.", one(m.generationTokens), startedAt);
+        x.counter("vllm:request_success", "Count of successfully processed requests.", by("finished_reason", m.finished), startedAt);
+        x.counter(
+            "vllm:admission_rejections",
+            "Number of admission attempts rejected by a queue limit, by reason.",
+            [
+                [{ model_name: modelName, reason: "max_num_queued_reqs" }, 0],
+                [{ model_name: modelName, reason: "max_num_queued_tokens" }, 0],
+            ],
+            startedAt,
+        );
+        x.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", hist(m.requestPromptTokens));
+        x.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", hist(m.requestGenerationTokens));
+        x.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", hist(m.iterationTokens));
+        x.histogram("vllm:request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", hist(m.maxGenerationTokens));
+        x.histogram("vllm:request_params_n", "Histogram of the n request parameter.", hist(m.paramsN));
+        x.histogram("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", hist(m.paramsMaxTokens));
+        x.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", hist(m.ttft));
+        x.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", hist(m.itl));
+        x.histogram("vllm:request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", hist(m.timePerOutputToken));
+        x.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", hist(m.e2e));
+        x.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", hist(m.queueTime));
+        x.histogram("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", hist(m.inferenceTime));
+        x.histogram("vllm:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", hist(m.prefillTime));
+        x.histogram("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", hist(m.decodeTime));
+        x.histogram("vllm:request_num_preemptions", "Histogram of the number of times a request was preempted.", hist(m.requestPreemptions));
+        x.histogram("vllm:request_prefill_kv_computed_tokens", "Histogram of new KV tokens computed during prefill (excluding cached tokens).", hist(m.prefillKvComputed));
+        const numBlocks = engine.pool.numBlocks;
+        x.gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", [
+            [
+                {
+                    _block_size_resolved: "True",
+                    block_size: String(options.blockSize),
+                    cache_dtype: "auto",
+                    cache_hit_alignment_tokens: "None",
+                    effective_attention_block_size: String(options.blockSize),
+                    enable_mamba_shared_prefix_checkpoint: "False",
+                    enable_prefix_caching: options.enablePrefixCaching ? "True" : "False",
+                    engine: "0",
+                    gpu_memory_utilization: "0.92",
+                    hash_block_size: "None",
+                    is_attention_free: "False",
+                    kv_cache_dtype_skip_layers: "[]",
+                    kv_cache_layout: "None",
+                    kv_cache_max_concurrency: String(((numBlocks * options.blockSize) / options.maxModelLen).toFixed(1)),
+                    kv_cache_memory_bytes: "None",
+                    kv_cache_size_tokens: String(numBlocks * options.blockSize),
+                    kv_offloading_backend: "native",
+                    kv_offloading_size: "None",
+                    kv_sharing_fast_prefill: "False",
+                    mamba_block_size: "None",
+                    mamba_cache_dtype: "auto",
+                    mamba_cache_mode: "none",
+                    mamba_page_size_padded: "None",
+                    mamba_ssm_cache_dtype: "float32",
+                    num_cpu_blocks: "None",
+                    num_gpu_blocks: String(numBlocks),
+                    num_gpu_blocks_override: options.numGpuBlocksOverride === undefined ? "None" : String(options.numGpuBlocksOverride),
+                    prefix_cache_retention_interval: "0",
+                    prefix_caching_hash_algo: "sha256",
+                    prefix_match_unit: "None",
+                    replayssm_buffer_len: "16",
+                    skip_page_size_padded: "None",
+                    sliding_window: "None",
+                    swa_bounded_replay: "True",
+                    use_kda_recoverssm: "False",
+                    use_replayssm: "False",
+                    user_specified_block_size: "False",
+                },
+                1,
+            ],
+        ]);
     }
-    x.family("http_requests_total", "counter", "Total number of requests by method, status and handler.");
-    for (const { labels, n } of httpMetrics.requests.values()) {
-        x.sample("http_requests_total", labels, n);
-    }
+    const requests = [...httpMetrics.requests.values()];
+    x.counter(
+        "http_requests",
+        "Total number of requests by method, status and handler.",
+        requests.map(({ labels, n }) => [labels, n]),
+        (labels) => /** @type {number} */ (requests.find((r) => r.labels === labels)?.created),
+    );
     x.summary(
         "http_request_size_bytes",
         "Content length of incoming requests by handler. Only value of header is respected. Otherwise ignored. No percentile calculated. ",
@@ -1241,11 +1652,13 @@ function renderMetrics(engine, httpMetrics, modelName, options) {
         "Content length of outgoing responses by handler. Only value of header is respected. Otherwise ignored. No percentile calculated. ",
         [...httpMetrics.responseSize].map(([handler, s]) => [{ handler }, s]),
     );
-    x.histogram("http_request_duration_highr_seconds", "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ", [[{}, httpMetrics.durationHighr]]);
+    x.histogram("http_request_duration_highr_seconds", "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ", [
+        [{}, httpMetrics.durationHighr, httpMetrics.durationHighrCreated],
+    ]);
     x.histogram(
         "http_request_duration_seconds",
         "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
-        [...httpMetrics.duration.values()].map(({ labels, h }) => [labels, h]),
+        [...httpMetrics.duration.values()].map(({ labels, h, created }) => [labels, h, created]),
     );
     return x.text();
 }
@@ -1260,20 +1673,36 @@ const MAX_BODY_BYTES = 256 * 1024 * 1024;
 /** How many recent requests `GET /standin/requests` remembers. */
 const REQUEST_LOG_SIZE = 10000;
 
-/** Routes vLLM's instrumentator leaves out of http_* metrics (api_server.py, mount_metrics, v0.11). */
+/** Routes vLLM's instrumentator leaves out of http_* metrics (entrypoints/serve/instrumentator/metrics.py, 0.32.0). */
 const UNINSTRUMENTED = new Set(["/metrics", "/health", "/load", "/ping", "/version", "/server_info"]);
 
-/** The stand-in's routes, as vLLM logs its own at startup. */
+/** vLLM's routes that the stand-in serves, as vLLM logs its own at startup (launcher.py), in its order. */
 const ROUTES = [
+    ["/load", "GET"],
+    ["/version", "GET"],
     ["/health", "GET"],
+    ["/metrics", "GET"],
+    ["/tokenize", "POST"],
+    ["/detokenize", "POST"],
+    ["/v1/models", "GET"],
     ["/ping", "GET"],
     ["/ping", "POST"],
-    ["/version", "GET"],
-    ["/metrics", "GET"],
-    ["/v1/models", "GET"],
     ["/v1/chat/completions", "POST"],
     ["/v1/completions", "POST"],
 ];
+
+/** Each route's methods: another method is a 405 (/metrics is a mount, which takes any). */
+const ROUTE_METHODS = new Map();
+for (const [route, method] of ROUTES) {
+    if (route !== "/metrics") {
+        ROUTE_METHODS.set(route, [...(ROUTE_METHODS.get(route) ?? []), method]);
+    }
+}
+
+/** vLLM's random ids: 16 hex digits (`cmpl-…`, `chatcmpl-…`, `modelperm-…`). */
+function randomHex16() {
+    return crypto.randomBytes(8).toString("hex");
+}
 
 /** `MM-DD HH:MM:SS`, vLLM's log time stamp. */
 function stamp() {
@@ -1291,18 +1720,25 @@ async function main(options, write) {
     const servedNames = options.servedModelNames.length > 0 ? options.servedModelNames : [options.model];
     const modelName = /** @type {string} */ (servedNames[0]);
     const numGpuBlocks = options.numGpuBlocksOverride ?? Math.floor(options.kvCacheTokens / options.blockSize);
-    const keepAliveOnEngineDeath = Boolean(process.env.VLLM_KEEP_ALIVE_ON_ENGINE_DEATH);
-    // vLLM prefixes every line with its process (vllm/utils decorate_logs, v0.11); uvicorn's lines too.
+    // vLLM 0.32.0 reads it as bool(int(os.getenv(name, "0"))): "1" keeps the server up, "0" does not, and a
+    // value that is not an integer stops the server at start-up (ValueError).
+    const keepAliveRaw = (process.env.VLLM_KEEP_ALIVE_ON_ENGINE_DEATH ?? "0").trim();
+    if (!/^[-+]?\d+$/.test(keepAliveRaw)) {
+        process.stderr.write(`ValueError: invalid literal for int() with base 10: '${keepAliveRaw}' (VLLM_KEEP_ALIVE_ON_ENGINE_DEATH)\n`);
+        process.exit(1);
+    }
+    const keepAliveOnEngineDeath = Number(keepAliveRaw) !== 0;
+    // vLLM prefixes its own lines with its process (vllm/utils decorate_logs); uvicorn's lines have no prefix in 0.32.0.
     const prefix = `(APIServer pid=${process.pid}) `;
-    const enginePrefix = `(EngineCore_DP0 pid=${process.pid}) `;
+    const enginePrefix = `(EngineCore pid=${process.pid}) `;
     /** vLLM's own log format. @param {string} level @param {string} where @param {string} message */
     const log = (level, where, message) => write(`${prefix}${level} ${stamp()} [${where}] ${message}`);
     /** @param {string} level @param {string} where @param {string} message */
     const engineLog = (level, where, message) => write(`${enginePrefix}${level} ${stamp()} [${where}] ${message}`);
     /** uvicorn's format. @param {string} message */
-    const uvicorn = (message) => write(`${prefix}INFO:     ${message}`);
+    const uvicorn = (message) => write(`INFO:     ${message}`);
 
-    log("INFO", "api_server.py", `vLLM API server version ${STANDIN_VERSION}`);
+    log("INFO", "api_utils.py", `vLLM version ${STANDIN_VERSION}, model ${options.model}`);
     log(
         "INFO",
         "utils.py",
@@ -1341,17 +1777,25 @@ async function main(options, write) {
     const engine = new Engine(options, numGpuBlocks);
     const httpMetrics = new HttpMetrics();
     const createdAt = Math.floor(Date.now() / 1000);
+    /** When the metrics' series were created (prometheus_client's `_created`), in seconds. */
+    const startedAt = Date.now() / 1000;
+    /** Generation requests in flight, for /load with --enable-server-load-tracking. */
+    let serverLoad = 0;
+    /** vLLM's system_fingerprint: its version and a hash of its configuration. */
+    const systemFingerprint = `vllm-${STANDIN_VERSION}-${crypto.createHash("sha256").update(JSON.stringify(options)).digest("hex").slice(0, 8)}`;
     /** @type {Array<{id: string, path: string, at: number}>} */
     const requestLog = [];
     /** @type {Set<import("node:net").Socket>} */
     const sockets = new Set();
+    /** Responses not yet closed, which a shutdown lets finish. @type {Set<http.ServerResponse>} */
+    const responses = new Set();
     /** "running"; "draining" after SIGTERM with --shutdown-timeout > 0; "stopping" once it exits. */
     let lifecycle = /** @type {"running" | "draining" | "stopping"} */ ("running");
     let signalName = "";
     /** API requests (/v1/*) that arrived after the signal: a balancer that stopped routing here first sends none. */
     let apiRequestsAfterSignal = 0;
-    /** Generation requests that arrived while draining, accepted and aborted at once. */
-    let atSignalAbortedNew = 0;
+    /** Generation requests that arrived while draining, refused with vLLM's 500. */
+    let refusedWhileDraining = 0;
     /** What became of the generation requests in flight at the signal. */
     const atSignal = { total: 0, finished: 0, aborted: 0 };
     /** @type {Set<Sequence>} */
@@ -1365,8 +1809,18 @@ async function main(options, write) {
     };
     /** vLLM's OpenAI-style error body (ErrorResponse with ErrorInfo). @param {http.ServerResponse} res @param {number} status @param {string} type @param {string} message */
     const sendError = (res, status, type, message) => sendJson(res, status, { error: { message, type, param: null, code: status } });
+    /** Python's json.dumps spacing, as vLLM writes its error events. @param {unknown} v @returns {string} */
+    const pyJson = (v) => {
+        if (Array.isArray(v)) {
+            return `[${v.map(pyJson).join(", ")}]`;
+        }
+        if (v !== null && typeof v === "object") {
+            return `{${Object.entries(v).map(([k, x]) => `${pyJson(k)}: ${pyJson(x)}`).join(", ")}}`;
+        }
+        return JSON.stringify(v).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    };
     /** The SSE event vLLM sends when a stream fails after its headers went out (create_streaming_error_response), then [DONE]. @param {string} message */
-    const streamError = (message) => `data: ${JSON.stringify({ error: { message, type: "BadRequestError", param: null, code: 400 } })}\n\ndata: [DONE]\n\n`;
+    const streamError = (message) => `data: ${pyJson({ error: { message, type: "InternalServerError", param: null, code: 500 } })}\n\ndata: [DONE]\n\n`;
     const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8" };
 
     /** @param {http.IncomingMessage} req @param {http.ServerResponse} res */
@@ -1375,20 +1829,31 @@ async function main(options, write) {
         const path = url.pathname;
         const method = req.method ?? "GET";
 
+        // vLLM's routes and their methods: another method is FastAPI's 405, with an Allow header.
+        const allowed = ROUTE_METHODS.get(path);
+        if (allowed && !allowed.includes(method)) {
+            res.setHeader("allow", allowed.join(", "));
+            return sendJson(res, 405, { detail: "Method Not Allowed" });
+        }
         if (path === "/health" || path === "/ping") {
-            if (method !== "GET" && !(path === "/ping" && method === "POST")) {
-                return sendJson(res, 405, { detail: "Method Not Allowed" });
-            }
             res.writeHead(engine.dead ? 503 : 200, { "content-length": 0 });
             return res.end();
         }
-        if (path === "/version" && method === "GET") {
+        if (path === "/version") {
             return sendJson(res, 200, { version: STANDIN_VERSION });
         }
-        if (path === "/metrics" && method === "GET") {
-            const text = renderMetrics(engine, httpMetrics, modelName, options);
-            res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) });
+        if (path === "/load") {
+            // The requests in flight on the generation routes, counted only with --enable-server-load-tracking.
+            return sendJson(res, 200, { server_load: options.serverLoadTracking ? serverLoad : 0 });
+        }
+        if (path === "/metrics" || path.startsWith("/metrics/")) {
+            // A Starlette Mount of prometheus_client's ASGI app: any method, any path under it.
+            const text = renderMetrics(engine, httpMetrics, modelName, options, startedAt);
+            res.writeHead(200, { "content-type": "text/plain; version=1.0.0; charset=utf-8", "content-length": Buffer.byteLength(text) });
             return res.end(text);
+        }
+        if (path === "/tokenize" || path === "/detokenize") {
+            return tokenization(req, res, path === "/tokenize");
         }
         // Stand-in only: test hooks, outside /v1 so no API key is needed.
         if (path === "/standin/kill-engine" && method === "POST") {
@@ -1427,7 +1892,7 @@ async function main(options, write) {
         }
 
         if (path.startsWith("/v1")) {
-            if (path === "/v1/models" && method === "GET") {
+            if (path === "/v1/models") {
                 return sendJson(res, 200, {
                     object: "list",
                     data: servedNames.map((name) => ({
@@ -1440,7 +1905,7 @@ async function main(options, write) {
                         max_model_len: options.maxModelLen,
                         permission: [
                             {
-                                id: `modelperm-${crypto.randomUUID().replace(/-/g, "")}`,
+                                id: `modelperm-${randomHex16()}`,
                                 object: "model_permission",
                                 created: createdAt,
                                 allow_create_engine: false,
@@ -1458,9 +1923,8 @@ async function main(options, write) {
                 });
             }
             if (path === "/v1/completions" || path === "/v1/chat/completions") {
-                if (method !== "POST") {
-                    return sendJson(res, 405, { detail: "Method Not Allowed" });
-                }
+                serverLoad += 1;
+                res.once("close", () => (serverLoad -= 1));
                 return generate(req, res, path === "/v1/chat/completions");
             }
         }
@@ -1488,42 +1952,190 @@ async function main(options, write) {
         });
 
     /** @param {http.IncomingMessage} req @param {http.ServerResponse} res @param {boolean} chat */
-    const generate = async (req, res, chat) => {
-        const received = performance.now();
+    /** vLLM's answer to a RequestValidationError: 400 "Bad Request", param the first error's location. @param {http.ServerResponse} res @param {Array<FieldError | string>} errors */
+    const sendValidation = (res, errors) => {
+        const first = errors[0];
+        return sendJson(res, 400, { error: { message: validationMessage(errors), type: "Bad Request", param: typeof first === "string" || first === undefined ? null : first.loc, code: 400 } });
+    };
+    /** vLLM's VLLMValidationError: "<message> (parameter=P, value=V)", type BadRequestError, param P. @param {http.ServerResponse} res @param {string} message @param {string | null} param @param {unknown} [value] */
+    const sendInvalid = (res, message, param, value) =>
+        sendJson(res, 400, {
+            error: { message: param === null ? message : `${message} (parameter=${param}${value === undefined ? "" : `, value=${pyInput(value)}`})`, type: "BadRequestError", param, code: 400 },
+        });
+
+    /**
+     * A JSON route's body as FastAPI reads it for vLLM: decoded by Python's json (its errors, with their
+     * positions), then the route's `validate_json_request` (Content-Type must be application/json), then
+     * the body must be an object. Undefined once an error has been answered.
+     * @param {http.IncomingMessage} req @param {http.ServerResponse} res
+     * @returns {Promise<Record<string, any> | undefined>}
+     */
+    const readJson = async (req, res) => {
         const raw = await readBody(req);
         if (raw === "gone") {
-            return;
+            return undefined;
         }
         if (raw === "too-large") {
-            return sendError(res, 413, "BadRequestError", `request body larger than the stand-in's limit of ${MAX_BODY_BYTES} bytes`);
+            sendError(res, 413, "BadRequestError", `request body larger than the stand-in's limit of ${MAX_BODY_BYTES} bytes`);
+            return undefined;
         }
-        /** @type {string} */
-        let decoded;
-        try {
-            decoded = new TextDecoder("utf-8", { fatal: true }).decode(raw);
-        } catch {
-            // FastAPI: a body json.loads cannot decode is not a JSONDecodeError but HTTPException(400), which
-            // vLLM's handler renders with the status phrase as its type.
-            return sendError(res, 400, "Bad Request", "There was an error parsing the body");
-        }
-        /** @type {any} */
+        const contentType = String(req.headers["content-type"] ?? "");
+        const mediaType = contentType.toLowerCase().split(";")[0];
+        // FastAPI decodes JSON when there is no Content-Type or its subtype is json (or +json).
+        const subtype = (contentType.split(";")[0] ?? "").trim().toLowerCase().split("/")[1] ?? "";
+        /** @type {unknown} */
         let body;
-        try {
-            body = JSON.parse(decoded);
-        } catch (err) {
-            return sendError(res, 400, "BadRequestError", `JSON decode error: ${/** @type {Error} */ (err).message}`);
+        if (raw.length > 0 && (contentType === "" || subtype === "json" || subtype.endsWith("+json"))) {
+            /** @type {string} */
+            let decoded;
+            try {
+                decoded = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(raw);
+            } catch {
+                // json.loads fails with something other than a JSONDecodeError: FastAPI's HTTPException(400).
+                sendJson(res, 400, { detail: "There was an error parsing the body" });
+                return undefined;
+            }
+            const bad = pythonJsonError(decoded);
+            if (bad && "recursion" in bad) {
+                // A RecursionError is no JSONDecodeError: FastAPI's HTTPException(400) again.
+                sendJson(res, 400, { detail: "There was an error parsing the body" });
+                return undefined;
+            }
+            if (bad) {
+                const pos = [...decoded.slice(0, bad.pos)].length; // Python counts code points
+                sendValidation(res, [{ type: "json_invalid", loc: `body.${pos}`, msg: "JSON decode error", input: {}, ctx: { error: bad.msg } }]);
+                return undefined;
+            }
+            try {
+                body = JSON.parse(decoded);
+            } catch {
+                body = {}; // NaN or Infinity, which Python reads and JSON.parse does not
+            }
+        }
+        if (mediaType !== "application/json") {
+            sendValidation(res, ["Unsupported Media Type: Only 'application/json' is allowed"]);
+            return undefined;
+        }
+        if (body === undefined) {
+            sendValidation(res, [{ type: "missing", loc: "body", msg: "Field required", input: null }]);
+            return undefined;
         }
         if (typeof body !== "object" || body === null || Array.isArray(body)) {
-            return sendError(res, 400, "BadRequestError", "Input should be a valid dictionary");
+            sendValidation(res, [{ type: "model_attributes_type", loc: "body", msg: "Input should be a valid dictionary or object to extract fields from", input: body }]);
+            return undefined;
+        }
+        return /** @type {Record<string, any>} */ (body);
+    };
+
+    /** The served-model check of vLLM's serving classes (404, param "model"); a missing or empty name is the first. @param {http.ServerResponse} res @param {unknown} requested */
+    const checkModel = (res, requested) => {
+        if (requested === undefined || requested === null || requested === "" || servedNames.includes(/** @type {string} */ (requested))) {
+            return true;
+        }
+        sendJson(res, 404, { error: { message: `The model \`${requested}\` does not exist. Valid aliases: ${servedNames.join(", ")}.`, type: "NotFoundError", param: "model", code: 404 } });
+        return false;
+    };
+
+    /**
+     * POST /tokenize ({prompt} or {messages}, rendered with the chat template) and POST /detokenize
+     * ({tokens}), in vLLM's shapes, with the stand-in's tokens (tokenIds).
+     * @param {http.IncomingMessage} req @param {http.ServerResponse} res @param {boolean} tokenize
+     */
+    const tokenization = async (req, res, tokenize) => {
+        const body = await readJson(req, res);
+        if (body === undefined) {
+            return;
+        }
+        if (tokenize) {
+            if (body.prompt === undefined && body.messages === undefined) {
+                return sendValidation(res, [
+                    { type: "missing", loc: "body.prompt", msg: "Field required", input: body },
+                    { type: "missing", loc: "body.messages", msg: "Field required", input: body },
+                ]);
+            }
+            if (body.messages === undefined && typeof body.prompt !== "string") {
+                return sendValidation(res, [{ type: "string_type", loc: "body.prompt", msg: "Input should be a valid string", input: body.prompt }]);
+            }
+            if (!checkModel(res, body.model)) {
+                return;
+            }
+            if (lifecycle !== "running") {
+                return sendError(res, 500, "InternalServerError", "cannot schedule new futures after shutdown"); // its renderer is stopped
+            }
+            const text = body.messages !== undefined ? renderChat(body.messages) : /** @type {string} */ (body.prompt);
+            if (text === undefined) {
+                return sendInvalid(res, "messages: a list of messages with string or text contents is required", "messages");
+            }
+            const tokens = tokenIds(text);
+            return sendJson(res, 200, { count: tokens.length, max_model_len: options.maxModelLen, tokens, token_strs: null });
+        }
+        if (body.tokens === undefined) {
+            return sendValidation(res, [{ type: "missing", loc: "body.tokens", msg: "Field required", input: body }]);
+        }
+        if (!Array.isArray(body.tokens)) {
+            return sendValidation(res, [{ type: "list_type", loc: "body.tokens", msg: "Input should be a valid list", input: body.tokens }]);
+        }
+        if (!checkModel(res, body.model)) {
+            return;
+        }
+        if (lifecycle !== "running") {
+            return sendError(res, 500, "InternalServerError", "cannot schedule new futures after shutdown");
+        }
+        // Ids it never handed out decode to nothing, as out-of-vocabulary ids do in vLLM.
+        return sendJson(res, 200, { prompt: body.tokens.map((t) => PIECES_BY_ID.get(t) ?? "").join("") });
+    };
+
+    /** @param {http.IncomingMessage} req @param {http.ServerResponse} res @param {boolean} chat */
+    const generate = async (req, res, chat) => {
+        const received = performance.now();
+        const body = await readJson(req, res);
+        if (body === undefined) {
+            return;
+        }
+        // pydantic: field types, then the request models' own validators.
+        /** @type {FieldError[]} */
+        const fieldErrors = [];
+        if (chat) {
+            if (body.messages === undefined) {
+                fieldErrors.push({ type: "missing", loc: "body.messages", msg: "Field required", input: body });
+            } else if (!Array.isArray(body.messages)) {
+                fieldErrors.push({ type: "list_type", loc: "body.messages", msg: "Input should be a valid list", input: body.messages });
+            }
+        }
+        const maxTokensParam = chat && body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? "max_completion_tokens" : "max_tokens";
+        const requestedMaxTokens = laxInt(body[maxTokensParam], `body.${maxTokensParam}`, fieldErrors);
+        if (fieldErrors.length > 0) {
+            return sendValidation(res, fieldErrors);
+        }
+        if (!chat && (body.prompt === undefined || body.prompt === null || body.prompt === "") && (body.prompt_embeds === undefined || body.prompt_embeds === null || (Array.isArray(body.prompt_embeds) && body.prompt_embeds.length === 0))) {
+            return sendInvalid(res, "Either prompt or prompt_embeds must be provided and non-empty.", "prompt");
+        }
+        if (body.stream_options && !body.stream) {
+            return sendInvalid(res, "Stream options can only be defined when `stream=True`.", "stream_options");
         }
         if (engine.dead) {
-            // serving_completion/serving_chat raise the engine's dead error before anything else; the route
-            // turns it into an HTTPException(500), which vLLM's handler renders in the OpenAI shape.
-            return sendError(res, 500, "Internal Server Error", ENGINE_DEAD_MESSAGE);
+            // The serving classes raise the engine's dead error before anything else; vLLM's handler answers
+            // it as an InternalServerError in the OpenAI shape.
+            return sendError(res, 500, "InternalServerError", ENGINE_DEAD_MESSAGE);
         }
-        const requested = body.model === undefined || body.model === null ? modelName : body.model;
-        if (!servedNames.includes(requested)) {
-            return sendError(res, 404, "NotFoundError", `The model \`${requested}\` does not exist.`);
+        if (!checkModel(res, body.model)) {
+            return;
+        }
+        if (lifecycle !== "running") {
+            // Draining (--shutdown-timeout > 0): vLLM's shutdown stops its renderer first, so a new request
+            // fails where it would be tokenized, while the engine drains what it has.
+            refusedWhileDraining += 1;
+            return sendError(res, 500, "InternalServerError", "cannot schedule new futures after shutdown");
+        }
+        if (chat && body.messages.length === 0) {
+            return sendInvalid(res, "Cannot apply chat template to an empty conversation. Provide at least one message.", null);
+        }
+        // Rendering: max_tokens against max_model_len (TokenizeParams), then the prompt.
+        if (requestedMaxTokens !== undefined && requestedMaxTokens > options.maxModelLen) {
+            return sendInvalid(res, `${maxTokensParam}=${requestedMaxTokens} cannot be greater than max_model_len=${options.maxModelLen}. Please request fewer output tokens.`, maxTokensParam, requestedMaxTokens);
+        }
+        if (!chat && Array.isArray(body.prompt) && body.prompt.length === 0) {
+            return sendInvalid(res, "You must pass at least one prompt", null);
         }
         const rendered = chat ? renderChat(body.messages) : undefined;
         const prompt = chat ? (rendered === undefined ? undefined : textPrompt(rendered)) : completionPrompt(body.prompt);
@@ -1532,22 +2144,23 @@ async function main(options, write) {
                 res,
                 400,
                 "BadRequestError",
-                chat ? "messages: a non-empty list of messages is required" : "prompt: a string or a non-empty list of token ids is required (the stand-in serves one prompt per request)",
+                chat ? "messages: a list of messages with string or text contents is required" : "prompt: a string or a non-empty list of token ids is required (the stand-in serves one prompt per request)",
             );
-        }
-        const maxTokensField = chat ? (body.max_completion_tokens ?? body.max_tokens) : body.max_tokens;
-        const maxTokens = maxTokensField === undefined || maxTokensField === null ? 16 : maxTokensField;
-        if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-            return sendError(res, 400, "BadRequestError", `max_tokens must be at least 1, got ${maxTokensField}.`);
         }
         const promptTokens = prompt.length;
-        if (promptTokens + maxTokens > options.maxModelLen) {
-            return sendError(
+        if (promptTokens > options.maxModelLen) {
+            // The tokenizer truncates to max_model_len + 1, so that count reads "at least".
+            return sendInvalid(
                 res,
-                400,
-                "BadRequestError",
-                `This model's maximum context length is ${options.maxModelLen} tokens. However, you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the messages, ${maxTokens} in the completion). Please reduce the length of the messages or completion.`,
+                `This model's maximum context length is ${options.maxModelLen} tokens. However, your prompt contains ${promptTokens === options.maxModelLen + 1 ? "at least " : ""}${promptTokens} input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt.`,
+                "input_tokens",
+                promptTokens,
             );
+        }
+        // get_max_tokens: the request's (or the default, 16), capped by what is left of the context.
+        const maxTokens = Math.min(requestedMaxTokens ?? 16, options.maxModelLen - promptTokens);
+        if (maxTokens < 1) {
+            return sendInvalid(res, `max_tokens must be at least 1, got ${maxTokens}.`, "max_tokens", maxTokens);
         }
         const stream = body.stream === true;
         const includeUsage = stream && body.stream_options?.include_usage === true;
@@ -1557,25 +2170,13 @@ async function main(options, write) {
         const soloItlMs = Number.isFinite(itlHeader) && itlHeader >= 0 ? itlHeader : undefined;
         // vLLM's request id is the X-Request-Id header when the client sends one (_base_request_id).
         const headerId = typeof req.headers["x-request-id"] === "string" && req.headers["x-request-id"] !== "" ? req.headers["x-request-id"] : undefined;
-        const id = `${chat ? "chatcmpl" : "cmpl"}-${headerId ?? crypto.randomUUID().replace(/-/g, "")}`;
+        const id = `${chat ? "chatcmpl" : "cmpl"}-${headerId ?? randomHex16()}`;
         const created = Math.floor(Date.now() / 1000);
         requestLog.push({ id: headerId ?? id, path: req.url ?? "", at: Date.now() });
         if (requestLog.length > REQUEST_LOG_SIZE) {
             requestLog.shift();
         }
         const object = chat ? "chat.completion.chunk" : "text_completion";
-
-        if (lifecycle !== "running") {
-            // Draining (--shutdown-timeout > 0): the port still listens and the request is accepted, but the
-            // engine no longer takes new work, so it is aborted at once.
-            atSignalAbortedNew += 1;
-            const message = "The server is shutting down: the request was aborted.";
-            if (stream) {
-                res.writeHead(200, SSE_HEADERS);
-                return res.end(streamError(message));
-            }
-            return sendError(res, 500, "Internal Server Error", message);
-        }
 
         /** @type {Sequence} */
         const seq = {
@@ -1601,33 +2202,85 @@ async function main(options, write) {
             onToken: () => {},
             onEnd: () => {},
         };
-        /** @param {number} completion */
-        const usage = (completion) => ({
+        // vLLM answers with the first served name, whichever name the client used (OpenAIServingModels.model_name).
+        const model = modelName;
+        /** Streamed usage has the counts only; the plain answer's also has the two details (null unless enabled). @param {number} completion @param {boolean} streamed */
+        const usage = (completion, streamed) => ({
             prompt_tokens: promptTokens,
             total_tokens: promptTokens + completion,
             completion_tokens: completion,
-            prompt_tokens_details: options.promptTokensDetails ? { cached_tokens: seq.cachedTokens } : null,
+            ...(options.promptTokensDetails ? { prompt_tokens_details: { cached_tokens: seq.cachedTokens } } : streamed ? {} : { prompt_tokens_details: null }),
+            ...(streamed ? {} : { completion_tokens_details: null }),
         });
-        // vLLM answers with the first served name, whichever name the client used (OpenAIServingModels.model_name).
-        const model = modelName;
-        /** @param {number} index @param {boolean} last */
-        const streamChunk = (index, last) => {
-            const finish = last ? "length" : null;
-            const text = tokenText(index);
-            /** @type {string[]} */
-            const events = [];
-            if (chat) {
-                if (index === 0) {
-                    events.push(JSON.stringify({ id, object, created, model, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] }));
+        /** One chunk of a stream, in vLLM 0.32.0's fields. @param {string} text @param {string | null} finish */
+        const chunk = (text, finish) =>
+            JSON.stringify(
+                chat
+                    ? { id, object, created, model, choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: finish, ...(finish ? { stop_reason: null } : {}), token_ids: null }] }
+                    : { id, object, created, model, choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, prompt_token_ids: null, token_ids: null }] },
+            );
+        /** The first chat chunk: the role, before any text. */
+        const roleChunk = () => JSON.stringify({ id, object, created, model, choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }], prompt_token_ids: null, prompt_text: null });
+        /** The end of a stream: the finishing chunk, the usage chunk if asked for, [DONE]. @param {string} text @param {string} finish @param {number} generated */
+        const streamEnd = (text, finish, generated) =>
+            [chunk(text, finish), ...(includeUsage ? [JSON.stringify({ id, object, created, model, choices: [], usage: usage(generated, true), system_fingerprint: systemFingerprint })] : [])]
+                .map((e) => `data: ${e}\n\n`)
+                .join("") + "data: [DONE]\n\n";
+        /** A non-streamed answer. @param {string} text @param {string} finish @param {number} generated */
+        const plainAnswer = (text, finish, generated) =>
+            chat
+                ? {
+                      id,
+                      object: "chat.completion",
+                      created,
+                      model,
+                      choices: [
+                          {
+                              index: 0,
+                              message: { role: "assistant", content: text, refusal: null, annotations: null, audio: null, function_call: null, reasoning: null },
+                              logprobs: null,
+                              finish_reason: finish,
+                              stop_reason: null,
+                              token_ids: null,
+                              routed_experts: null,
+                          },
+                      ],
+                      service_tier: null,
+                      system_fingerprint: systemFingerprint,
+                      usage: usage(generated, false),
+                      prompt_logprobs: null,
+                      prompt_token_ids: null,
+                      prompt_text: null,
+                      kv_transfer_params: null,
+                      ec_transfer_params: null,
+                      metrics: null,
+                  }
+                : {
+                      id,
+                      object: "text_completion",
+                      created,
+                      model,
+                      choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null, token_ids: null, prompt_logprobs: null, prompt_token_ids: null, routed_experts: null }],
+                      service_tier: null,
+                      system_fingerprint: systemFingerprint,
+                      usage: usage(generated, false),
+                      kv_transfer_params: null,
+                      ec_transfer_params: null,
+                      metrics: null,
+                  };
+        /**
+         * The engine aborted the request (SIGTERM, or a request that arrived while draining): a stream ends
+         * with a `finish_reason: "abort"` chunk and [DONE], a plain request gets 200 with what it has.
+         */
+        const answerAborted = () => {
+            if (stream) {
+                if (!res.headersSent) {
+                    res.writeHead(200, SSE_HEADERS);
                 }
-                events.push(JSON.stringify({ id, object, created, model, choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: finish, ...(last ? { stop_reason: null } : {}) }] }));
-            } else {
-                events.push(JSON.stringify({ id, object, created, model, choices: [{ index: 0, text, logprobs: null, finish_reason: finish, stop_reason: null }] }));
+                res.end((chat && seq.generated === 0 ? `data: ${roleChunk()}\n\n` : "") + streamEnd("", "abort", seq.generated));
+            } else if (!res.headersSent) {
+                sendJson(res, 200, plainAnswer(text, "abort", seq.generated));
             }
-            if (last && includeUsage) {
-                events.push(JSON.stringify({ id, object, created, model, choices: [], usage: usage(index + 1) }));
-            }
-            return events.map((e) => `data: ${e}\n\n`).join("") + (last ? "data: [DONE]\n\n" : "");
         };
 
         let text = "";
@@ -1635,40 +2288,21 @@ async function main(options, write) {
             if (res.destroyed || res.writableEnded) {
                 return;
             }
+            const piece = tokenText(index);
             if (stream) {
                 if (!res.headersSent) {
                     res.writeHead(200, SSE_HEADERS);
                 }
-                res.write(streamChunk(index, last));
+                const head = chat && index === 0 ? `data: ${roleChunk()}\n\n` : "";
+                res.write(head + (last ? streamEnd(piece, "length", index + 1) : `data: ${chunk(piece, null)}\n\n`));
                 if (last) {
                     res.end();
                 }
                 return;
             }
-            text += tokenText(index);
+            text += piece;
             if (last) {
-                sendJson(
-                    res,
-                    200,
-                    chat
-                        ? {
-                              id,
-                              object: "chat.completion",
-                              created,
-                              model,
-                              choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null }, logprobs: null, finish_reason: "length", stop_reason: null }],
-                              usage: usage(maxTokens),
-                              prompt_logprobs: null,
-                          }
-                        : {
-                              id,
-                              object: "text_completion",
-                              created,
-                              model,
-                              choices: [{ index: 0, text, logprobs: null, finish_reason: "length", stop_reason: null, prompt_logprobs: null }],
-                              usage: usage(maxTokens),
-                          },
-                );
+                sendJson(res, 200, plainAnswer(text, "length", index + 1));
             }
         };
         seq.onEnd = (reason) => {
@@ -1679,21 +2313,20 @@ async function main(options, write) {
                 return;
             }
             if (reason === "error") {
-                // The engine died under this request: a stream ends with vLLM's error event and [DONE]; a
-                // plain request gets the 500 of its route's HTTPException.
+                // The engine died under this request: a stream ends with vLLM's EngineDeadError event and
+                // [DONE]; a plain request gets 500 InternalServerError.
                 if (stream) {
                     if (!res.headersSent) {
                         res.writeHead(200, SSE_HEADERS);
                     }
                     res.end(streamError(ENGINE_DEAD_MESSAGE));
                 } else if (!res.headersSent) {
-                    sendError(res, 500, "Internal Server Error", ENGINE_DEAD_MESSAGE);
+                    sendError(res, 500, "InternalServerError", ENGINE_DEAD_MESSAGE);
                 } else {
                     res.destroy();
                 }
             } else if (reason === "shutdown") {
-                // The server goes away under it: the connection is cut.
-                res.destroy();
+                answerAborted();
             }
         };
         res.on("close", () => {
@@ -1728,12 +2361,16 @@ async function main(options, write) {
     const closedConnections = { client: 0, server: 0 };
     const server = http.createServer({ noDelay: true, requestTimeout: 0 }, (req, res) => {
         const started = performance.now();
+        responses.add(res);
+        res.on("close", () => responses.delete(res));
         const path = new URL(req.url ?? "/", "http://standin").pathname;
         if (lifecycle !== "running" && path.startsWith("/v1")) {
             apiRequestsAfterSignal += 1;
         }
         // uvicorn's default server header; the replica id is the stand-in's own.
         res.setHeader("server", "uvicorn");
+        // vLLM's CORS middleware (inside its API-key middleware, whose 401s lack it).
+        res.setHeader("vary", "Origin");
         res.setHeader("x-replica-id", options.replicaId);
         if (options.requestIdHeaders) {
             // vLLM's XRequestIdMiddleware: the client's X-Request-Id, else a fresh uuid4 hex.
@@ -1758,13 +2395,14 @@ async function main(options, write) {
             // The instrumentator sits inside the API-key middleware, so 401s are not counted; the stand-in's
             // own hooks are not vLLM routes.
             if (!UNINSTRUMENTED.has(path) && !path.startsWith("/standin/") && res.statusCode !== 401 && res.headersSent) {
-                const handler = ["/v1/models", "/v1/completions", "/v1/chat/completions"].includes(path) ? path : "none";
+                const handler = ROUTE_METHODS.has(path) ? path : "none";
                 const responseBytes = Number(res.getHeader("content-length") ?? 0);
                 httpMetrics.record(handler, req.method ?? "GET", res.statusCode, (performance.now() - started) / 1000, Number(req.headers["content-length"] ?? 0) || 0, responseBytes || 0);
             }
         });
         if (path.startsWith("/v1") && options.apiKeys.length > 0 && req.method !== "OPTIONS" && !authorized(req.headers.authorization)) {
-            // vLLM's AuthenticationMiddleware answers exactly this body.
+            // vLLM's AuthenticationMiddleware answers exactly this body, outside its CORS middleware (no Vary).
+            res.removeHeader("vary");
             return sendJson(res, 401, { error: "Unauthorized" });
         }
         handle(req, res).catch((err) => {
@@ -1810,17 +2448,26 @@ async function main(options, write) {
             return;
         }
         lifecycle = "stopping";
-        log("INFO", "launcher.py", "Shutting down FastAPI HTTP server.");
+        log("INFO", "launcher.py", "[shutdown] API server: engine client stopped");
+        log("INFO", "launcher.py", "[shutdown] API server: signalling HTTP server shutdown");
+        log("INFO", "launcher.py", "[shutdown] API server: shutting down FastAPI HTTP server");
         server.close();
+        server.closeIdleConnections?.();
+        // What still runs is aborted by the engine: streams get their abort chunk and [DONE], plain requests
+        // their answer. uvicorn then waits for the responses under way to be sent, and exits.
         engine.endAll("shutdown");
-        for (const socket of sockets) {
-            socket.destroy();
-        }
         uvicorn("Shutting down");
-        uvicorn("Waiting for application shutdown.");
-        uvicorn(`Application shutdown complete.${why}`);
-        uvicorn(`Finished server process [${process.pid}]`);
-        process.exit(0);
+        const pending = [...responses].filter((r) => !r.writableFinished);
+        const sent = Promise.all(pending.map((r) => new Promise((resolve) => (r.once("finish", resolve), r.once("close", resolve)))));
+        void Promise.race([sent, new Promise((resolve) => setTimeout(resolve, 1000))]).then(() => {
+            for (const socket of sockets) {
+                socket.destroy();
+            }
+            uvicorn("Waiting for application shutdown.");
+            uvicorn(`Application shutdown complete.${why}`);
+            uvicorn(`Finished server process [${process.pid}]`);
+            process.exit(0);
+        });
     };
 
     let listening = false;
@@ -1835,23 +2482,33 @@ async function main(options, write) {
         }
         atSignal.total = inFlightAtSignal.size;
         const grace = options.shutdownTimeoutSeconds;
+        log("INFO", "launcher.py", "[shutdown] API server: shutdown triggered");
+        log("INFO", "launcher.py", `[shutdown] API server: stopping engine client mode=${grace > 0 ? "drain" : "abort"} timeout=${grace}s`);
+        engineLog("INFO", "core.py", `[shutdown] EngineCore: start mode=${grace > 0 ? "drain" : "abort"} timeout=${grace}s`);
+        if (atSignal.total > 0) {
+            engineLog(
+                "INFO",
+                "core.py",
+                grace > 0 ? `[shutdown] EngineCore: draining in-flight requests count=${atSignal.total} timeout=${grace}s` : `[shutdown] EngineCore: aborting in-flight requests count=${atSignal.total}`,
+            );
+        }
         log(
             "INFO",
             "standin",
-            `${signal} received: shutting down (grace ${grace}s for ${atSignal.total} in-flight request(s): ${grace > 0 ? "draining; new requests are accepted and aborted" : "aborting them"})`,
+            `${signal} received: shutting down (grace ${grace}s for ${atSignal.total} in-flight request(s): ${grace > 0 ? "draining; new generation requests fail" : "aborting them"})`,
         );
         if (!listening) {
             uvicorn("Finished server process (still loading)");
             process.exit(0);
         }
         const report = () =>
-            ` ${apiRequestsAfterSignal} request(s) arrived after ${signal} (${atSignalAbortedNew} generation request(s) accepted and aborted); of the ${atSignal.total} in flight at ${signal}, ${atSignal.finished} finished and ${atSignal.aborted + inFlightAtSignal.size} were aborted.`;
+            ` ${apiRequestsAfterSignal} request(s) arrived after ${signal} (${refusedWhileDraining} generation request(s) refused); of the ${atSignal.total} in flight at ${signal}, ${atSignal.finished} finished and ${atSignal.aborted + inFlightAtSignal.size} were aborted.`;
         if (grace <= 0) {
-            // vLLM v0.11 (and --shutdown-timeout 0 since v0.18): no drain, in-flight requests are aborted.
+            // --shutdown-timeout 0, the default: no drain, in-flight requests are aborted.
             exit(report());
             return;
         }
-        // --shutdown-timeout N (vLLM v0.18+): the engine drains for up to N s while the port keeps listening.
+        // --shutdown-timeout N: the engine drains for up to N s while the port keeps listening.
         lifecycle = "draining";
         engine.onIdle = () => exit(report());
         if (engine.size === 0) {
@@ -1886,7 +2543,7 @@ async function main(options, write) {
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : options.port;
     // vLLM's own lines; it never prints uvicorn's "Uvicorn running on" (it hands uvicorn a bound socket).
-    log("INFO", "api_server.py", `Starting vLLM API server 0 on http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`);
+    log("INFO", "entry.py", `Starting vLLM server on http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`);
     log("INFO", "launcher.py", "Available routes are:");
     for (const [route, method] of ROUTES) {
         log("INFO", "launcher.py", `Route: ${route}, Methods: ${method}`);

@@ -8,7 +8,8 @@ import { track } from "./children";
 import { request } from "./http";
 import { waitFor } from "./wait";
 
-export const STANDIN_SERVER = path.resolve(__dirname, "../standin/server.mjs");
+/** The stand-in's program (set STANDIN_SERVER to run another copy, e.g. an older one). */
+export const STANDIN_SERVER = process.env.STANDIN_SERVER ?? path.resolve(__dirname, "../standin/server.mjs");
 
 /** Node binary that runs the stand-ins (set STANDIN_NODE to run them on another Node, e.g. 18). */
 export const STANDIN_NODE = process.env.STANDIN_NODE ?? process.execPath;
@@ -23,7 +24,7 @@ export interface StandIn {
     output(): string;
     /** Resolves when the process has exited. */
     exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-    /** SIGTERM (vLLM v0.11 aborts in-flight requests; with --shutdown-timeout N it drains), then SIGKILL after `graceMs`. */
+    /** SIGTERM (by default vLLM aborts in-flight requests; with --shutdown-timeout N it drains), then SIGKILL after `graceMs`. */
     stop(graceMs?: number): Promise<void>;
     /** SIGKILL: the replica dies at once, mid-stream. */
     kill(): Promise<void>;
@@ -42,8 +43,8 @@ export interface StandInOptions {
     readyTimeoutMs?: number;
 }
 
-/** vLLM's log line as it starts serving: `Starting vLLM API server 0 on http://127.0.0.1:8000`. */
-const STARTING_LINE = /Starting vLLM API server \d+ on http:\/\/[^\s]*:(\d+)/;
+/** vLLM's log line as it starts serving: `Starting vLLM server on http://127.0.0.1:8000` (0.32.0; "Starting vLLM API server 0 on" in older releases). */
+const STARTING_LINE = /Starting vLLM (?:API )?server (?:\d+ )?on http:\/\/[^\s]*:(\d+)/;
 
 let standInCount = 0;
 
@@ -86,7 +87,7 @@ export async function startStandIn(options: StandInOptions = {}): Promise<StandI
     void exited.then(() => (exitedEarly = true));
     // vLLM logs where it serves just before it listens ("Uvicorn running on" is never printed: vLLM hands
     // uvicorn a bound socket), and the port answers /health once it listens.
-    const port = await waitFor(`stand-in ${replicaId} to log "Starting vLLM API server"`, options.readyTimeoutMs ?? 15000, () => {
+    const port = await waitFor(`stand-in ${replicaId} to log "Starting vLLM server"`, options.readyTimeoutMs ?? 15000, () => {
         if (exitedEarly) {
             throw new Error(`stand-in ${replicaId} exited before it was ready:\n${out}`);
         }

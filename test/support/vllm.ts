@@ -157,10 +157,10 @@ export async function startVllm(options: VllmServerOptions = {}): Promise<VllmSe
     const direct = `http://${containerIp}:8000`;
     for (;;) {
         if (performance.now() > deadline || !(await running())) {
+            const state = await inspect("{{.State.Status}} exit code {{.State.ExitCode}}, OOM-killed {{.State.OOMKilled}} {{.State.Error}}").catch((e: Error) => e.message);
             await run("docker", ["rm", "-f", id]).catch(() => "");
             await Promise.race([followed, sleep(2000)]);
-            const out = log;
-            throw new Error(`vLLM (${options.args?.join(" ") ?? ""}) did not become healthy:\n${out.split("\n").slice(-40).join("\n")}`);
+            throw new Error(`vLLM (${options.args?.join(" ") ?? ""}) did not become healthy within ${((performance.now() - t0) / 1000).toFixed(0)} s (container ${id.slice(0, 12)}: ${state}):\n${log.split("\n").slice(-40).join("\n")}`);
         }
         if (!(await portOpen(8000, containerIp))) {
             startup.refused += 1;
