@@ -11,7 +11,7 @@ import * as http2 from "http2";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PrometheusApi, request, requireDocker, sleep, stream, waitFor, type Response } from "../support";
+import { PrometheusApi, idleCloseMs, request, requireDocker, sleep, stream, waitFor, type Response } from "../support";
 import { dashboardQueries } from "../../components/monitoring/dashboard";
 import { PLAIN_KEY_REFUSAL } from "../../components/edge/render";
 import { execFile } from "child_process";
@@ -189,6 +189,15 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(history).toContain("http_proxy=http://proxy.invalid:3128");
         expect(history).toContain("no_proxy=deb.debian.org,security.debian.org,localhost,127.0.0.1");
         expect(await docker(["inspect", "-f", "{{json .Config.Env}}", "e2e-vllm0"])).toContain("HTTPS_PROXY=http://proxy.invalid:3128");
+    });
+
+    // nginx closes an idle upstream connection after 4 s (UPSTREAM_IDLE_SECONDS), before vLLM's uvicorn (5 s):
+    // never the other way round, or a POST written on a connection the replica is closing becomes a 502.
+    it("a replica in its image closes an idle keep-alive connection 5 s after its last answer, as uvicorn does: after nginx's 4 s", async () => {
+        const closedAfter = await idleCloseMs(18081);
+        note(`e2e-vllm0 closed an idle keep-alive connection ${closedAfter === undefined ? "never (15 s cap)" : `${(closedAfter / 1000).toFixed(2)} s`} after its answer`);
+        expect(closedAfter).toBeGreaterThanOrEqual(4900);
+        expect(closedAfter).toBeLessThan(7000);
     });
 
     it("keeps the HF token, the API key, the client keys and the TLS key out of the state, outputs, output, containers, logs and images, and hands each only where it belongs", async () => {

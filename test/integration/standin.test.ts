@@ -6,7 +6,7 @@
 import * as http from "http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { performance } from "perf_hooks";
-import { StandIn, freePort, metricValue, portOpen, request, scrape, sleep, startStandIn, stopAll, stream, tokenEvents } from "../support";
+import { StandIn, freePort, idleCloseMs, metricValue, portOpen, request, scrape, sleep, startStandIn, stopAll, stream, tokenEvents } from "../support";
 
 const ENGINE_DEAD = "EngineCore encountered an issue. See stack trace (above) for the root cause.";
 
@@ -239,6 +239,12 @@ describe("stand-in: OpenAI API", () => {
         } finally {
             agent.destroy();
         }
+    });
+
+    it("closes a kept-alive connection 5 s after its last answer, as uvicorn does (VLLM_HTTP_TIMEOUT_KEEP_ALIVE), whatever Node's own keep-alive timer does", async () => {
+        const closedAfter = await idleCloseMs(Number(new URL(s.url).port));
+        expect(closedAfter).toBeGreaterThanOrEqual(4900);
+        expect(closedAfter).toBeLessThan(7000);
     });
 
     it("streams completions as vLLM does: one `data: {json}` event per token, finish_reason on the last, usage chunk on request, then [DONE]", async () => {

@@ -2424,11 +2424,37 @@ async function main(options, write) {
         const key = space < 0 ? "" : header.slice(space + 1);
         return scheme.toLowerCase() === "bearer" && options.apiKeys.includes(key);
     };
-    // uvicorn (vLLM's HTTP server) closes idle connections after VLLM_HTTP_TIMEOUT_KEEP_ALIVE seconds
-    // (default 5). Node closes them 1 s after keepAliveTimeout (its built-in buffer), hence the - 1000.
+    // uvicorn (vLLM's HTTP server) closes a connection that has been idle for VLLM_HTTP_TIMEOUT_KEEP_ALIVE
+    // seconds (default 5). Node's own keepAliveTimeout closes at the timeout on Node 18 (the image's, from
+    // Debian) and 1 s after it on Node 20.20: the stand-in keeps its own timer instead, so that it closes at
+    // 5 s on both, after nginx (4 s); closing at 4 s raced nginx, whose POST written on a connection closing
+    // under it became a 502.
     const keepAliveMs = 1000 * (Number(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE) > 0 ? Number(process.env.VLLM_HTTP_TIMEOUT_KEEP_ALIVE) : 5);
-    server.keepAliveTimeout = keepAliveMs > 1000 ? keepAliveMs - 1000 : keepAliveMs;
+    server.keepAliveTimeout = 0;
+    /** Per connection: requests under way on it, and the timer that closes it once idle. @type {WeakMap<import("net").Socket, {busy: number, timer?: NodeJS.Timeout}>} */
+    const idle = new WeakMap();
+    const idleFrom = (/** @type {import("net").Socket} */ socket) => {
+        const state = idle.get(socket);
+        if (state && state.busy === 0 && !socket.destroyed) {
+            clearTimeout(state.timer);
+            state.timer = setTimeout(() => socket.destroy(), keepAliveMs);
+        }
+    };
+    server.on("request", (req, res) => {
+        const state = idle.get(req.socket);
+        if (state) {
+            clearTimeout(state.timer);
+            state.busy += 1;
+            res.once("close", () => {
+                state.busy -= 1;
+                idleFrom(req.socket);
+            });
+        }
+    });
     server.on("connection", (socket) => {
+        idle.set(socket, { busy: 0 });
+        idleFrom(socket);
+        socket.on("close", () => clearTimeout(idle.get(socket)?.timer));
         sockets.add(socket);
         let peerEnded = false;
         socket.on("end", () => (peerEnded = true));

@@ -36,6 +36,28 @@ export function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
     });
 }
 
+/**
+ * How long a server keeps a keep-alive connection open after answering one request on it (`GET path`),
+ * in ms, until it closes it; undefined when it is still open after `capMs`.
+ */
+export function idleCloseMs(port: number, path = "/health", capMs = 15_000, host = "127.0.0.1"): Promise<number | undefined> {
+    return new Promise((resolve, reject) => {
+        const socket = net.connect(port, host, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
+        let answered: number | undefined;
+        const cap = setTimeout(() => (socket.destroy(), resolve(undefined)), capMs);
+        socket.on("data", () => (answered = performance.now()));
+        socket.on("error", (err) => (clearTimeout(cap), reject(err)));
+        socket.on("close", () => {
+            clearTimeout(cap);
+            if (answered === undefined) {
+                reject(new Error(`127.0.0.1:${port} closed the connection without answering GET ${path}`));
+            } else {
+                resolve(performance.now() - answered);
+            }
+        });
+    });
+}
+
 export interface Response {
     status: number;
     headers: http.IncomingHttpHeaders;
