@@ -6,7 +6,7 @@ import type { KeyProblem, PreviousDeployment } from "../planning";
 import { decodeConfigValue } from "./decode";
 import { CONFIG_NAMESPACE, DEFAULTS, ENCRYPTED_CONFIG_KEYS, REPLICA_SECRET_KEYS, SECRET_CONFIG_KEYS, isUnset } from "./keys";
 import { parseFleetConfig } from "./parse";
-import { FleetConfigError, type RawConfig } from "./reader";
+import { FleetConfigError, SECRET_VALUE, type RawConfig } from "./reader";
 import type { FleetSecrets, FleetSettings } from "./settings";
 
 /**
@@ -44,14 +44,18 @@ export function readStackConfig(): { settings: FleetSettings; secrets: FleetSecr
         throw new pulumi.RunError(new FleetConfigError(problems).message);
     }
     const stackFile = `Pulumi.${pulumi.getStack()}.yaml`;
-    const openSecrets = emptyPassphraseWarning(
-        ENCRYPTED_CONFIG_KEYS.filter((key) => !isUnset(secretValues[key])),
+    const passphrase = checkEmptyPassphrase(
+        SECRET_CONFIG_KEYS.filter((key) => key !== "tlsCertificate" && !isUnset(secretValues[key]) && isConfigSecret(`${prefix}${key}`)),
         process.env,
         fs.existsSync(stackFile) ? fs.readFileSync(stackFile, "utf8") : undefined,
         stackFile,
+        beyondLoopback(settings),
     );
-    if (openSecrets) {
-        void pulumi.log.warn(openSecrets);
+    if (passphrase.problems.length > 0) {
+        throw new pulumi.RunError(new FleetConfigError(passphrase.problems).message);
+    }
+    if (passphrase.warning) {
+        void pulumi.log.warn(passphrase.warning);
     }
     // The local engine's CPU is this machine's: a remote engine's is not read.
     const localEngines = Object.values(settings.engines).every((engine) => engine === undefined || engine === "" || engine.startsWith("unix://"));
@@ -131,25 +135,71 @@ export async function readPreviousDeployment(): Promise<PreviousDeployment | und
     return typeof spec === "string" && Array.isArray(active) && active.every((a) => typeof a === "string") ? { spec, active } : undefined;
 }
 
+/** The secrets that guard something a network reaches: the balancer's keys and certificate, the replicas' key, the engines' TLS. */
+const GUARDING_KEYS: readonly string[] = ["apiKey", "clientKeys", "tlsKey", "hostTls"];
+
+const SET_A_PASSPHRASE =
+    "give the stack a passphrase of its own: `pulumi stack change-secrets-provider passphrase` (the empty one in PULUMI_CONFIG_PASSPHRASE, " +
+    "the new one typed at the prompt), then keep PULUMI_CONFIG_PASSPHRASE set to it for scripts/deploy";
+
 /**
- * A warning when the stack's secrets are encrypted with the empty passphrase, which `scripts/deploy` uses
- * unless one is set: anyone who has the stack file can decrypt them. Only for the passphrase provider (a
- * stack file with an `encryptionsalt`, no other `secretsprovider`), with `PULUMI_CONFIG_PASSPHRASE` set
- * and empty and no passphrase file, and with secrets set (`keys`).
+ * What the stack opens beyond the loopback: the balancer's listeners on an address other than 127.x,
+ * replicas published on one, and `tcp://` engines on another host. Its secrets guard these.
  */
-export function emptyPassphraseWarning(keys: string[], env: Record<string, string | undefined>, stackFileText: string | undefined, stackFile: string): string | undefined {
+export function beyondLoopback(settings: Pick<FleetSettings, "balancer" | "edge" | "placement" | "engines">): string[] {
+    const open: string[] = [];
+    const isLoopback = (address: string) => /^127\./.test(address) || address === "localhost";
+    if (!isLoopback(settings.balancer.bind)) {
+        open.push(`the balancer on ${settings.balancer.bind}:${settings.balancer.port}`);
+    }
+    for (const slot of settings.placement.slots.filter((s) => !isLoopback(s.publish))) {
+        open.push(`${slot.name} on ${slot.publish}:${slot.hostPort}`);
+    }
+    for (const [host, engine] of Object.entries(settings.engines)) {
+        const address = engine?.startsWith("tcp://") ? new URL(engine).hostname : undefined;
+        if (address !== undefined && !isLoopback(address)) {
+            open.push(`host ${host}'s engine at ${engine}`);
+        }
+    }
+    return open;
+}
+
+/**
+ * Secrets encrypted with the empty passphrase, which `scripts/deploy` uses unless one is set: anyone who
+ * has the stack file can decrypt them. Refused (a problem per key) when a secret among them guards
+ * something beyond the loopback (`open`, from `beyondLoopback`); a warning otherwise. Only for the
+ * passphrase provider (a stack file with an `encryptionsalt`, no other `secretsprovider`), with
+ * `PULUMI_CONFIG_PASSPHRASE` set and empty and no passphrase file, and with encrypted secrets set (`keys`).
+ */
+export function checkEmptyPassphrase(
+    keys: string[],
+    env: Record<string, string | undefined>,
+    stackFileText: string | undefined,
+    stackFile: string,
+    open: string[],
+): { problems: KeyProblem[]; warning?: string } {
     if (keys.length === 0 || env.PULUMI_CONFIG_PASSPHRASE !== "" || env.PULUMI_CONFIG_PASSPHRASE_FILE || stackFileText === undefined) {
-        return undefined;
+        return { problems: [] };
     }
     const provider = /^secretsprovider:\s*(\S+)/m.exec(stackFileText)?.[1];
     if (!/^encryptionsalt:/m.test(stackFileText) || (provider !== undefined && !provider.startsWith("passphrase"))) {
-        return undefined;
+        return { problems: [] };
     }
-    return (
-        `the stack's secrets (${keys.join(", ")}) are encrypted with the empty passphrase: anyone who has ${stackFile} can read them. ` +
-        "Give the stack a passphrase of its own: `pulumi stack change-secrets-provider passphrase` (the empty one in PULUMI_CONFIG_PASSPHRASE, " +
-        "the new one typed at the prompt), then keep PULUMI_CONFIG_PASSPHRASE set to it for scripts/deploy"
-    );
+    const guarding = keys.filter((key) => GUARDING_KEYS.includes(key));
+    if (open.length > 0 && guarding.length > 0) {
+        const where = `${open.slice(0, 3).join(", ")}${open.length > 3 ? ", ..." : ""}`;
+        return {
+            problems: guarding.map((key) => ({
+                key,
+                value: SECRET_VALUE,
+                allowed: `encrypted with the empty passphrase, which anyone who has ${stackFile} can undo, while it guards what this stack opens beyond the loopback (${where}): ${SET_A_PASSPHRASE}`,
+            })),
+        };
+    }
+    return {
+        problems: [],
+        warning: `the stack's secrets (${keys.join(", ")}) are encrypted with the empty passphrase: anyone who has ${stackFile} can read them. ${SET_A_PASSPHRASE[0].toUpperCase()}${SET_A_PASSPHRASE.slice(1)}`,
+    };
 }
 
 /**

@@ -14,8 +14,11 @@ export const REPO = path.resolve(__dirname, "..", "..");
 export const STACK = "e2e";
 export const BASE_IMAGE = "vllm-nginx/debian:bookworm";
 
-/** The environment for the CLI: the Pulumi CLI on PATH, or the toolchain `.ci/pulumi-toolchain` built. */
-export function pulumiEnv(stateDir: string): NodeJS.ProcessEnv {
+/**
+ * The environment for the CLI: the Pulumi CLI on PATH, or the toolchain `.ci/pulumi-toolchain` built;
+ * secrets under `passphrase` (the stack files' empty one unless given).
+ */
+export function pulumiEnv(stateDir: string, passphrase = ""): NodeJS.ProcessEnv {
     let env: NodeJS.ProcessEnv = { ...process.env };
     if (!onPath("pulumi", env)) {
         const fromCi = execFileSync("bash", ["-c", `source "${REPO}/.ci/env.sh" >/dev/null && env -0`], { env, encoding: "utf8" });
@@ -27,7 +30,7 @@ export function pulumiEnv(stateDir: string): NodeJS.ProcessEnv {
     return {
         ...env,
         PULUMI_BACKEND_URL: `file://${stateDir}`,
-        PULUMI_CONFIG_PASSPHRASE: "",
+        PULUMI_CONFIG_PASSPHRASE: passphrase,
         PULUMI_SKIP_UPDATE_CHECK: "true",
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     };
@@ -37,20 +40,49 @@ function onPath(binary: string, env: NodeJS.ProcessEnv): boolean {
     return (env.PATH ?? "").split(":").some((dir) => dir && fs.existsSync(path.join(dir, binary)));
 }
 
+/** A stack whose secrets are under a passphrase of its own, each set again by its path in the config (`clientKeys[0].key`). */
+export interface OwnPassphrase {
+    passphrase: string;
+    secrets: Record<string, string>;
+}
+
 export class E2eStack {
     readonly stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-e2e-state-"));
     readonly configFile: string;
     readonly env: NodeJS.ProcessEnv;
 
-    /** A stack named `stack` in a state folder of its own, its config a copy of `Pulumi.<from>.yaml`. */
-    constructor(readonly stack = STACK, from = STACK) {
-        this.env = pulumiEnv(this.stateDir);
+    /**
+     * A stack named `stack` in a state folder of its own, its config a copy of `Pulumi.<from>.yaml`. With
+     * `own`, the copy leaves out the file's salt and encrypted values, and `init` sets `own.secrets` under
+     * `own.passphrase` (a new salt), as a user does for a stack whose secrets guard anything beyond the loopback.
+     */
+    constructor(
+        readonly stack = STACK,
+        from = STACK,
+        private readonly own?: OwnPassphrase,
+    ) {
+        this.env = pulumiEnv(this.stateDir, own?.passphrase);
         this.configFile = path.join(this.stateDir, `Pulumi.${stack}.yaml`);
-        fs.copyFileSync(path.join(REPO, `Pulumi.${from}.yaml`), this.configFile);
+        if (own) {
+            const file = yaml.load(fs.readFileSync(path.join(REPO, `Pulumi.${from}.yaml`), "utf8")) as { config: Record<string, unknown>; encryptionsalt?: string };
+            delete file.encryptionsalt;
+            const left = dropEncrypted(file.config, "").filter((at) => !(at.replace(/^vllm-nginx:/, "") in own.secrets));
+            if (left.length > 0) {
+                throw new Error(`Pulumi.${from}.yaml has secrets the stack would lose under its own passphrase: ${left.join(", ")}`);
+            }
+            fs.writeFileSync(this.configFile, yaml.dump(file, { lineWidth: -1 }));
+        } else {
+            fs.copyFileSync(path.join(REPO, `Pulumi.${from}.yaml`), this.configFile);
+        }
+        // `stack init` writes the stack's salt into Pulumi.<stack>.yaml where it runs: here, into the copy.
+        fs.copyFileSync(path.join(REPO, "Pulumi.yaml"), path.join(this.stateDir, "Pulumi.yaml"));
     }
 
     async init(): Promise<void> {
-        await this.run(["stack", "init", this.stack, "--non-interactive"]);
+        await this.run(["stack", "init", this.stack, "--non-interactive"], 20 * 60_000, this.stateDir);
+        for (const [at, value] of Object.entries(this.own?.secrets ?? {})) {
+            await this.pulumi(["config", "set", "--path", "--secret", `vllm-nginx:${at}`, value]);
+        }
     }
 
     /** `pulumi <args>` for the stack and its config file; resolves with stdout, rejects with the output. */
@@ -58,9 +90,9 @@ export class E2eStack {
         return this.run([...args, "--stack", this.stack, "--non-interactive", "--config-file", this.configFile], timeoutMs);
     }
 
-    private run(full: string[], timeoutMs = 20 * 60_000): Promise<string> {
+    private run(full: string[], timeoutMs = 20 * 60_000, cwd = REPO): Promise<string> {
         return new Promise((resolve, reject) => {
-            const child = spawn("pulumi", full, { cwd: REPO, env: this.env });
+            const child = spawn("pulumi", full, { cwd, env: this.env });
             let output = "";
             child.stdout.on("data", (d) => (output += d));
             child.stderr.on("data", (d) => (output += d));
@@ -256,4 +288,22 @@ export class RotationSampler {
         clearInterval(this.timer);
         return this;
     }
+}
+
+/** Deletes every encrypted value (`{secure: ...}`) under `value`, in place; returns their paths (`vllm-nginx:clientKeys[0].key`). */
+function dropEncrypted(value: unknown, at: string): string[] {
+    if (typeof value !== "object" || value === null) {
+        return [];
+    }
+    const dropped: string[] = [];
+    for (const [key, child] of Object.entries(value)) {
+        const here = Array.isArray(value) ? `${at}[${key}]` : at ? `${at}.${key}` : key;
+        if (typeof child === "object" && child !== null && "secure" in child) {
+            delete (value as Record<string, unknown>)[key];
+            dropped.push(here);
+        } else {
+            dropped.push(...dropEncrypted(child, here));
+        }
+    }
+    return dropped;
 }

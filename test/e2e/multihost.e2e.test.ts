@@ -5,11 +5,12 @@
  * nginx reaches at hostb's address. Changed under a steady streamed load; then hostb goes away.
  */
 import { execFile, execFileSync } from "child_process";
+import { randomBytes } from "crypto";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request, sleep, waitFor } from "../support";
 import { E2eStack, REPO, RotationSampler, balancerCertificate, docker, leftovers, removeLeftovers, rotation } from "./harness";
-import { ALICE_KEY, API_KEY, LoadCounts, SteadyLoad, addCounts, type Front } from "./load";
+import { ALICE_KEY, API_KEY, BOB_KEY, LoadCounts, SteadyLoad, addCounts, type Front } from "./load";
 
 const STACK = "mh";
 const LB_PORT = 28000;
@@ -70,7 +71,9 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         for (const host of [a, b]) {
             await removeLeftovers(STACK, host.dockerHost);
         }
-        stack = new E2eStack(STACK, "e2e");
+        // Its secrets guard a balancer and replicas beyond the loopback: preview refuses them under the empty
+        // passphrase (.ci/preview checks that), so the stack has a passphrase of its own, as a user's would.
+        stack = new E2eStack(STACK, "e2e", { passphrase: randomBytes(16).toString("hex"), secrets: { "clientKeys[0].key": ALICE_KEY, "clientKeys[1].key": BOB_KEY } });
         await stack.init();
         stack.editConfig((c) => {
             for (const key of ["replicas", "monitoring"]) {

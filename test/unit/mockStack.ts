@@ -91,6 +91,9 @@ export async function runProgram(
 ) {
     const resources: RecordedResource[] = [];
 
+    // The secrets set here were never encrypted by a CLI: the check of the empty passphrase, which reads the
+    // environment the CLI gives the program, is the pure checkEmptyPassphrase's (config.warnings.test.ts).
+    delete process.env.PULUMI_CONFIG_PASSPHRASE;
     pulumi.runtime.setAllConfig(stackConfig(stack, overrides), [...secretKeys, ...stackSecretKeys(stack)]);
     await pulumi.runtime.setMocks(
         {
