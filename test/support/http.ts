@@ -86,6 +86,25 @@ function send(url: string, options: http.RequestOptions & { ca?: string }, callb
     return http.request(url, plain, callback);
 }
 
+/** A response's status, headers and whole body (as text, and as JSON when it parses), timed from `started`. */
+export function readResponse(res: http.IncomingMessage, started: number): Promise<Response> {
+    return new Promise((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+            const text = Buffer.concat(chunks).toString("utf8");
+            let json: any;
+            try {
+                json = JSON.parse(text);
+            } catch {
+                json = undefined;
+            }
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, ms: performance.now() - started });
+        });
+        res.on("error", reject);
+    });
+}
+
 /** One HTTP request; the body (if any) is sent as JSON unless it is a string or Buffer. */
 export function request(url: string, options: RequestOptions = {}): Promise<Response> {
     const started = performance.now();
@@ -99,21 +118,7 @@ export function request(url: string, options: RequestOptions = {}): Promise<Resp
                 ca: options.ca,
                 headers: { ...(payload !== undefined ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {}), ...options.headers },
             },
-            (res) => {
-                const chunks: Buffer[] = [];
-                res.on("data", (c: Buffer) => chunks.push(c));
-                res.on("end", () => {
-                    const text = Buffer.concat(chunks).toString("utf8");
-                    let json: any;
-                    try {
-                        json = JSON.parse(text);
-                    } catch {
-                        json = undefined;
-                    }
-                    resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, ms: performance.now() - started });
-                });
-                res.on("error", reject);
-            },
+            (res) => readResponse(res, started).then(resolve, reject),
         );
         req.on("error", reject);
         if (options.timeoutMs) {

@@ -9,7 +9,7 @@
 import * as fs from "fs";
 import * as http from "http";
 import { performance } from "perf_hooks";
-import { type Response, type StreamResult, request, sleep, stream } from "../support";
+import { type Response, type StreamResult, readResponse, request, sleep, stream } from "../support";
 
 /** A server under test, real vLLM or the stand-in, with the same handles. */
 export interface Target {
@@ -275,20 +275,9 @@ function get(t: Target, path: string, headers: Record<string, string> = {}): Pro
 function raw(t: Target, method: string, path: string, payload: Buffer | undefined, headers: Record<string, string>): Promise<Response> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
-        const req = http.request(`${t.url}${path}`, { method, agent: false, headers: { ...headers, ...(payload ? { "content-length": payload.length } : {}) } }, (res) => {
-            const parts: Buffer[] = [];
-            res.on("data", (c: Buffer) => parts.push(c));
-            res.on("end", () => {
-                const text = Buffer.concat(parts).toString("utf8");
-                let json: unknown;
-                try {
-                    json = JSON.parse(text);
-                } catch {
-                    json = undefined;
-                }
-                resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, ms: performance.now() - started });
-            });
-        });
+        const req = http.request(`${t.url}${path}`, { method, agent: false, headers: { ...headers, ...(payload ? { "content-length": payload.length } : {}) } }, (res) =>
+            readResponse(res, started).then(resolve, reject),
+        );
         req.on("error", reject);
         req.end(payload);
     });
@@ -300,21 +289,9 @@ function plainHandle(t: Target, path: string, b: unknown): { result: Promise<Res
     let req!: http.ClientRequest;
     const started = performance.now();
     const result = new Promise<Response | Error>((resolve) => {
-        req = http.request(`${t.url}${path}`, { method: "POST", agent: false, headers: { "content-type": "application/json", "content-length": payload.length, ...auth(t) } }, (res) => {
-            const parts: Buffer[] = [];
-            res.on("data", (c: Buffer) => parts.push(c));
-            res.on("error", (e) => resolve(e));
-            res.on("end", () => {
-                const text = Buffer.concat(parts).toString("utf8");
-                let json: unknown;
-                try {
-                    json = JSON.parse(text);
-                } catch {
-                    json = undefined;
-                }
-                resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, ms: performance.now() - started });
-            });
-        });
+        req = http.request(`${t.url}${path}`, { method: "POST", agent: false, headers: { "content-type": "application/json", "content-length": payload.length, ...auth(t) } }, (res) =>
+            readResponse(res, started).then(resolve, resolve),
+        );
         req.on("error", (e) => resolve(e));
         req.end(payload);
     });
