@@ -6,7 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import { parseMonitoringSettings } from "../monitoring/settings";
 import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs, type ThreadsBind } from "../planning";
-import { defaultSubnet } from "../planning/subnet";
+import { defaultSubnet, isLoopback } from "../planning/subnet";
 import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
@@ -160,7 +160,7 @@ function requireReplicaKey(read: ConfigReader, settings: FleetSettings): void {
     if (settings.edge.replicaKey) {
         return;
     }
-    const open = settings.placement.slots.filter((slot) => !/^127\./.test(slot.publish));
+    const open = settings.placement.slots.filter((slot) => !isLoopback(slot.publish));
     if (open.length === 0) {
         return;
     }

@@ -3,6 +3,7 @@ import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import { createHash } from "crypto";
 import * as fs from "fs";
 import type { KeyProblem, PreviousDeployment } from "../planning";
+import { isLoopback } from "../planning/subnet";
 import { decodeConfigValue } from "./decode";
 import { CONFIG_NAMESPACE, DEFAULTS, ENCRYPTED_CONFIG_KEYS, REPLICA_SECRET_KEYS, SECRET_CONFIG_KEYS, isUnset } from "./keys";
 import { parseFleetConfig } from "./parse";
@@ -148,7 +149,6 @@ const SET_A_PASSPHRASE =
  */
 export function beyondLoopback(settings: Pick<FleetSettings, "balancer" | "edge" | "placement" | "engines">): string[] {
     const open: string[] = [];
-    const isLoopback = (address: string) => /^127\./.test(address) || address === "localhost";
     if (!isLoopback(settings.balancer.bind)) {
         open.push(`the balancer on ${settings.balancer.bind}:${settings.balancer.port}`);
     }

@@ -61,3 +61,8 @@ export function isIpv4(text: string): boolean {
     const parts = text.split(".");
     return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
 }
+
+/** Whether an address is the loopback's (127.0.0.0/8, or `localhost`): nothing beyond this machine reaches it. */
+export function isLoopback(address: string): boolean {
+    return /^127\./.test(address) || address === "localhost";
+}
