@@ -9,7 +9,9 @@ import { NginxBalancer } from "./nginx/balancer";
 import { NginxImage } from "./nginx/image";
 import { BALANCER_CONTAINER_PORT, BALANCER_STATUS_PORT } from "./nginx/paths";
 import { renderTemplate } from "./nginx/render";
-import { LOCAL_HOST, describeRollout, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
+import { LOCAL_HOST, describeRollout, egressAddress, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
+import { dynamicRange } from "./planning/subnet";
+import { FleetRelay, relayRoutes } from "./relay";
 import { RolloutGate, type GateMember } from "./rollout/gate";
 import { reconcileRotation } from "./rollout/reconcile";
 import { fleetSpec } from "./rollout/spec";
@@ -48,8 +50,11 @@ export interface ReplicaSummary {
     container: string;
     gpus: string[];
     cpuSet?: string;
-    /** The replica's own published URL (on `replicaPortBind`, the loopback by default). */
-    url: string;
+    /**
+     * The replica's own published URL (on `replicaPortBind`, the loopback by default); none for a replica
+     * of another host, which publishes nothing (the relay reaches it).
+     */
+    url?: string;
 }
 
 /**
@@ -139,6 +144,41 @@ export class VllmFleet extends pulumi.ComponentResource {
         const onHost = { parent: this, providers: { docker: engine.provider } };
         const nginxImage = new NginxImage(`${name}-nginx-image`, { prefix: s.prefix, base: s.images.nginxBaseImage, proxy: s.proxy }, onHost);
 
+        // Replicas of other hosts are reached through the relay (mutual TLS), and publish nothing.
+        const routes = relayRoutes(s.placement.slots);
+        const relay =
+            routes.length === 0
+                ? undefined
+                : new FleetRelay(
+                      `${name}-relay`,
+                      {
+                          prefix: s.prefix,
+                          routes,
+                          balancer: {
+                              engine,
+                              networkName: balancerHost.networkName,
+                              image: nginxImage.imageRef,
+                              egressAddress: egressAddress(s.network.subnet),
+                              // The balancer and monitoring: the upper half of the network, where replicas never are.
+                              allow: dynamicRange(s.network.subnet),
+                          },
+                          gates: Object.fromEntries(
+                              [...new Set(routes.map((route) => route.host))].map((hostName) => {
+                                  const host = hosts.get(hostName)!;
+                                  const onGateHost = { parent: this, providers: { docker: host.engine.provider } };
+                                  const image = new NginxImage(`${name}-${hostName}-nginx-image`, { prefix: s.prefix, base: s.images.nginxBaseImage, proxy: s.proxy }, onGateHost);
+                                  const plan = s.placement.hosts.find((h) => h.name === hostName)!;
+                                  return [hostName, { engine: host.engine, networkName: host.networkName, image: image.imageRef, address: plan.address!, port: s.placement.slots.find((slot) => slot.host === hostName)!.relay!.gatePort }];
+                              }),
+                          ),
+                          workers: s.balancer.workers,
+                          timeoutSeconds: s.balancer.readTimeoutSeconds,
+                          restartPolicy: s.replica.restartPolicy,
+                          stopGraceSeconds: s.replica.stopGraceSeconds,
+                      },
+                      { parent: this },
+                  );
+
         const template = renderTemplate({
             ...s.balancer,
             upstreams: active.map((replica) => ({ name: replica.name, address: replica.upstream })),
@@ -195,7 +235,9 @@ export class VllmFleet extends pulumi.ComponentResource {
             const first = warm.get(replica.host);
             const waitForWarm = first?.member && s.replica.warmFirstReplica && args.previous === undefined ? [first.member] : [];
             const onReplicaHost = { parent: this, providers: { docker: hosts.get(replica.host)!.engine.provider } };
-            const created = new VllmReplica(`${name}-${replica.name}`, { ...replicaArgs(replica), startAfter: [...after, ...waitForWarm] }, onReplicaHost);
+            // A replica of another host is reached once the relay's ends know their routes and each other.
+            const reached = replica.relay && relay ? relay.installed : [];
+            const created = new VllmReplica(`${name}-${replica.name}`, { ...replicaArgs(replica), startAfter: [...after, ...waitForWarm, ...reached] }, onReplicaHost);
             replicas.set(replica.name, created);
             if (!first) {
                 warm.set(replica.host, created);
@@ -267,7 +309,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                 container: containers[i],
                 gpus: replica.gpuIds,
                 cpuSet: replica.cpuSet,
-                url: `http://${reachable(replica.publish)}:${replica.hostPort}`,
+                url: replica.publish === undefined ? undefined : `http://${reachable(replica.publish)}:${replica.hostPort}`,
             })),
         );
         this.balancerContainer = balancer.containerName;

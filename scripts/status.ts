@@ -12,6 +12,7 @@ import * as https from "https";
 import {
     ReplicaLoad,
     STATUS_QUERIES,
+    UP_QUERY,
     StatusReport,
     buildReport,
     formatReport,
@@ -85,6 +86,16 @@ function readOutputs(args: Args): unknown {
     return JSON.parse(text);
 }
 
+/** Prometheus's `up` for each replica of the `vllm` job: whether its last scrape (through the relay, for a replica of another host) answered. */
+async function prometheusUp(url: string): Promise<Record<string, boolean>> {
+    const r = await get(`${url}/api/v1/query?query=${encodeURIComponent(UP_QUERY)}`);
+    const body = JSON.parse(r.text) as { status: string; data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+    if (r.status !== 200 || body.status !== "success" || !body.data) {
+        throw new Error(`Prometheus answered ${r.status} to ${UP_QUERY}`);
+    }
+    return Object.fromEntries(body.data.result.map((s) => [s.metric.replica, s.value[1] === "1"]));
+}
+
 async function prometheusLoads(url: string): Promise<Map<string, ReplicaLoad>> {
     const answers: Partial<Record<keyof ReplicaLoad, Array<{ replica?: string; value: number }>>> = {};
     await Promise.all(
@@ -100,10 +111,10 @@ async function prometheusLoads(url: string): Promise<Map<string, ReplicaLoad>> {
     return loadsFromPrometheus(answers);
 }
 
-async function metricsLoads(replicas: Array<{ name: string; url: string }>): Promise<Map<string, ReplicaLoad>> {
+async function metricsLoads(replicas: Array<{ name: string; url?: string }>): Promise<Map<string, ReplicaLoad>> {
     const loads = new Map<string, ReplicaLoad>();
     await Promise.all(
-        replicas.map(async (r) => {
+        replicas.flatMap((r) => (r.url === undefined ? [] : [{ name: r.name, url: r.url }])).map(async (r) => {
             const answer = await get(`${r.url}/metrics`).catch(() => undefined);
             if (answer?.status === 200) {
                 loads.set(r.name, loadFromMetrics(answer.text));
@@ -122,13 +133,14 @@ async function collect(args: Args): Promise<StatusReport> {
             balancerError = untrusted ? `${error.message}: pass its certificate with --ca (README, the front door)` : error.message;
             return undefined;
         }),
-        ...outputs.replicas.map((r) => get(`${r.url}/health`).catch(() => undefined)),
+        ...outputs.replicas.map((r) => (r.url === undefined ? Promise.resolve(undefined) : get(`${r.url}/health`).catch(() => undefined))),
     ]);
     let loads: Map<string, ReplicaLoad>;
     let source: StatusReport["source"];
+    let scraped: Record<string, boolean> | undefined;
     if (outputs.prometheusUrl) {
         try {
-            loads = await prometheusLoads(outputs.prometheusUrl);
+            [loads, scraped] = await Promise.all([prometheusLoads(outputs.prometheusUrl), prometheusUp(outputs.prometheusUrl)]);
             source = { kind: "prometheus", url: outputs.prometheusUrl, ttftWindow: "1m" };
         } catch (error) {
             loads = await metricsLoads(outputs.replicas);
@@ -144,6 +156,7 @@ async function collect(args: Args): Promise<StatusReport> {
         balancerHealth: balancer?.status === 200 ? balancer.text : undefined,
         balancerError: balancer === undefined ? balancerError : balancer.status === 200 ? undefined : `it answered ${balancer.status}`,
         healthCodes: Object.fromEntries(outputs.replicas.map((r, i) => [r.name, health[i]?.status])),
+        scraped,
         loads,
         source,
     });

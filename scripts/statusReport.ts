@@ -8,7 +8,8 @@ import { VLLM } from "../components/monitoring/metrics";
 /** The stack outputs the status command reads (`pulumi stack output --json`). */
 export interface StackOutputs {
     endpoint: string;
-    replicas: Array<{ name: string; container: string; url: string }>;
+    /** `url` is absent for a replica of another host: it publishes nothing, and the relay reaches it. */
+    replicas: Array<{ name: string; container: string; url?: string }>;
     configId?: string;
     prometheusUrl?: string;
 }
@@ -25,9 +26,10 @@ export function parseStackOutputs(value: unknown): StackOutputs {
     if (typeof o.endpoint !== "string" || !/^https?:\/\//.test(o.endpoint)) {
         fail('have no "endpoint" URL');
     }
-    const isReplica = (r: unknown) => typeof r === "object" && r !== null && typeof (r as Record<string, unknown>).name === "string" && typeof (r as Record<string, unknown>).url === "string";
+    const isReplica = (r: unknown) =>
+        typeof r === "object" && r !== null && typeof (r as Record<string, unknown>).name === "string" && ["string", "undefined"].includes(typeof (r as Record<string, unknown>).url);
     if (!Array.isArray(o.replicas) || !o.replicas.every(isReplica)) {
-        fail('have no "replicas" list of {name, container, url}');
+        fail('have no "replicas" list of {name, container, url (absent for a replica of another host)}');
     }
     const optional = (key: string) => {
         const v = o[key];
@@ -38,7 +40,7 @@ export function parseStackOutputs(value: unknown): StackOutputs {
         replicas: (o.replicas as Array<Record<string, unknown>>).map((r) => ({
             name: r.name as string,
             container: typeof r.container === "string" ? r.container : "",
-            url: (r.url as string).replace(/\/$/, ""),
+            url: typeof r.url === "string" ? r.url.replace(/\/$/, "") : undefined,
         })),
         configId: optional("configId"),
         prometheusUrl: optional("prometheusUrl")?.replace(/\/$/, ""),
@@ -179,6 +181,9 @@ export const STATUS_QUERIES: Record<keyof ReplicaLoad, string> = {
     requestsServed: `sum by (replica) (${VLLM.requestSuccess}{job="vllm"})`,
 };
 
+/** Whether Prometheus's last scrape of each replica answered. */
+export const UP_QUERY = 'up{job="vllm"}';
+
 /** Per-replica loads from the answers to {@link STATUS_QUERIES}: `{field: [{replica, value}]}`. */
 export function loadsFromPrometheus(answers: Partial<Record<keyof ReplicaLoad, Array<{ replica?: string; value: number }>>>): Map<string, ReplicaLoad> {
     const loads = new Map<string, ReplicaLoad>();
@@ -193,15 +198,19 @@ export function loadsFromPrometheus(answers: Partial<Record<keyof ReplicaLoad, A
     return loads;
 }
 
-export type Health = "healthy" | "unhealthy" | "unreachable";
+/** `unknown`: a replica of another host, reached only through the relay, on a stack without Prometheus. */
+export type Health = "healthy" | "unhealthy" | "unreachable" | "unknown";
 export type Rotation = "in" | "out" | "unknown";
 
 export interface ReplicaStatus extends ReplicaLoad {
     name: string;
     container: string;
-    url: string;
+    url?: string;
     rotation: Rotation;
-    /** `/health` 200: healthy; another answer: unhealthy (503: the engine died); no answer: unreachable. */
+    /**
+     * `/health` 200: healthy; another answer: unhealthy (503: the engine died); no answer: unreachable. For a
+     * replica of another host, Prometheus's scrape through the relay (`up`): healthy or unreachable; unknown without it.
+     */
     health: Health;
 }
 
@@ -229,8 +238,10 @@ export interface ReportInput {
     balancerHealth?: string;
     /** Why the balancer's health line could not be read. */
     balancerError?: string;
-    /** Each replica's `/health` status code, or undefined when it did not answer. */
+    /** Each replica's `/health` status code, or undefined when it did not answer (or has no URL). */
     healthCodes: Record<string, number | undefined>;
+    /** Prometheus's `up` for each replica it scrapes, when it answered: how a replica of another host's health is known. */
+    scraped?: Record<string, boolean>;
     loads: Map<string, ReplicaLoad>;
     source: StatusReport["source"];
 }
@@ -259,7 +270,7 @@ export function buildReport(input: ReportInput): StatusReport {
                 container: r.container,
                 url: r.url,
                 rotation: rotation(r.name),
-                health: code === undefined ? "unreachable" : code === 200 ? "healthy" : "unhealthy",
+                health: r.url === undefined ? relayedHealth(input.scraped?.[r.name]) : code === undefined ? "unreachable" : code === 200 ? "healthy" : "unhealthy",
                 running: load.running,
                 waiting: load.waiting,
                 kvCacheUsage: load.kvCacheUsage,
@@ -270,9 +281,16 @@ export function buildReport(input: ReportInput): StatusReport {
     };
 }
 
-/** Whether everything is as it should be: the balancer answers and every replica is healthy and in rotation (or rotation is unknown). */
+function relayedHealth(up: boolean | undefined): Health {
+    return up === undefined ? "unknown" : up ? "healthy" : "unreachable";
+}
+
+/**
+ * Whether everything is as it should be: the balancer answers and every replica is healthy and in rotation
+ * (or rotation is unknown); a replica whose health is unknown counts as well when the balancer serves it.
+ */
 export function reportHealthy(report: StatusReport): boolean {
-    return report.balancer.reachable && report.replicas.every((r) => r.health === "healthy" && r.rotation !== "out");
+    return report.balancer.reachable && report.replicas.every((r) => (r.health === "healthy" && r.rotation !== "out") || (r.health === "unknown" && r.rotation === "in"));
 }
 
 /** The report as JSON for scripts: every field present, `null` where a value is not known. */
@@ -305,7 +323,10 @@ export function formatReport(report: StatusReport): string {
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
     // Names and words to the left, numbers to the right.
     const line = (cells: string[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
-    return [`stack     ${report.stack}`, `endpoint  ${report.endpoint}`, balancerLine, sourceLine, "", line(header), ...rows.map(line), ""].join("\n");
+    const relayed = report.replicas.some((r) => r.health === "unknown")
+        ? ["", "unknown: a replica of another host, which only the relay reaches; with monitoring on, Prometheus scrapes it through the relay"]
+        : [];
+    return [`stack     ${report.stack}`, `endpoint  ${report.endpoint}`, balancerLine, sourceLine, "", line(header), ...rows.map(line), ...relayed, ""].join("\n");
 }
 
 function count(value: number | undefined): string {

@@ -160,7 +160,7 @@ function requireReplicaKey(read: ConfigReader, settings: FleetSettings): void {
     if (settings.edge.replicaKey) {
         return;
     }
-    const open = settings.placement.slots.filter((slot) => !isLoopback(slot.publish));
+    const open = settings.placement.slots.filter((slot) => slot.publish !== undefined && !isLoopback(slot.publish));
     if (open.length === 0) {
         return;
     }

@@ -152,7 +152,7 @@ export function beyondLoopback(settings: Pick<FleetSettings, "balancer" | "edge"
     if (!isLoopback(settings.balancer.bind)) {
         open.push(`the balancer on ${settings.balancer.bind}:${settings.balancer.port}`);
     }
-    for (const slot of settings.placement.slots.filter((s) => !isLoopback(s.publish))) {
+    for (const slot of settings.placement.slots.filter((s) => s.publish !== undefined && !isLoopback(s.publish))) {
         open.push(`${slot.name} on ${slot.publish}:${slot.hostPort}`);
     }
     for (const [host, engine] of Object.entries(settings.engines)) {

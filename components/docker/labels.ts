@@ -7,7 +7,7 @@ import type * as docker from "@pulumi/docker";
 export const LABELS = {
     /** The stack name. */
     stack: "vllm-nginx.stack",
-    /** `replica`, `balancer`, `prometheus`, `nginx-exporter` or `grafana`. */
+    /** `replica`, `balancer`, `relay` (the relay's egress), `gate` (the relay's end on another host), `prometheus`, `nginx-exporter` or `grafana`. */
     role: "vllm-nginx.role",
     /** A replica's name (`vllm0`). */
     replica: "vllm-nginx.replica",

@@ -3,7 +3,7 @@ import type { RestartPolicy } from "../config";
 import { dockerDuration } from "./duration";
 import { labelList } from "./labels";
 
-export type Role = "replica" | "balancer" | "prometheus" | "nginx-exporter" | "grafana";
+export type Role = "replica" | "balancer" | "relay" | "gate" | "prometheus" | "nginx-exporter" | "grafana";
 
 export interface LifecycleArgs {
     /** The stack name, written as a label on the container. */

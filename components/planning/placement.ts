@@ -1,6 +1,7 @@
 /**
  * Where each replica runs: its host, its GPUs (or CPU cores), its published port, its address on the
- * stack's network, and the address the balancer reaches it at. A pure function of typed settings: it
+ * stack's network, and the address the balancer reaches it at (on another host, through the relay: see
+ * components/relay). A pure function of typed settings: it
  * reads no config and reports each conflict by the key that causes it.
  */
 import { Problems, type KeyProblem } from "./problems";
@@ -38,17 +39,34 @@ export interface ReplicaPlan {
     threadsBind?: string;
     /** Whether the slot is a spare (kept free for rollouts) rather than one of the configured entries. */
     spare: boolean;
-    /** Host port publishing the replica's port 8000. */
+    /** Host port publishing the replica's port 8000 (on the balancer's host); on another host, the slot's number from `replicaPortBase` on. */
     hostPort: number;
-    /** Host address the port is published on: `replicaPortBind` on the balancer's host, the host's own address elsewhere. */
-    publish: string;
+    /**
+     * Host address the port is published on: `replicaPortBind`, on the balancer's host. Undefined on another
+     * host, where the replica publishes nothing and the host's gate reaches it.
+     */
+    publish?: string;
     /** Fixed IPv4 address on the stack's network. */
     ip: string;
     /**
      * `host:port` the balancer connects to: the fixed address on the stack's network for a replica on the
-     * balancer's host, the host's address and the published port for a replica on another host.
+     * balancer's host; for a replica on another host, the relay's egress port for it.
      */
     upstream: string;
+    /** For a replica on another host: how the relay reaches it (mutual TLS between the egress and the host's gate). */
+    relay?: RelayPlan;
+}
+
+/** How the relay reaches a replica of another host. */
+export interface RelayPlan {
+    /** The egress's port for this replica, on its fixed address on the balancer's host's network. */
+    egressPort: number;
+    /** `address:port` of the host's gate: the host's address and `replicaPortBase`. */
+    gate: string;
+    /** The gate's port on its host (`replicaPortBase`). */
+    gatePort: number;
+    /** `ip:8000` of the replica on its host's network, where the gate sends it. */
+    replica: string;
 }
 
 /** Every slot a replica can run in, decided before any resource is created. */
@@ -66,7 +84,7 @@ export interface HostPlan {
     name: string;
     /** Whether the balancer (and monitoring) runs here. */
     balancer: boolean;
-    /** The address the balancer reaches this host's published ports at (hosts other than the balancer's). */
+    /** The address the balancer reaches this host's gate at (hosts other than the balancer's). */
     address?: string;
 }
 
@@ -75,7 +93,7 @@ export interface HostInputs {
     name: string;
     /** Whether the balancer runs on this host. */
     balancer: boolean;
-    /** The address the balancer reaches the host's published ports at (required for a host other than the balancer's). */
+    /** The address the balancer reaches the host's gate at (required for a host other than the balancer's). */
     address?: string;
     /** gpu backend: one entry per replica, each a GPU id (`"0"`) or a group (`"0,1"`); undefined when unset. */
     gpus?: string[];
@@ -129,6 +147,20 @@ export interface PlacementInputs {
 
 /** Replicas take fixed addresses from host .10 on; .1 is Docker's gateway, the upper half is Docker's. */
 const FIRST_REPLICA_HOST = 10;
+/** The relay's egress has a fixed address below the replicas' on the balancer's host (host .9). */
+const EGRESS_HOST = 9;
+/**
+ * The egress's port for replica N of the hosts' entry H (in `hosts` order): 10000 + 1000 H + N, so that a
+ * host's ports stay the same when another host scales.
+ */
+const EGRESS_PORT_BASE = 10000;
+const EGRESS_PORTS_PER_HOST = 1000;
+
+/** The relay's egress's fixed address on the balancer's host's network. */
+export function egressAddress(networkSubnet: string): string {
+    const subnet = parseSubnet(networkSubnet);
+    return subnet ? subnetAddress(subnet, EGRESS_HOST) : "";
+}
 
 /** Plans every slot on every host. Problems name the key that causes them; the plan is complete only without any. */
 export function planPlacement(inputs: PlacementInputs): { placement: Placement; problems: KeyProblem[] } {
@@ -140,7 +172,8 @@ export function planPlacement(inputs: PlacementInputs): { placement: Placement; 
     const implicit = inputs.hosts.length === 1 && inputs.hosts[0].name === LOCAL_HOST;
     const slots: ReplicaPlan[] = [];
     let replicas = 0;
-    inputs.hosts.forEach((host) => {
+    const egress = egressAddress(inputs.networkSubnet);
+    inputs.hosts.forEach((host, hostIndex) => {
         const { configured, spare } = inputs.backend === "gpu" ? gpuGroups(host, problems) : cpuGroups(host, problems);
         const groups = [...configured, ...spare];
         const count = groups.length;
@@ -158,11 +191,20 @@ export function planPlacement(inputs: PlacementInputs): { placement: Placement; 
             problems.add("networkSubnet", inputs.networkSubnet, `a network with room for ${count} replicas${where} from host .${FIRST_REPLICA_HOST} on (a larger network)`);
         }
 
+        // nginx reaches the replicas of its own host over the stack's network, the others through the relay.
+        const remote = !host.balancer && host.address !== undefined;
+        const egressBase = EGRESS_PORT_BASE + EGRESS_PORTS_PER_HOST * hostIndex;
+        if (remote && (count > EGRESS_PORTS_PER_HOST || egressBase + count - 1 > 65535)) {
+            problems.add(
+                "hosts",
+                inputs.hosts.map((h) => h.name),
+                `at most ${EGRESS_PORTS_PER_HOST} replicas (spares included) on a host other than the balancer's, and at most ${Math.floor((65535 - EGRESS_PORT_BASE) / EGRESS_PORTS_PER_HOST)} hosts: ` +
+                    `the relay gives each replica of another host a port of its own (host ${host.name} has ${count}, and is entry ${hostIndex})`,
+            );
+        }
         groups.forEach((group, index) => {
             const ip = subnet ? subnetAddress(subnet, FIRST_REPLICA_HOST + index) : "";
             const hostPort = inputs.replicaPortBase + index;
-            // nginx reaches the replicas of its own host over the stack's network, the others where they publish.
-            const remote = !host.balancer && host.address !== undefined;
             slots.push({
                 name: implicit ? `vllm${index}` : `${host.name}-vllm${index}`,
                 host: host.name,
@@ -172,9 +214,10 @@ export function planPlacement(inputs: PlacementInputs): { placement: Placement; 
                 threadsBind: group.threadsBind,
                 spare: index >= configured.length,
                 hostPort,
-                publish: remote ? host.address! : inputs.replicaPortBind,
+                publish: remote ? undefined : inputs.replicaPortBind,
                 ip,
-                upstream: remote ? `${host.address}:${hostPort}` : `${ip}:${VLLM_PORT}`,
+                upstream: remote ? `${egress}:${egressBase + index}` : `${ip}:${VLLM_PORT}`,
+                relay: remote ? { egressPort: egressBase + index, gate: `${host.address}:${inputs.replicaPortBase}`, gatePort: inputs.replicaPortBase, replica: `${ip}:${VLLM_PORT}` } : undefined,
             });
         });
     });

@@ -142,7 +142,8 @@ export function replicaContainer(
                 { volumeName: args.compileCacheVolume, containerPath: VLLM_CACHE_PATH },
             ],
             networksAdvanced: [{ name: args.networkName, aliases: [plan.name], ipv4Address: plan.ip }],
-            ports: [{ internal: VLLM_PORT, external: plan.hostPort, ip: plan.publish }],
+            // A replica of another host publishes nothing: its host's gate reaches it (components/relay).
+            ports: plan.publish === undefined ? undefined : [{ internal: VLLM_PORT, external: plan.hostPort, ip: plan.publish }],
             // SIGTERM, then stopGraceSeconds, then SIGKILL.
             ...lifecycle({
                 prefix: args.prefix,

@@ -92,6 +92,17 @@ export interface NginxOptions {
     workerHeader?: boolean;
     /** Path whose 200 means ready; default: the port accepts connections. */
     readyPath?: string;
+    /** A `stream {}` block's contents (the relay's config), with Debian's stream module loaded. */
+    stream?: string;
+}
+
+/** The `load_module` line of Debian's stream module (libnginx-mod-stream), or an error that says how to install it. */
+export function streamModule(): string {
+    const module = path.join(NGINX_MODULES_DIR, "ngx_stream_module.so");
+    if (!fs.existsSync(module)) {
+        throw new Error(`nginx's stream module is missing (${module}): the relay between hosts runs on it. Install it with \`sudo apt-get install -y libnginx-mod-stream\`, or set NGINX_MODULES_DIR.`);
+    }
+    return `load_module ${module};`;
 }
 
 /**
@@ -110,6 +121,7 @@ export async function startNginx(confD: string, port: number, options: NginxOpti
     const main = [
         // The modules the image's nginx loads from modules-enabled/, for configs that use them.
         ...(/_by_lua/.test(confD) ? luaModules() : []),
+        ...(options.stream === undefined ? [] : [streamModule()]),
         `worker_processes ${options.workers ?? 1};`,
         "daemon off;",
         `pid ${dir}/nginx.pid;`,
@@ -125,6 +137,7 @@ export async function startNginx(confD: string, port: number, options: NginxOpti
         ...(options.workerHeader ? ["    add_header x-nginx-worker $pid always;"] : []),
         `    include ${dir}/conf.d/*.conf;`,
         "}",
+        ...(options.stream === undefined ? [] : ["stream {", options.stream, "}"]),
         "",
     ].join("\n");
     fs.writeFileSync(path.join(dir, "nginx.conf"), main);

@@ -31,7 +31,7 @@ describe("a tcp:// engine with TLS material from the secret hostTls", () => {
     it("hands it, secret, to every command that acts on gpu-b, and to no other", () => {
         const commands = ofType(resources, "command:local:Command");
         const onB = commands.filter((c) => c.inputs.environment.ENGINE_TLS !== undefined);
-        expect(onB.map((c) => c.name).sort()).toEqual(["fleet-gpu-b-vllm0-rotation", "fleet-rollout-1-step"]);
+        expect(onB.map((c) => c.name).sort()).toEqual(["fleet-gpu-b-vllm0-rotation", "fleet-relay-egress-install", "fleet-relay-gate-gpu-b-install", "fleet-rollout-1-step"]);
         for (const command of onB) {
             expect(JSON.parse(command.inputs.environment.ENGINE_TLS)).toEqual({ "tcp://gpu-b.example.internal:2376": MATERIAL });
             expect(command.secretInputs, command.name).toContain("environment");

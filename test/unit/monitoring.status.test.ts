@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+    StackOutputs,
     StatusReport,
     buildReport,
     formatReport,
@@ -61,7 +62,8 @@ describe("stack outputs", () => {
     it.each([
         [{}, /no "endpoint" URL/],
         [{ endpoint: "http://x" }, /no "replicas" list/],
-        [{ endpoint: "http://x", replicas: [{ name: "vllm0" }] }, /no "replicas" list/],
+        [{ endpoint: "http://x", replicas: [{ name: "vllm0", url: 8081 }] }, /no "replicas" list/],
+        [{ endpoint: "http://x", replicas: [{ url: "http://127.0.0.1:8081" }] }, /no "replicas" list/],
         [[], /not an object/],
     ])("says which output is missing in %j", (value, message) => {
         expect(() => parseStackOutputs(value)).toThrow(message);
@@ -180,6 +182,26 @@ describe("the report", () => {
                 "",
             ].join("\n"),
         );
+    });
+
+    it("takes the health of a replica of another host, which has no URL, from Prometheus's scrape through the relay, and says when nobody can tell", () => {
+        const relayed: StackOutputs = { ...outputs, replicas: [outputs.replicas[0], { name: "b-vllm0", container: "dev-b-vllm0" }] };
+        const scraped = buildReport({ stack: "dev", outputs: relayed, balancerHealth: "ok 0123456789ab in=vllm0,b-vllm0 out=", healthCodes: { vllm0: 200 }, scraped: { vllm0: true, "b-vllm0": false }, loads, source });
+        expect(scraped.replicas.map((r) => [r.name, r.url, r.health])).toEqual([
+            ["vllm0", "http://127.0.0.1:8081", "healthy"],
+            ["b-vllm0", undefined, "unreachable"],
+        ]);
+        expect(reportHealthy(scraped)).toBe(false);
+        const up = buildReport({ stack: "dev", outputs: relayed, balancerHealth: "ok 0123456789ab in=vllm0,b-vllm0 out=", healthCodes: { vllm0: 200 }, scraped: { "b-vllm0": true }, loads, source });
+        expect(up.replicas[1].health).toBe("healthy");
+        expect(reportHealthy(up)).toBe(true);
+        const unknown = buildReport({ stack: "dev", outputs: relayed, balancerHealth: "ok 0123456789ab in=vllm0,b-vllm0 out=", healthCodes: { vllm0: 200 }, loads, source });
+        expect(unknown.replicas[1].health).toBe("unknown");
+        expect(reportHealthy(unknown)).toBe(true);
+        expect(formatReport(unknown)).toContain("unknown: a replica of another host, which only the relay reaches");
+        const out = buildReport({ stack: "dev", outputs: relayed, balancerHealth: "ok 0123456789ab in=vllm0 out=b-vllm0", healthCodes: { vllm0: 200 }, loads, source });
+        expect(reportHealthy(out)).toBe(false);
+        expect(parseStackOutputs({ endpoint: "http://127.0.0.1:8000", replicas: relayed.replicas }).replicas[1]).toEqual({ name: "b-vllm0", container: "dev-b-vllm0", url: undefined });
     });
 
     it("gives scripts every field, null where unknown", () => {

@@ -120,18 +120,33 @@ describe("replicas on several hosts", () => {
     ];
     const { placement, problems } = planPlacement({ ...FLEET, hosts });
 
-    it("names replicas by host, reaches the balancer's own over the stack network and the others where they publish", () => {
+    it("names replicas by host, reaches the balancer's own over the stack network and the others through the relay, which they alone publish nothing to", () => {
         expect(problems).toEqual([]);
         expect(placement.slots.map((r) => [r.name, r.host, r.gpuIds.join(","), r.publish, r.hostPort, r.upstream])).toEqual([
             ["gpu-a-vllm0", "gpu-a", "0", "127.0.0.1", 8081, "172.29.7.10:8000"],
             ["gpu-a-vllm1", "gpu-a", "1", "127.0.0.1", 8082, "172.29.7.11:8000"],
-            ["gpu-b-vllm0", "gpu-b", "0", "10.0.0.12", 8081, "10.0.0.12:8081"],
-            ["gpu-b-vllm1", "gpu-b", "1", "10.0.0.12", 8082, "10.0.0.12:8082"],
+            ["gpu-b-vllm0", "gpu-b", "0", undefined, 8081, "172.29.7.9:11000"],
+            ["gpu-b-vllm1", "gpu-b", "1", undefined, 8082, "172.29.7.9:11001"],
+        ]);
+        expect(placement.slots.map((r) => r.relay)).toEqual([
+            undefined,
+            undefined,
+            { egressPort: 11000, gate: "10.0.0.12:8081", gatePort: 8081, replica: "172.29.7.10:8000" },
+            { egressPort: 11001, gate: "10.0.0.12:8081", gatePort: 8081, replica: "172.29.7.11:8000" },
         ]);
         expect(placement.replicas).toBe(3);
         expect(placement.hosts).toEqual([
             { name: "gpu-a", balancer: true, address: undefined },
             { name: "gpu-b", balancer: false, address: "10.0.0.12" },
+        ]);
+    });
+
+    it("keeps a host's relay ports when another host scales, and refuses more replicas on a host than the relay has ports for", () => {
+        const grown = planPlacement({ ...FLEET, hosts: [{ ...hosts[0], gpus: ["0", "1", "2"] }, hosts[1]] }).placement;
+        expect(grown.slots.filter((r) => r.host === "gpu-b").map((r) => r.upstream)).toEqual(["172.29.7.9:11000", "172.29.7.9:11001"]);
+        const many = planPlacement({ ...FLEET, networkSubnet: "172.29.0.0/16", hosts: [hosts[0], { ...hosts[1], gpus: Array.from({ length: 1001 }, (_, i) => String(i)), spareGpus: undefined }] });
+        expect(many.problems.map((p) => `${p.key}: ${p.allowed}`)).toEqual([
+            "hosts: at most 1000 replicas (spares included) on a host other than the balancer's, and at most 55 hosts: the relay gives each replica of another host a port of its own (host gpu-b has 1001, and is entry 1)",
         ]);
     });
 
