@@ -152,7 +152,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
 }
 
 /**
- * A replica published beyond the loopback (on another host's address, or `replicaPortBind` opened) is
+ * A replica published beyond the loopback (`replicaPortBind` opened; replicas of other hosts publish nothing, the relay reaches them) is
  * reachable around the balancer, its keys and its limits: it must require `apiKey`, which only the
  * balancer sends it.
  */
