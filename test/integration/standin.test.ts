@@ -394,3 +394,72 @@ describe("stand-in: --api-key", () => {
         expect((await request(`${s.url}/v1/models`, { headers: { authorization: "Bearer from-env" } })).status).toBe(200);
     });
 });
+
+describe("stand-in: LoRA adapters, as vLLM 0.32.0 serves them", () => {
+    const LORA = ["--served-model-name", "m", "--itl-ms", "20", "--enable-lora", "--max-loras", "1", "--lora-modules", "a=/adapters/a", '{"name": "b", "path": "/adapters/b", "base_model_name": "m"}'];
+    let s: StandIn;
+    const post = (path: string, body: unknown) => request(`${s.url}${path}`, { method: "POST", body, agent: false });
+    beforeAll(async () => {
+        s = await standIn({ args: LORA, env: { VLLM_ALLOW_RUNTIME_LORA_UPDATING: "True" } });
+    });
+
+    it("lists its --lora-modules adapters after the model, with their path as root and the model as parent, and answers as them", async () => {
+        const models = (await request(`${s.url}/v1/models`)).json.data.map((m: any) => [m.id, m.root, m.parent, m.max_model_len]);
+        expect(models).toEqual([
+            ["m", "standin/model", null, 8192],
+            ["a", "/adapters/a", "m", null],
+            ["b", "/adapters/b", "m", null],
+        ]);
+        const c = await post("/v1/completions", { model: "a", prompt: "hi", max_tokens: 2 });
+        expect([c.status, c.json.model]).toEqual([200, "a"]);
+        expect(s.output()).toContain("Loaded new LoRA adapter: name 'a', path '/adapters/a'");
+    });
+
+    it("loads and unloads adapters at run time, with vLLM's answers, and serves one only while it is loaded", async () => {
+        const loaded = await post("/v1/load_lora_adapter", { lora_name: "c", lora_path: "/adapters/c" });
+        expect([loaded.status, loaded.text, loaded.headers["content-type"]]).toEqual([200, "Success: LoRA adapter 'c' added successfully.", undefined]);
+        expect((await post("/v1/completions", { model: "c", prompt: "hi", max_tokens: 1 })).json.model).toBe("c");
+        expect((await post("/v1/load_lora_adapter", { lora_name: "c", lora_path: "/adapters/c" })).json.error).toMatchObject({ code: 400, type: "InvalidUserInput", message: expect.stringContaining("has already been loaded") });
+        expect((await post("/v1/load_lora_adapter", { lora_name: "c", lora_path: "/adapters/c2", load_inplace: true })).status).toBe(200);
+        expect((await post("/v1/load_lora_adapter", { lora_name: "m", lora_path: "/x" })).json.error.message).toBe("The lora adapter 'm' conflicts with a served base model.");
+        expect((await post("/v1/load_lora_adapter", { lora_name: "d" })).json.error).toMatchObject({ code: 400, param: "body.lora_path" });
+        const removed = await post("/v1/unload_lora_adapter", { lora_name: "c" });
+        expect([removed.status, removed.text]).toEqual([200, "Success: LoRA adapter 'c' removed successfully."]);
+        expect((await post("/v1/unload_lora_adapter", { lora_name: "c" })).json.error).toEqual({ message: "The lora adapter 'c' cannot be found.", type: "NotFoundError", param: null, code: 404 });
+        const gone = await post("/v1/completions", { model: "c", prompt: "hi", max_tokens: 1 });
+        expect([gone.status, gone.json.error.message]).toEqual([404, "The model `c` does not exist. Valid aliases: m."]);
+    });
+
+    it("has no load or unload route without VLLM_ALLOW_RUNTIME_LORA_UPDATING", async () => {
+        const fixed = await standIn({ args: LORA });
+        const r = await request(`${fixed.url}/v1/load_lora_adapter`, { method: "POST", body: { lora_name: "c", lora_path: "/c" }, agent: false });
+        expect([r.status, r.json]).toEqual([404, { detail: "Not Found" }]);
+        expect(fixed.output()).not.toContain("Route: /v1/load_lora_adapter");
+    });
+
+    it("runs one adapter at a time with --max-loras 1: another adapter's request waits (deferred), the base model's does not, and lora_requests_info names the running adapter only", async () => {
+        const long = stream(`${s.url}/v1/completions`, { model: "a", prompt: "hi", max_tokens: 60, stream: true }, { agent: false });
+        await long.firstEvent;
+        const t0 = performance.now();
+        const other = post("/v1/completions", { model: "b", prompt: "hi", max_tokens: 1 });
+        const base = await post("/v1/completions", { model: "m", prompt: "hi", max_tokens: 1 });
+        expect(base.status).toBe(200);
+        expect(performance.now() - t0).toBeLessThan(500);
+        const text = await scrape(s);
+        expect(metricValue(text, "vllm:num_requests_waiting_by_reason", { reason: "deferred" })).toBe(1);
+        // As vLLM 0.32.0: an adapter counts once a request of it was scheduled, so the waiting one is not named.
+        expect(metricValue(text, "vllm:lora_requests_info", { max_lora: "1", running_lora_adapters: "a", waiting_lora_adapters: "a" })).toBeGreaterThan(Date.now() / 1000 - 60);
+        expect(text).not.toContain('running_lora_adapters="a,b"');
+        const done = await long.result;
+        expect(done.done).toBe(true);
+        expect((await other).json.model).toBe("b");
+        // It waited for the whole batch of the other adapter: 60 tokens at 20 ms.
+        expect(performance.now() - t0).toBeGreaterThan(800);
+    });
+
+    it("refuses --lora-modules without --enable-lora at start, as vLLM's engine does", async () => {
+        const refused = await standIn({ args: ["--lora-modules", "a=/adapters/a"], waitReady: false });
+        expect((await refused.exited).code).toBe(1);
+        expect(refused.output()).toContain("LoRA is not enabled. Use --enable-lora to enable LoRA.");
+    });
+});

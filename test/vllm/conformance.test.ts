@@ -35,7 +35,15 @@ const standIns: StandIn[] = [];
 async function standInTarget(role: Role): Promise<Target> {
     const port = await freePort();
     const t0 = performance.now();
-    const s = await startStandIn({ model: VLLM_TINY_MODEL, port, replicaId: `conformance-${role}`, args: [...COMMON_ARGS, ...ROLE_ARGS[role], "--load-seconds", "1", "--itl-ms", "2"], waitReady: false });
+    // The environment of vLLM's image (test/vllm/Dockerfile): adapters loaded and unloaded at run time.
+    const s = await startStandIn({
+        model: VLLM_TINY_MODEL,
+        port,
+        replicaId: `conformance-${role}`,
+        args: [...COMMON_ARGS, ...ROLE_ARGS[role], "--load-seconds", "1", "--itl-ms", "2"],
+        env: { VLLM_ALLOW_RUNTIME_LORA_UPDATING: "True" },
+        waitReady: false,
+    });
     standIns.push(s);
     const startup = { refused: 0, answeredBefore: [] as number[] };
     const url = `http://127.0.0.1:${port}`;

@@ -53,8 +53,12 @@ export const DRAIN_SECONDS = 12;
 /** How long a lifecycle check waits for a request to end before it calls it hung and closes it. */
 export const HANG_MS = 6000;
 export const COMMON_ARGS = ["--served-model-name", MODEL, "--max-model-len", String(MAX_MODEL_LEN), "--enforce-eager"];
+/** The plain server serves a LoRA adapter from its start and loads another at run time (VLLM_ALLOW_RUNTIME_LORA_UPDATING, set by the image). */
+export const LORA_ARGS = ["--enable-lora", "--max-lora-rank", "8", "--max-loras", "1", "--lora-modules", "lora-a=/opt/models/lora-a"];
+/** An adapter made with the tiny model (test/vllm/make_model.py), where the image keeps it; the stand-in reads no adapter. */
+export const LORA_B_PATH = "/opt/models/lora-b";
 export const ROLE_ARGS: Record<Role, string[]> = {
-    plain: [],
+    plain: LORA_ARGS,
     keyed: ["--api-key", API_KEY, "--shutdown-timeout", String(DRAIN_SECONDS)],
     death: [],
 };
@@ -614,6 +618,65 @@ export const CHECKS: Check[] = [
                 "metrics: a client disconnect in request_success_total{finished_reason=abort}": abortedAfter > abortedBefore ? "counted" : "not counted",
                 "metrics: num_requests_running after a client disconnect": String(running),
             };
+        },
+    },
+    {
+        name: "lora",
+        role: "plain",
+        async run(t) {
+            const o: Observations = {};
+            const load = (b: unknown) => post(t, "/v1/load_lora_adapter", b);
+            const unload = (b: unknown) => post(t, "/v1/unload_lora_adapter", b);
+            const plainAnswer = (r: Response) => `${r.status} ${r.json === undefined ? `${JSON.stringify(r.text)} content-type=${r.headers["content-type"] ?? "none"}` : body(r)}`;
+            const card = (await get(t, "/v1/models")).json?.data?.find((m: { id: string }) => m.id === "lora-a");
+            o["lora: /v1/models entry of a --lora-modules adapter"] = card ? `${keys(card)} root=${card.root} parent=${card.parent} max_model_len=${card.max_model_len}` : "absent";
+            o["lora: load"] = plainAnswer(await load({ lora_name: "lora-b", lora_path: LORA_B_PATH }));
+            o["lora: load it again"] = plainAnswer(await load({ lora_name: "lora-b", lora_path: LORA_B_PATH }));
+            o["lora: load it again in place"] = plainAnswer(await load({ lora_name: "lora-b", lora_path: LORA_B_PATH, load_inplace: true }));
+            o["lora: load under the base model's name"] = plainAnswer(await load({ lora_name: MODEL, lora_path: LORA_B_PATH }));
+            o["lora: load without lora_path"] = plainAnswer(await load({ lora_name: "lora-c" }));
+            o["lora: load with an empty lora_path"] = plainAnswer(await load({ lora_name: "lora-c", lora_path: "" }));
+            const listed = (await get(t, "/v1/models")).json?.data?.map((m: { id: string; parent: string | null }) => `${m.id}<${m.parent}`);
+            o["lora: /v1/models after the loads"] = JSON.stringify(listed);
+            const c = await post(t, "/v1/completions", { ...GEN, model: "lora-b", prompt: "hello", max_tokens: 2 });
+            o["lora: completion with an adapter loaded at run time"] = c.status === 200 ? `200 model=${c.json.model}` : answer(c);
+            const h = await sse(t, "/v1/chat/completions", { ...GEN, model: "lora-a", messages: chat("hello"), max_tokens: 2, stream: true }).result;
+            o["lora: stream with a --lora-modules adapter"] = `${h.status} model ${[...new Set(chunks(h).map((x) => x.model))].join(" ")}`;
+
+            // --max-loras 1: while a request runs with lora-a, one for lora-b waits (deferred), and one for the base model does not.
+            const long = countedStream(t, "/v1/completions", { ...GEN, model: "lora-a", prompt: "hello", max_tokens: LONG, stream: true });
+            await long.after(1);
+            const other = plainHandle(t, "/v1/completions", { ...GEN, model: "lora-b", prompt: "hello", max_tokens: 2 });
+            const base = await post(t, "/v1/completions", { ...GEN, prompt: "hello", max_tokens: 2 });
+            await sleep(500);
+            const during = (await get(t, "/metrics")).text;
+            o["lora: max_loras 1, another adapter's request while one runs"] =
+                `waiting deferred=${metricSample(during, "vllm:num_requests_waiting_by_reason", 'reason="deferred"')} capacity=${metricSample(during, "vllm:num_requests_waiting_by_reason", 'reason="capacity"')}` +
+                `; the base model's request meanwhile: ${base.status}`;
+            // Each label set the gauge has been set with, and the newest: what the series say of the adapters in flight.
+            const info = during
+                .split("\n")
+                .filter((l) => l.startsWith("vllm:lora_requests_info{"))
+                .map((l) => ({ labels: l.slice(l.indexOf("{"), l.lastIndexOf("}") + 1), at: Number(l.split(" ").at(-1)) }));
+            const newest = [...info].sort((x, y) => y.at - x.at)[0];
+            o["lora: lora_requests_info while lora-a runs and lora-b waits"] = newest
+                ? `newest ${newest.labels}, set to the time: ${Math.abs(newest.at - Date.now() / 1000) < 60}; all: ${info
+                      .map((i) => i.labels)
+                      .sort()
+                      .join(" ")}`
+                : "no series";
+            long.abort();
+            await long.result;
+            const after = await other.result;
+            o["lora: the waiting request once the adapter's batch ended"] = after instanceof Error ? after.message : `${after.status} model=${after.json?.model}`;
+
+            o["lora: unload"] = plainAnswer(await unload({ lora_name: "lora-b" }));
+            o["lora: unload it again"] = plainAnswer(await unload({ lora_name: "lora-b" }));
+            o["lora: unload without lora_name"] = plainAnswer(await unload({}));
+            o["lora: completion with an unloaded adapter"] = answer(await post(t, "/v1/completions", { ...GEN, model: "lora-b", prompt: "hello", max_tokens: 2 }));
+            // Last: the stand-in reads no adapter, and loads any path (test/standin/README.md).
+            o["lora: load a path with no adapter"] = plainAnswer(await load({ lora_name: "lora-missing", lora_path: "/nope" }));
+            return o;
         },
     },
     {
