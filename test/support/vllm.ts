@@ -176,6 +176,17 @@ export async function startVllm(options: VllmServerOptions = {}): Promise<VllmSe
         }
         await sleep(100);
     }
+    // The engine's process, found now: under load `docker top` can take seconds, and a kill that waits for it
+    // comes after the requests it was meant to cut (a 2,000-token request ended first in one CI run).
+    const enginePid = async () => {
+        const top = await run("docker", ["top", id, "-o", "pid,args"]);
+        const line = top.split("\n").find((l) => /VLLM::EngineCore/.test(l));
+        if (!line) {
+            throw new Error(`no VLLM::EngineCore process in container ${id}:\n${top}`);
+        }
+        return Number(line.trim().split(/\s+/)[0]);
+    };
+    const engine = await enginePid().catch(() => undefined);
     return {
         id,
         url,
@@ -190,12 +201,7 @@ export async function startVllm(options: VllmServerOptions = {}): Promise<VllmSe
         },
         waitExit,
         async killEngine() {
-            const top = await run("docker", ["top", id, "-o", "pid,args"]);
-            const line = top.split("\n").find((l) => /VLLM::EngineCore/.test(l));
-            if (!line) {
-                throw new Error(`no VLLM::EngineCore process in container ${id}:\n${top}`);
-            }
-            process.kill(Number(line.trim().split(/\s+/)[0]), "SIGKILL");
+            process.kill(engine ?? (await enginePid()), "SIGKILL");
         },
         logs,
         running,
