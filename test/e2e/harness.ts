@@ -234,9 +234,9 @@ export function balancerCertificate(container: string, host?: string): Promise<s
 }
 
 /** `{in, out}` replica names from the balancer's health line, `ok <id> in=a,b out=c`; undefined when it does not answer. */
-export async function rotation(port: number, host = "127.0.0.1"): Promise<{ id: string; in: string[]; out: string[] } | undefined> {
+export async function rotation(port: number, host = "127.0.0.1", timeoutMs = 1000): Promise<{ id: string; in: string[]; out: string[] } | undefined> {
     try {
-        const text = (await request(`http://${host}:${port}/nginx-health`, { agent: false, timeoutMs: 1000 })).text.trim();
+        const text = (await request(`http://${host}:${port}/nginx-health`, { agent: false, timeoutMs })).text.trim();
         const match = /^ok (\S+) in=(\S*) out=(\S*)$/.exec(text);
         if (!match) {
             return undefined;

@@ -127,6 +127,17 @@ describe("rotation with the real nginx (pain point 4: GIE#549, kserve#5496)", ()
         expect(lb.errorLog()).not.toContain(`127.0.0.1:${dead}`);
     });
 
+    it("admits a replica whose /health is slow (its event loop busy for 3.5 s, as under load) to a new balancer's rotation at once", async () => {
+        const rs = await standIns(3, ["--itl-ms", "1"]);
+        const port = await freePort();
+        const lb = await nginx(renderOurs(rs.map((r) => r.port), port), port);
+        const { template } = renderTemplate(oursConfig(rs.map((r) => r.port), port));
+        for (const r of rs.slice(1)) {
+            expect((await request(`${r.url}/standin/block-loop?ms=3500`, { agent: false, method: "POST" })).status).toBe(200);
+        }
+        expect(await rotation(lb, ["install"], template)).toBe("in=vllm0,vllm1,vllm2 out=");
+    });
+
     /**
      * Scale-down under streamed load with replicas that abort in-flight requests on SIGTERM, as vLLM
      * does by default: the order without the drain (out of rotation, then stopped) against the

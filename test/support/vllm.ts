@@ -87,7 +87,7 @@ export interface VllmServer {
     /** The container's address on Docker's bridge, for probes that must not go through docker-proxy. */
     containerIp: string;
     startup: StartupProbe;
-    /** `docker kill -s TERM` (what `docker stop` sends first), then waits for the exit: its code and how long it took. */
+    /** SIGTERM to the server's process (what `docker stop` sends first), sent before the first await; then waits for the exit: its code and how long it took. */
     stop(timeoutMs?: number): Promise<{ code: number | null; ms: number }>;
     /** Resolves with the exit code once the container has exited, or undefined after `timeoutMs`. */
     waitExit(timeoutMs: number): Promise<number | undefined>;
@@ -187,6 +187,9 @@ export async function startVllm(options: VllmServerOptions = {}): Promise<VllmSe
         return Number(line.trim().split(/\s+/)[0]);
     };
     const engine = await enginePid().catch(() => undefined);
+    // The server's own process (the container's first), found now for the same reason: SIGTERM goes to it
+    // at once, as `docker kill -s TERM` would send it once the CLI and the daemon got round to it.
+    const serverPid = Number(await inspect("{{.State.Pid}}").catch(() => "0"));
     return {
         id,
         url,
@@ -194,7 +197,11 @@ export async function startVllm(options: VllmServerOptions = {}): Promise<VllmSe
         startup,
         async stop(timeoutMs = 60_000) {
             const started = performance.now();
-            await run("docker", ["kill", "-s", "TERM", id]).catch(() => "");
+            try {
+                process.kill(serverPid, "SIGTERM");
+            } catch {
+                await run("docker", ["kill", "-s", "TERM", id]).catch(() => "");
+            }
             const code = await waitExit(timeoutMs);
             await Promise.race([followed, sleep(2000)]); // the log's last lines
             return { code: code ?? null, ms: performance.now() - started };

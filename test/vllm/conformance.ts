@@ -17,7 +17,7 @@ export interface Target {
     url: string;
     /** The key it was started with (`--api-key`), if any. */
     apiKey?: string;
-    /** Sends SIGTERM and resolves once the process has exited: its code (null if it did not exit) and how long it took. */
+    /** Sends SIGTERM before its first await (a caller can read what ran at that moment), and resolves once the process has exited: its code (null if it did not exit) and how long it took. */
     stop(): Promise<{ code: number | null; ms: number }>;
     /** Kills the engine under the API server: vLLM's `VLLM::EngineCore` process, the stand-in's simulated engine. */
     killEngine(): Promise<void>;
@@ -785,11 +785,13 @@ export const CHECKS: Check[] = [
             void h.result.then(() => (streamEnd = performance.now()));
             await h.after(1);
             const t0 = performance.now();
+            // Both targets send SIGTERM before stop's first await: whether the stream still ran is read at once.
+            // (Read after the drain's log line, a loaded machine's lag could outlast vLLM's 2 s of tokens.)
             const exit = t.stop();
+            const stillStreaming = Number.isNaN(streamEnd);
             // Once the engine says it drains, while the in-flight stream still runs: what new requests get.
             // (The stand-in before vLLM 0.32.0's lines said only its own "SIGTERM received ... draining".)
             const drainSeen = await waitForLog(t, /\[shutdown\] EngineCore: start mode=drain|SIGTERM received: shutting down \(grace [1-9]/, 10_000);
-            const stillStreaming = Number.isNaN(streamEnd);
             const [late, lateStream, lateTokenize, health] = await Promise.all([
                 request(`${t.url}/v1/completions`, { body: { ...GEN, prompt: "late", max_tokens: 2 }, headers: auth(t), agent: false, timeoutMs: HANG_MS }).then(
                     (r) => (r.status === 200 ? `200 finish_reason=${r.json?.choices?.[0]?.finish_reason} completion_tokens=${r.json?.usage?.completion_tokens}` : answer(r)),

@@ -28,7 +28,8 @@ name=${2:-}
 # Replicas of the template, one "NAME ADDRESS" per line.
 replicas() { sed -n 's/^# vllm-nginx:replica \([^ ]*\) \([^ ]*\)$/\1 \2/p' "$1"; }
 
-healthy() { curl -fsS --noproxy '*' -m 2 -o /dev/null "http://$1/health" 2>/dev/null; }
+# healthy ADDRESS [SECONDS]: /health answers 2xx within SECONDS (2 unless given).
+healthy() { curl -fsS --noproxy '*' -m "${2:-2}" -o /dev/null "http://$1/health" 2>/dev/null; }
 
 # Writes the live config for the current members and the template, then checks and reloads nginx.
 render() {
@@ -101,10 +102,16 @@ install)
     carry "$template" "$template.next"
     if [ ! -f "$members" ]; then
         # A new container: replicas already serving join at once; the others when their deploy admits them.
+        # All are asked at once, each given 5 s: a replica whose event loop is busy for a few seconds (a long
+        # prompt's tokenizing, a loaded host) still joins, and one that hangs delays the install by 5 s, not
+        # 5 s per replica. Each answer is one short line appended, so the writes do not interleave.
         : >"$members.next"
-        replicas "$template.next" | while read -r replica address; do
-            if healthy "$address"; then echo "$replica" >>"$members.next"; fi
-        done
+        replicas "$template.next" | {
+            while read -r replica address; do
+                { if healthy "$address" 5; then echo "$replica" >>"$members.next"; fi; } &
+            done
+            wait
+        }
         mv "$members.next" "$members"
     fi
     cp "$template" "$template.prev" 2>/dev/null || true
