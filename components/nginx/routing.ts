@@ -33,6 +33,27 @@ export const ROUTING_STATUS_PATH = "/nginx-routing";
 /** The shared memory of the balancer: in-flight counts, failures, health, for every worker. */
 const SHARED_DICT = "vllm_routing";
 
+/** A name a group serves, as `/v1/models` lists it: a model's served name, or an adapter's (with its `parent`). */
+export interface ServedName {
+    id: string;
+    /** The model (or adapter source) behind the name. */
+    root: string;
+    /** For an adapter: the served name of its base model. */
+    parent?: string;
+}
+
+/**
+ * A model group, as the balancer routes to it: the names it serves (requests whose body's `model` is
+ * one of them go to its replicas) and its own balancing.
+ */
+export interface RoutingGroup {
+    name: string;
+    served: ServedName[];
+    method: Balancer;
+    sessionHeader: string;
+    loadBound: number;
+}
+
 export interface RoutingConfig {
     method: RoutingMethod;
     /** Header that carries a session key (cache_aware). */
@@ -45,7 +66,13 @@ export interface RoutingConfig {
     failTimeoutSeconds: number;
     /** Folder holding `vllm_nginx/routing.lua`. Defaults to where the image installs it. */
     luaPath?: string;
-    upstreams: Array<{ name: string; address: string; weight?: number }>;
+    upstreams: Array<{ name: string; address: string; weight?: number; group?: string }>;
+    /**
+     * Model groups: requests are routed by their body's `model` to the group that serves it, each group
+     * balanced by its own method among its replicas (`upstreams[].group`). Unset: one group, every
+     * replica, no routing by model (the replicas answer an unknown model themselves).
+     */
+    groups?: RoutingGroup[];
 }
 
 const q = (text: string) => JSON.stringify(text);
@@ -58,6 +85,19 @@ export function usesLuaBalancer(method: RoutingMethod): boolean {
 /** Whether a method needs the routing key, read in the access phase from a header or the body. */
 export function needsRoutingKey(method: RoutingMethod): boolean {
     return method === "cache_aware" || method === "consistent_hash";
+}
+
+/** Whether requests are routed by model, which reads every POST's body in the access phase. */
+export function routesByModel(config: Pick<RoutingConfig, "groups">): boolean {
+    return config.groups !== undefined;
+}
+
+function luaGroup(group: RoutingGroup): string[] {
+    const served = group.served.map((n) => `{ id = ${q(n.id)}, root = ${q(n.root)}${n.parent === undefined ? "" : `, parent = ${q(n.parent)}`} }`);
+    return [
+        `            { name = ${q(group.name)}, method = ${q(group.method)}, session_header = ${q(group.sessionHeader)}, load_bound = ${group.loadBound},`,
+        `              models = { ${served.join(", ")} } },`,
+    ];
 }
 
 /**
@@ -84,8 +124,9 @@ export function routingHttpDirectives(config: RoutingConfig): string[] {
         `        health_timeout_ms = ${HEALTH_TIMEOUT_MS},`,
         `        health_path = ${q(HEALTH_PATH)},`,
         "        peers = {",
-        ...config.upstreams.map((u) => `            { name = ${q(u.name)}, address = ${q(u.address)}, out = "{{down:${u.name}}}" },`),
+        ...config.upstreams.map((u) => `            { name = ${q(u.name)}, address = ${q(u.address)}, out = "{{down:${u.name}}}"${u.group === undefined ? "" : `, group = ${q(u.group)}`} },`),
         "        },",
+        ...(config.groups ? ["        groups = {", ...config.groups.flatMap(luaGroup), "        },"] : []),
         "    })",
         "}",
     ];
@@ -124,7 +165,7 @@ export function upstreamBlock(config: RoutingConfig, keepalive: { connections: n
  * is never read or routed.
  */
 export function routingLocationDirectives(config: RoutingConfig): string[] {
-    const key = needsRoutingKey(config.method)
+    const key = needsRoutingKey(config.method) || routesByModel(config) || (config.groups ?? []).some((g) => needsRoutingKey(g.method))
         ? [
               '        set $vllm_route_key "";',
               '        set $vllm_route_source "";',

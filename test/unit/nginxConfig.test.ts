@@ -122,6 +122,25 @@ describe("rendered nginx config", () => {
         expect(states).toMatch(/ in=vllm1 out=vllm0,vllm2\\n";/);
     });
 
+    it("with model groups, hands the Lua balancer each group's names, method and replicas, and reads every request's body in the access phase", () => {
+        const groups = [
+            { name: "chat", method: "cache_aware" as const, sessionHeader: "x-user-id", loadBound: 1.5, served: [{ id: "llama", root: "meta-llama/Llama-3.1-8B-Instruct" }, { id: "sql", root: "org/sql-lora", parent: "llama" }] },
+            { name: "embed", method: "least_conn" as const, sessionHeader: "x-user-id", loadBound: 1.25, served: [{ id: "minilm", root: "sentence-transformers/all-MiniLM-L6-v2" }] },
+        ];
+        const upstreams = GUIDE_TOPOLOGY.upstreams.map((u, i) => ({ ...u, group: i === 0 ? "chat" : "embed" }));
+        const grouped = renderNginxConfig({ ...GUIDE_TOPOLOGY, method: "least_conn", upstreams, groups }).text;
+        expect(grouped).toContain(`{ name = "vllm0", address = "172.29.20.10:8000", out = "", group = "chat" },`);
+        expect(grouped).toContain(`{ name = "vllm1", address = "172.29.20.11:8000", out = "", group = "embed" },`);
+        expect(grouped).toContain('{ name = "chat", method = "cache_aware", session_header = "x-user-id", load_bound = 1.5,');
+        expect(grouped).toContain('models = { { id = "llama", root = "meta-llama/Llama-3.1-8B-Instruct" }, { id = "sql", root = "org/sql-lora", parent = "llama" } } },');
+        expect(grouped).toContain('{ name = "embed", method = "least_conn",');
+        // least_conn at the top level, yet the body is read: the model picks the group.
+        expect(grouped).toContain('access_by_lua_block { require("vllm_nginx.routing").access() }');
+        // Without groups, neither: the snapshot above is the one-group config, unchanged.
+        expect(text).not.toContain("groups = {");
+        expect(text).not.toContain("group = ");
+    });
+
     it("refuses to render an empty upstream", () => {
         expect(() => renderNginxConfig({ ...GUIDE_TOPOLOGY, upstreams: [] })).toThrow(/at least one upstream/);
     });

@@ -1,11 +1,18 @@
 -- The balancer inside nginx (Debian's libnginx-mod-http-lua): picks a replica for every request, in
 -- every balancing mode, from the replicas in rotation that pass their active /health checks.
 --
---   init_worker_by_lua   routing.start(config)   this worker's peers, ring and health-check timer
---   access_by_lua        routing.access()        cache_aware and consistent_hash: the routing key
+--   init_worker_by_lua   routing.start(config)   this worker's groups, peers, rings and health-check timer
+--   access_by_lua        routing.access()        the request's group (by its body's `model`, with model
+--                                                groups), and in cache_aware and consistent_hash its key
 --   balancer_by_lua      routing.balance()       the replica, and again on each retry
 --   log_by_lua           routing.log()           the request no longer counts as in flight
 --   content_by_lua       routing.status()        JSON: every replica's rotation, health and load
+--
+-- A fleet of several model groups routes each request by the `model` of its JSON body to the group
+-- that serves that name (a model or an adapter): each group has its replicas, its balancing method and
+-- settings, and its ring. A name no group serves gets vLLM's own 404, and no replica sees the request.
+-- `GET /v1/models` lists every group's models (routing.models). A fleet of one group reads no body but
+-- for its routing key, as before groups.
 --
 -- State shared by the workers (and kept across reloads) lives in `lua_shared_dict vllm_routing`:
 -- requests in flight per replica, passive failures (maxFails within failTimeout), and health; and in
@@ -54,16 +61,21 @@ local function hash32(text)
     return tonumber(md5(text):sub(1, 8), 16)
 end
 
-local conf -- this worker's config: method, settings and peers
+local conf -- this worker's config: settings, groups and peers
 local own_rotation -- "name@address ..." of the replicas this worker's config has in rotation
 local newer_rotation, newer_members -- the newest config's, when a reload replaced this worker's
-local peers = {} -- { name, address, host, port, in_rotation }
+local peers = {} -- every group's: { name, address, host, port, in_rotation, group }
 local in_rotation_by_name = {}
-local ring_points, ring_peers = {}, {}
+-- { name, method, session_var, load_bound, models, peers, ring_points, ring_peers, rotation_size }
+local groups = {}
+local group_by_model = {} -- served name (a model or an adapter) -> its group
+local groups_by_name = {}
+local by_model = false -- whether requests are routed by their body's `model` (model groups)
+local valid_aliases = "" -- every group's served names, as vLLM lists its own in the unknown-model error
 
-local function build_ring()
+local function build_ring(group)
     local points = {}
-    for i, p in ipairs(peers) do
+    for i, p in ipairs(group.peers) do
         for v = 1, RING_POINTS do
             points[#points + 1] = { hash32(p.name .. "#" .. v), i }
         end
@@ -71,14 +83,15 @@ local function build_ring()
     table.sort(points, function(a, b)
         return a[1] < b[1]
     end)
-    ring_points, ring_peers = {}, {}
+    group.ring_points, group.ring_peers = {}, {}
     for i, point in ipairs(points) do
-        ring_points[i], ring_peers[i] = point[1], point[2]
+        group.ring_points[i], group.ring_peers[i] = point[1], point[2]
     end
 end
 
--- Index of the first ring point at or after `hash` (wrapping to 1).
-local function ring_start(hash)
+-- Index of the first of the group's ring points at or after `hash` (wrapping to 1).
+local function ring_start(group, hash)
+    local ring_points = group.ring_points
     local lo, hi = 1, #ring_points
     if hi == 0 or hash > ring_points[hi] then
         return 1
@@ -147,9 +160,9 @@ local function in_newest_rotation(p)
     return newer_members[p.name .. "@" .. p.address] == true
 end
 
-local function candidates(tried)
+local function candidates(group, tried)
     local strict, relaxed = {}, {}
-    for _, p in ipairs(peers) do
+    for _, p in ipairs(group.peers) do
         if p.in_rotation and not tried[p.name] and in_newest_rotation(p) then
             relaxed[#relaxed + 1] = p
             if healthy(p) and not banned(p) then
@@ -163,8 +176,8 @@ local function candidates(tried)
     return relaxed
 end
 
-local function least_conn(list, loads)
-    local start = (dict:incr("rr", 1, 0) or 0) % #list
+local function least_conn(group, list, loads)
+    local start = (dict:incr(group.rr, 1, 0) or 0) % #list
     local best, best_load
     for k = 0, #list - 1 do
         local i = (start + k) % #list + 1
@@ -176,16 +189,17 @@ local function least_conn(list, loads)
 end
 
 -- Candidates (indexes into `list`) in ring order from the key: the ring's replica for it first.
-local function ring_order(list, key)
+local function ring_order(group, list, key)
     local index = {}
     for i, p in ipairs(list) do
         index[p.name] = i
     end
     local order, seen, distinct = {}, {}, 0
-    local n = #ring_points
-    local at = ring_start(key)
+    local n = #group.ring_points
+    local at = ring_start(group, key)
+    local peers = group.peers
     for _ = 1, n do
-        local p = peers[ring_peers[at]]
+        local p = peers[group.ring_peers[at]]
         if not seen[p.name] then
             seen[p.name] = true
             distinct = distinct + 1
@@ -211,7 +225,7 @@ end
 -- least busy in ring order, pinned by name. So keys spread as evenly as least_conn spreads requests
 -- (a key seen once, such as a one-shot prompt, costs nothing against least_conn), and a busy ring
 -- arc does not collect more new keys.
-local function bounded_hash(list, loads, key)
+local function bounded_hash(group, list, loads, key)
     local total, least = 0, math.huge
     for i = 1, #list do
         total = total + loads[i]
@@ -219,8 +233,8 @@ local function bounded_hash(list, loads, key)
             least = loads[i]
         end
     end
-    local capacity = ceil(conf.load_bound * (total + 1) / #list)
-    local order, index = ring_order(list, key)
+    local capacity = ceil(group.load_bound * (total + 1) / #list)
+    local order, index = ring_order(group, list, key)
     local entry_key = tostring(key)
     local entry = homes:get(entry_key)
     local home
@@ -249,11 +263,11 @@ local function bounded_hash(list, loads, key)
             return list[i]
         end
     end
-    return least_conn(list, loads)
+    return least_conn(group, list, loads)
 end
 
-local function choose(ctx)
-    local list = candidates(ctx.tried or {})
+local function choose(ctx, group)
+    local list = candidates(group, ctx.tried or {})
     if #list == 0 then
         return nil
     end
@@ -261,9 +275,9 @@ local function choose(ctx)
     for i, p in ipairs(list) do
         loads[i] = load_of(p)
     end
-    local method = conf.method
+    local method = group.method
     if method == "round_robin" then
-        return list[(dict:incr("rr", 1, 0) or 0) % #list + 1]
+        return list[(dict:incr(group.rr, 1, 0) or 0) % #list + 1]
     elseif method == "random_two_least_conn" then
         if #list == 1 then
             return list[1]
@@ -275,9 +289,9 @@ local function choose(ctx)
         end
         return loads[b] < loads[a] and list[b] or list[a]
     elseif method == "cache_aware" and ctx.route_key then
-        return bounded_hash(list, loads, ctx.route_key)
+        return bounded_hash(group, list, loads, ctx.route_key)
     end
-    return least_conn(list, loads)
+    return least_conn(group, list, loads)
 end
 
 -- Text of a message's content: a string, or the text parts of a list.
@@ -297,14 +311,15 @@ local function content_text(content)
     return ""
 end
 
--- Share of recent cache-keyed requests whose leading system prompt is `preamble`: requests are counted
--- in two windows of POPULARITY_WINDOW seconds (the current and the last).
-local function preamble_share(preamble)
+-- Share of a group's recent cache-keyed requests whose leading system prompt is `preamble`: requests
+-- are counted in two windows of POPULARITY_WINDOW seconds (the current and the last), under the
+-- group's prefix (`pop`, "pop:" or "pop:GROUP:").
+local function preamble_share(preamble, pop)
     local bucket = floor(ngx.now() / POPULARITY_WINDOW)
     local h = tostring(hash32(preamble))
     local ttl = 2 * POPULARITY_WINDOW + 1
-    local mine = dict:incr("pop:" .. bucket .. ":" .. h, 1, 0, ttl) + (dict:get("pop:" .. (bucket - 1) .. ":" .. h) or 0)
-    local all = (dict:get("pop:" .. bucket .. ":*") or 0) + (dict:get("pop:" .. (bucket - 1) .. ":*") or 0)
+    local mine = dict:incr(pop .. bucket .. ":" .. h, 1, 0, ttl) + (dict:get(pop .. (bucket - 1) .. ":" .. h) or 0)
+    local all = (dict:get(pop .. bucket .. ":*") or 0) + (dict:get(pop .. (bucket - 1) .. ":*") or 0)
     if all < POPULARITY_MIN_REQUESTS then
         return 1
     end
@@ -316,8 +331,8 @@ end
 -- alone is the key when it carries at most one replica's share of the traffic (a document a group of
 -- users asks about: they all reuse its cache); one that more requests share (an application's prompt
 -- for every user) is followed by the opening user message, so conversations do not collapse onto one
--- replica. Completions: the prompt's first characters.
-function M.body_key(doc, replicas)
+-- replica. Completions: the prompt's first characters. `pop` is the group's popularity prefix.
+function M.body_key(doc, replicas, pop)
     if type(doc) ~= "table" then
         return nil
     end
@@ -337,7 +352,7 @@ function M.body_key(doc, replicas)
         if opening == nil then
             return shared ~= "" and shared or nil
         end
-        if shared ~= "" and preamble_share(shared) * replicas <= 1 then
+        if shared ~= "" and preamble_share(shared, pop or "pop:") * replicas <= 1 then
             return shared
         end
         return shared .. "\n" .. opening
@@ -355,26 +370,43 @@ function M.body_key(doc, replicas)
     return nil
 end
 
--- The routing key of a request body: its leading content (M.body_key) when nginx holds the body in
--- memory (up to client_body_buffer_size, 1 MB); for a larger one, which nginx wrote to a temp file, its
--- first LARGE_BODY_KEY_BYTES from its "messages" (or "prompt") on, as sent. Reading back and decoding a
--- document of up to maxBodySize would hold the worker, and every stream it serves, for as long.
-local function body_route_key()
+-- The request's body: decoded when nginx holds it in memory (up to client_body_buffer_size, 1 MB);
+-- else, for a larger one that nginx wrote to a temp file, its first LARGE_BODY_KEY_BYTES as sent (and
+-- its last as many, where a client may have put `model`). Reading back and decoding a document of up
+-- to maxBodySize would hold the worker, and every stream it serves, for as long. Read once a request.
+local function read_body(ctx)
+    if ctx.body_read then
+        return ctx.body_doc, ctx.body_head, ctx.body_tail
+    end
+    ctx.body_read = true
     ngx.req.read_body()
     local body = ngx.req.get_body_data()
     if body then
-        return M.body_key(cjson.decode(body), conf.rotation_size)
+        ctx.body_doc = cjson.decode(body)
+        return ctx.body_doc
     end
     local path = ngx.req.get_body_file()
-    if not path then
-        return nil
-    end
-    local f = io.open(path, "rb")
+    local f = path and io.open(path, "rb")
     if not f then
         return nil
     end
-    local head = f:read(LARGE_BODY_KEY_BYTES)
+    ctx.body_head = f:read(LARGE_BODY_KEY_BYTES)
+    local size = f:seek("end")
+    if size and size > LARGE_BODY_KEY_BYTES then
+        f:seek("set", math.max(LARGE_BODY_KEY_BYTES, size - LARGE_BODY_KEY_BYTES))
+        ctx.body_tail = f:read(LARGE_BODY_KEY_BYTES)
+    end
     f:close()
+    return nil, ctx.body_head, ctx.body_tail
+end
+
+-- The routing key of a request body: its leading content (M.body_key) when it was decoded; for a
+-- large one, its first bytes from its "messages" (or "prompt") on, as sent.
+local function body_route_key(ctx, group)
+    local doc, head = read_body(ctx)
+    if doc then
+        return M.body_key(doc, group.rotation_size, group.pop)
+    end
     if not head then
         return nil
     end
@@ -382,26 +414,138 @@ local function body_route_key()
     return head:sub(at)
 end
 
+-- The `model` a request names: its body's `model` field (nil when it names none).
+local function body_model(ctx)
+    local doc, head, tail = read_body(ctx)
+    if type(doc) == "table" then
+        return type(doc.model) == "string" and doc.model or nil
+    end
+    for _, part in ipairs({ head or "", tail or "" }) do
+        local model = part:match('"model"%s*:%s*"([^"\\]*)"')
+        if model then
+            return model
+        end
+    end
+    return nil
+end
+
+-- vLLM's answer to a model its server does not serve (`OpenAIServing._check_model`), with every
+-- group's names as the aliases: no replica sees the request.
+local function unknown_model(model)
+    ngx.status = 404
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print('{"error":{"message":', cjson.encode("The model `" .. model .. "` does not exist. Valid aliases: " .. valid_aliases .. "."),
+        ',"type":"NotFoundError","param":"model","code":404}}')
+    return ngx.exit(ngx.HTTP_OK)
+end
+
+-- The group of a request: by its body's `model` with model groups (a request that names none goes to
+-- the first group, as vLLM serves its first name then); the only group without them.
+local function request_group(ctx)
+    if not by_model or ngx.req.get_method() ~= "POST" then
+        return groups[1]
+    end
+    local model = body_model(ctx)
+    if model == nil or model == "" then
+        return groups[1]
+    end
+    local group = group_by_model[model]
+    if not group then
+        return nil, model
+    end
+    return group
+end
+
 function M.access()
-    if conf.method ~= "cache_aware" and conf.method ~= "consistent_hash" then
+    local ctx = ngx.ctx
+    if by_model and ngx.var.uri == "/v1/models" and ngx.req.get_method() == "GET" then
+        return M.models()
+    end
+    local group, unknown = request_group(ctx)
+    if not group then
+        return unknown_model(unknown)
+    end
+    ctx.group = group
+    if group.method ~= "cache_aware" and group.method ~= "consistent_hash" then
         return
     end
-    dict:incr("pop:" .. floor(ngx.now() / POPULARITY_WINDOW) .. ":*", 1, 0, 2 * POPULARITY_WINDOW + 1)
-    local key = ngx.var[conf.session_var]
+    dict:incr(group.pop .. floor(ngx.now() / POPULARITY_WINDOW) .. ":*", 1, 0, 2 * POPULARITY_WINDOW + 1)
+    local key = ngx.var[group.session_var]
     local source = "header"
     if key == nil or key == "" then
         source = "body"
-        key = body_route_key()
+        key = body_route_key(ctx, group)
         if key == "" then
             key = nil
         end
     end
     if key then
         local hash = hash32(key)
-        ngx.ctx.route_key = hash
+        ctx.route_key = hash
         ngx.var.vllm_route_key = tostring(hash)
         ngx.var.vllm_route_source = source
     end
+end
+
+-- A model card as vLLM's /v1/models has it, from the config: for a group none of whose replicas
+-- answered (each one restarting in a rollout), so that its names stay listed.
+local function config_card(entry)
+    return {
+        id = entry.id,
+        object = "model",
+        created = ngx.time(),
+        owned_by = "vllm",
+        root = entry.root,
+        parent = entry.parent or cjson.null,
+        max_model_len = cjson.null,
+        permission = {},
+    }
+end
+
+-- GET /v1/models with model groups: every group's cards, as one of its replicas lists them, keeping
+-- the names the group serves; a group none of whose replicas answers is listed from the config. Each
+-- group is asked with a subrequest of this location, its group in the subrequest's ctx (subrequests
+-- skip the access phase) for routing.balance; nginx runs no log phase for a subrequest, so its replica
+-- is released here.
+function M.models()
+    local requests, contexts = {}, {}
+    for i, group in ipairs(groups) do
+        contexts[i] = { group = group }
+        requests[i] = { "/v1/models", { method = ngx.HTTP_GET, ctx = contexts[i] } }
+    end
+    local answers = { ngx.location.capture_multi(requests) }
+    for _, sub in ipairs(contexts) do
+        if sub.peer then
+            release(sub.peer)
+            sub.peer = nil
+        end
+    end
+    local data = {}
+    for i, group in ipairs(groups) do
+        local answer = answers[i]
+        local listed = answer and answer.status == 200 and cjson.decode(answer.body)
+        local seen = {}
+        if type(listed) == "table" and type(listed.data) == "table" then
+            for _, card in ipairs(listed.data) do
+                if type(card) == "table" and group.serves[card.id] and not seen[card.id] then
+                    seen[card.id] = true
+                    if type(card.permission) == "table" and #card.permission == 0 then
+                        card.permission = cjson.empty_array or {}
+                    end
+                    data[#data + 1] = card
+                end
+            end
+        else
+            ngx.log(ngx.WARN, "vllm-nginx: no replica of group ", group.name, " listed its models (", answer and answer.status or "no answer", "): listed from the config")
+            for _, entry in ipairs(group.models) do
+                data[#data + 1] = config_card(entry)
+            end
+        end
+    end
+    ngx.status = 200
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print(cjson.encode({ object = "list", data = data }))
+    return ngx.exit(ngx.HTTP_OK)
 end
 
 function M.balance()
@@ -416,9 +560,11 @@ function M.balance()
         ctx.tried = ctx.tried or {}
         ctx.tried[previous.name] = true
     end
-    local p = choose(ctx)
+    -- Set by routing.access, or by routing.models for its subrequests.
+    local group = ctx.group or groups[1]
+    local p = choose(ctx, group)
     if not p then
-        ngx.log(ngx.ERR, "vllm-nginx: no replica in rotation")
+        ngx.log(ngx.ERR, "vllm-nginx: no replica in rotation", group.name ~= "" and " in group " .. group.name or "")
         return ngx.exit(502)
     end
     dict:incr("inflight:" .. p.name, 1, 0)
@@ -557,27 +703,79 @@ local function check_all(premature)
     end
 end
 
+-- A group of the config, with its settings (a fleet of one group has them at the top level), its
+-- replicas and its ring. `index` numbers groups for the shared dict's keys.
+local function new_group(spec, index)
+    local name = spec.name or ""
+    local group = {
+        name = name,
+        method = spec.method or conf.method,
+        session_var = "http_" .. (spec.session_header or conf.session_header):lower():gsub("-", "_"),
+        load_bound = spec.load_bound or conf.load_bound,
+        models = spec.models or {},
+        serves = {},
+        peers = {},
+        -- The legacy keys of a fleet of one group, so that adding groups keeps its counts across a reload.
+        rr = index == 1 and name == "" and "rr" or "rr:" .. name,
+        pop = name == "" and "pop:" or "pop:" .. name .. ":",
+    }
+    for _, entry in ipairs(group.models) do
+        group.serves[entry.id] = true
+    end
+    return group
+end
+
 -- config: { method, session_header, load_bound, max_fails, fail_timeout, health_interval,
--- health_timeout_ms, health_path, peers = { { name, address, out } } }, where `out` is "" for a
--- replica in rotation (the rotation fills it in, as it fills in nginx's `down`).
+-- health_timeout_ms, health_path, peers = { { name, address, out, group } }, groups }, where `out` is
+-- "" for a replica in rotation (the rotation fills it in, as it fills in nginx's `down`). `groups`, with
+-- model groups only: { { name, method, session_header, load_bound, models = { { id, root, parent } } } },
+-- each peer naming its group; requests are then routed by their body's `model`.
 function M.start(config)
     conf = config
-    conf.session_var = "http_" .. config.session_header:lower():gsub("-", "_")
-    peers, in_rotation_by_name = {}, {}
+    peers, in_rotation_by_name, groups, group_by_model, groups_by_name = {}, {}, {}, {}, {}
+    by_model = config.groups ~= nil
+    for i, spec in ipairs(config.groups or { {} }) do
+        local group = new_group(spec, i)
+        groups[i] = group
+        groups_by_name[group.name] = group
+        for _, entry in ipairs(group.models) do
+            group_by_model[entry.id] = group
+        end
+    end
+    local aliases = {}
+    for _, group in ipairs(groups) do
+        for _, entry in ipairs(group.models) do
+            if not entry.parent then
+                aliases[#aliases + 1] = entry.id
+            end
+        end
+    end
+    valid_aliases = table.concat(aliases, ", ")
     for _, spec in ipairs(config.peers) do
         in_rotation_by_name[spec.name] = spec.out == ""
         local host, port = spec.address:match("^%[?(.-)%]?:(%d+)$")
-        peers[#peers + 1] = { name = spec.name, address = spec.address, host = host, port = tonumber(port), in_rotation = spec.out == "" }
+        local group = groups_by_name[spec.group or ""] or groups[1]
+        local p = { name = spec.name, address = spec.address, host = host, port = tonumber(port), in_rotation = spec.out == "", group = group.name }
+        peers[#peers + 1] = p
+        group.peers[#group.peers + 1] = p
     end
-    build_ring()
     local members = {}
+    for _, group in ipairs(groups) do
+        build_ring(group)
+        local in_group = 0
+        for _, p in ipairs(group.peers) do
+            if p.in_rotation then
+                in_group = in_group + 1
+            end
+        end
+        group.rotation_size = math.max(1, in_group)
+    end
     for _, p in ipairs(peers) do
         if p.in_rotation then
             members[#members + 1] = p.name .. "@" .. p.address
         end
     end
     own_rotation = table.concat(members, " ")
-    conf.rotation_size = math.max(1, #members)
     dict:set("rotation", own_rotation)
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
     if conf.health_interval > 0 then
@@ -598,10 +796,18 @@ function M.status()
             healthy = healthy(p),
             failing = banned(p),
             in_flight = load_of(p),
+            group = by_model and p.group or nil,
         }
     end
+    local by_group
+    if by_model then
+        by_group = {}
+        for _, group in ipairs(groups) do
+            by_group[#by_group + 1] = { name = group.name, method = group.method }
+        end
+    end
     ngx.header["Content-Type"] = "application/json"
-    ngx.say(cjson.encode({ method = conf.method, replicas = out }))
+    ngx.say(cjson.encode({ method = conf.method, replicas = out, groups = by_group }))
 end
 
 return M

@@ -1,0 +1,150 @@
+/**
+ * Model groups at the balancer, with the real nginx and its Lua balancer: requests routed by their body's
+ * `model` to the group that serves it (a model or an adapter), each group balanced by its own method among
+ * its own replicas; a model no group serves answered as vLLM answers it, by nginx, with no replica asked;
+ * `GET /v1/models` listing every group's names, from the config for a group none of whose replicas answers.
+ */
+import * as http from "http";
+import { describe, expect, it } from "vitest";
+import { ROUTING_STATUS_PATH, type RoutingGroup } from "../../components/nginx/routing";
+import { renderNginxConfig } from "../../components/nginx/render";
+import { freePort, oursConfig, request, startStandIn, stream, tokenEvents, type StandIn } from "../support";
+import { useTestFleet } from "./testFleet";
+
+const { adopt, nginx } = useTestFleet();
+
+const GROUPS: RoutingGroup[] = [
+    {
+        name: "chat",
+        method: "cache_aware",
+        sessionHeader: "x-session-id",
+        loadBound: 1.25,
+        served: [
+            { id: "chat", root: "org/chat-model" },
+            { id: "lora-x", root: "/adapters/x", parent: "chat" },
+        ],
+    },
+    { name: "small", method: "least_conn", sessionHeader: "x-session-id", loadBound: 1.25, served: [{ id: "small", root: "org/small-model" }] },
+];
+
+/** Requests a replica counted (vLLM's http_requests_total), but for the balancer's /v1/models listings. */
+async function served(r: StandIn): Promise<number> {
+    const text = (await request(`${r.url}/metrics`, { agent: false })).text;
+    return text
+        .split("\n")
+        .filter((l) => l.startsWith("http_requests_total{") && !l.includes('handler="/v1/models"'))
+        .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+}
+
+/** The Lua balancer's status (JSON), from the status listener (a unix socket in these tests). */
+function routingStatus(statusListen: string): Promise<{ groups?: Array<{ name: string; method: string }>; replicas: Array<{ name: string; group?: string; in_flight: number }> }> {
+    return new Promise((resolve, reject) =>
+        http
+            .get({ socketPath: statusListen.replace(/^unix:/, ""), path: ROUTING_STATUS_PATH }, (res) => {
+                let text = "";
+                res.on("data", (d) => (text += d));
+                res.on("end", () => (res.statusCode === 200 ? resolve(JSON.parse(text)) : reject(new Error(`${ROUTING_STATUS_PATH}: ${res.statusCode} ${text}`))));
+            })
+            .on("error", reject),
+    );
+}
+
+/** Two replicas of "chat" (with the adapter lora-x) and one of "small", behind one balancer. */
+async function twoGroups() {
+    const start = (replicaId: string, name: string, extra: string[] = []) =>
+        startStandIn({ replicaId, model: name === "chat" ? "org/chat-model" : "org/small-model", args: ["--served-model-name", name, "--disable-uvicorn-access-log", "--itl-ms", "5", ...extra] }).then(adopt);
+    const replicas = await Promise.all([start("c0", "chat", ["--enable-lora", "--lora-modules", "lora-x=/adapters/x"]), start("c1", "chat", ["--enable-lora", "--lora-modules", "lora-x=/adapters/x"]), start("s0", "small")]);
+    const port = await freePort();
+    const overrides = {
+        groups: GROUPS,
+        upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: i < 2 ? "chat" : "small" })),
+    };
+    const config = oursConfig([], port, overrides);
+    const lb = await nginx(renderNginxConfig(config).text, port);
+    return { replicas, lb, config };
+}
+
+describe("model groups: one endpoint, routed by the body's model", () => {
+    it("sends each model's requests (streamed chat, completions, tokenize, an adapter) only to its group's replicas", async () => {
+        const { replicas, lb } = await twoGroups();
+        const [c0, c1, s0] = replicas as [StandIn, StandIn, StandIn];
+        const chats = Array.from({ length: 6 }, (_, i) => stream(`${lb.url}/v1/chat/completions`, { model: "chat", messages: [{ role: "user", content: `q${i}` }], max_tokens: 5, stream: true }, { agent: false }));
+        const smalls = Array.from({ length: 4 }, (_, i) => stream(`${lb.url}/v1/completions`, { model: "small", prompt: `p${i}`, max_tokens: 5, stream: true }, { agent: false }));
+        const chatResults = await Promise.all(chats.map((s) => s.result));
+        const smallResults = await Promise.all(smalls.map((s) => s.result));
+        for (const r of [...chatResults, ...smallResults]) {
+            expect(r.done).toBe(true);
+            expect(tokenEvents(r)).toHaveLength(5);
+        }
+        expect(new Set(chatResults.map((r) => r.replica))).toEqual(new Set(["c0", "c1"]));
+        expect(new Set(smallResults.map((r) => r.replica))).toEqual(new Set(["s0"]));
+        const adapter = await request(`${lb.url}/v1/completions`, { agent: false, body: { model: "lora-x", prompt: "hi", max_tokens: 2 } });
+        expect(adapter.status).toBe(200);
+        expect(adapter.json.model).toBe("lora-x");
+        expect(["c0", "c1"]).toContain(adapter.headers["x-replica-id"]);
+        const tokenize = await request(`${lb.url}/tokenize`, { agent: false, body: { model: "small", prompt: "hello" } });
+        expect(tokenize.status).toBe(200);
+        expect(tokenize.headers["x-replica-id"]).toBe("s0");
+        // Read from the replicas' own counters: 6 chats and the adapter's request on c0 and c1, the rest on s0.
+        expect((await served(c0)) + (await served(c1))).toBe(7);
+        expect(await served(s0)).toBe(5);
+    });
+
+    it("answers a model no group serves as vLLM does (404, NotFoundError, param model), and no replica sees it", async () => {
+        const { replicas, lb } = await twoGroups();
+        const before = await Promise.all(replicas.map(served));
+        for (const path of ["/v1/chat/completions", "/v1/completions", "/tokenize"]) {
+            const r = await request(`${lb.url}${path}`, { agent: false, body: { model: "nope", prompt: "x", messages: [{ role: "user", content: "x" }], stream: true } });
+            expect(r.status, path).toBe(404);
+            expect(r.headers["content-type"]).toBe("application/json");
+            expect(r.json).toEqual({ error: { message: "The model `nope` does not exist. Valid aliases: chat, small.", type: "NotFoundError", param: "model", code: 404 } });
+        }
+        expect(await Promise.all(replicas.map(served))).toEqual(before);
+        // A request that names no model goes to the first group, as vLLM serves its first name then.
+        const none = await request(`${lb.url}/v1/completions`, { agent: false, body: { prompt: "x", max_tokens: 1 } });
+        expect(none.status).toBe(200);
+        expect(["c0", "c1"]).toContain(none.headers["x-replica-id"]);
+    });
+
+    it("lists every group's models and adapters at GET /v1/models, from the config for a group whose replicas are all down", async () => {
+        const { replicas, lb, config } = await twoGroups();
+        const list = await request(`${lb.url}/v1/models`, { agent: false });
+        expect(list.status).toBe(200);
+        expect(list.json.object).toBe("list");
+        const cards = list.json.data as Array<{ id: string; root: string; parent: string | null; object: string; max_model_len: number | null }>;
+        expect(cards.map((c) => [c.id, c.root, c.parent])).toEqual([
+            ["chat", "org/chat-model", null],
+            ["lora-x", "/adapters/x", "chat"],
+            ["small", "org/small-model", null],
+        ]);
+        // The replicas' own cards: vLLM's max_model_len for a model, none for an adapter.
+        expect(cards.find((c) => c.id === "chat")!.max_model_len).toBeGreaterThan(0);
+        await replicas[2]!.stop();
+        const during = await request(`${lb.url}/v1/models`, { agent: false });
+        expect(during.status).toBe(200);
+        expect((during.json.data as Array<{ id: string; object: string }>).map((c) => [c.id, c.object])).toEqual([
+            ["chat", "model"],
+            ["lora-x", "model"],
+            ["small", "model"],
+        ]);
+        // No replica stays counted in flight for the listings (nginx runs no log phase for their subrequests).
+        expect((await routingStatus(config.statusListen)).replicas.map((r) => r.in_flight)).toEqual([0, 0, 0]);
+    });
+
+    it("balances each group by its own method: the status lists both, each replica under its group", async () => {
+        const { lb, config } = await twoGroups();
+        const routing = await routingStatus(config.statusListen);
+        expect(routing.groups).toEqual([
+            { name: "chat", method: "cache_aware" },
+            { name: "small", method: "least_conn" },
+        ]);
+        expect(routing.replicas.map((r) => `${r.name}:${r.group}`)).toEqual(["vllm0:chat", "vllm1:chat", "vllm2:small"]);
+        // cache_aware in the chat group: one conversation keeps its replica.
+        const homes = new Set<string>();
+        for (let i = 0; i < 4; i += 1) {
+            const r = await request(`${lb.url}/v1/chat/completions`, { agent: false, body: { model: "chat", messages: [{ role: "system", content: "a long shared document" }, { role: "user", content: "first question" }], max_tokens: 1 } });
+            homes.add(String(r.headers["x-replica-id"]));
+        }
+        expect(homes.size).toBe(1);
+    });
+});
