@@ -5,11 +5,12 @@
 import * as os from "os";
 import * as path from "path";
 import { parseMonitoringSettings } from "../monitoring/settings";
-import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs, type ThreadsBind } from "../planning";
+import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../planning";
 import { defaultSubnet, isLoopback } from "../planning/subnet";
 import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
+import { checkHeaderName, readMaxUnavailable, readThreadsBind } from "./fields";
 import { DURATION_FORMS, parseDurationSeconds } from "./units";
 import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } from "./settings";
 
@@ -194,44 +195,16 @@ function readRollout(read: ConfigReader): { maxUnavailable: number | string; spa
         read.problem(`rollout.${field}`, fields[field], `not a field of rollout; its fields are ${ROLLOUT_FIELDS.join(", ")}`);
     }
     const sub = new ConfigReader(fields);
-    let maxUnavailable: number | string = DEFAULTS.maxUnavailable;
-    const raw = sub.value("maxUnavailable");
-    if (typeof raw === "string" && /^\s*\d+\s*%\s*$/.test(raw)) {
-        const percent = Number(raw.replace("%", "").trim());
-        if (percent < 1 || percent > 100) {
-            read.problem("rollout.maxUnavailable", raw, "a whole number of replicas (at least 1) or a percentage from 1% to 100%");
-        } else {
-            maxUnavailable = `${percent}%`;
-        }
-    } else {
-        maxUnavailable = sub.integer("maxUnavailable", DEFAULTS.maxUnavailable, 1, 1024);
-    }
     const result = {
-        maxUnavailable,
+        maxUnavailable: readMaxUnavailable(read, "rollout.maxUnavailable", fields.maxUnavailable, DEFAULTS.maxUnavailable),
         spareGpus: sub.stringList("spareGpus"),
         spareReplicas: sub.integer("spareReplicas", 0, 0, 64),
         spareCpuThreadsBind: sub.stringList("spareCpuThreadsBind"),
     };
     for (const problem of sub.problems) {
-        read.problem(`rollout.${problem.key}`, problem.value, problem.key === "maxUnavailable" ? "a whole number of replicas (at least 1) or a percentage from 1% to 100%" : problem.allowed);
+        read.problem(`rollout.${problem.key}`, problem.value, problem.allowed);
     }
     return result;
-}
-
-/** `cpuThreadsBind` (top-level or a host's): "auto", "nobind" or a list of core ranges; another shape is reported under `key`. */
-function readThreadsBind(read: ConfigReader, key: string, bind: unknown): ThreadsBind {
-    if (bind === undefined || bind === null || bind === "" || bind === DEFAULTS.cpuThreadsBind) {
-        return "auto";
-    }
-    if (bind === "nobind") {
-        return "nobind";
-    }
-    const ranges = Array.isArray(bind) && bind.every((v) => typeof v === "string" || typeof v === "number") ? bind.map(String) : undefined;
-    if (ranges === undefined) {
-        read.problem(key, bind, '"auto", "nobind" or a list of core ranges, one per replica, e.g. ["0-3", "4-7"]');
-        return "auto";
-    }
-    return ranges;
 }
 
 const HOST_FIELDS = ["name", "engine", "address", "gpus", "replicas", "cpuThreadsBind", "spareGpus", "spareReplicas", "spareCpuThreadsBind"];
@@ -374,12 +347,7 @@ function readVllmBuild(read: ConfigReader): VllmBuildSpec | undefined {
 
 /** An HTTP header name as nginx exposes it in `$http_*`: letters, digits and dashes. */
 function readHeaderName(read: ConfigReader, key: string, fallback: string): string {
-    const name = read.string(key, fallback);
-    if (!/^[A-Za-z0-9][A-Za-z0-9-]*$/.test(name)) {
-        read.problem(key, name, 'an HTTP header name of letters, digits and dashes, e.g. "x-user-id"');
-        return fallback;
-    }
-    return name.toLowerCase();
+    return checkHeaderName(read, key, read.string(key, fallback) ?? fallback, fallback);
 }
 
 /** `healthCheckInterval`: from 200ms to 60s, so that a failing replica leaves within a few intervals. */

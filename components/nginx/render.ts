@@ -8,7 +8,7 @@ import type { BalancerSettings } from "../config";
 import { nginxSeconds } from "../config/units";
 import { EDGE_LOG_FIELDS, OPEN_EDGE, edgeHttpLines, edgeListenLines, edgePlainServerLines, edgeProxyLines, edgeServerLines, type EdgeConfig } from "../edge/render";
 import { BALANCER_ROTATION_PATH, ROTATION_METRIC } from "./paths";
-import { routingHttpDirectives, routingLocationDirectives, routingStatusLocation, upstreamBlock, type RoutingMethod } from "./routing";
+import { routingHttpDirectives, routingLocationDirectives, routingStatusLocation, upstreamBlock, type RoutingGroup, type RoutingMethod } from "./routing";
 
 /** Path of the balancer's own health endpoint; it answers even when every replica is down. */
 export const BALANCER_HEALTH_PATH = "/nginx-health";
@@ -31,6 +31,8 @@ export interface UpstreamServer {
     state?: UpstreamState;
     /** Relative share of requests (nginx's `weight`). Defaults to 1. */
     weight?: number;
+    /** The model group it serves, one of `BalancerConfig.groups`; unset without groups. */
+    group?: string;
 }
 
 /** What the config is rendered from: the balancer's settings (but where it is published) and its replicas. */
@@ -57,6 +59,8 @@ export interface BalancerConfig extends Omit<BalancerSettings, "port" | "bind" |
     edge?: EdgeConfig;
     /** Folder of the Lua sources (`vllm_nginx/routing.lua`). Defaults to where the balancer image installs them. */
     luaPath?: string;
+    /** Model groups, routed by the body's `model` (see `RoutingConfig.groups`). Unset: one group, no routing by model. */
+    groups?: RoutingGroup[];
 }
 
 /** A rendered `conf.d` file and its id, a short content hash that the health endpoint serves. */

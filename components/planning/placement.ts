@@ -25,8 +25,13 @@ export const BACKENDS: readonly Backend[] = ["gpu", "cpu"];
 export type ThreadsBind = "auto" | "nobind" | string[];
 
 export interface ReplicaPlan {
-    /** Container alias and short name, as in the guide: `vllm0`, `vllm1`, ... */
+    /**
+     * Container alias and short name, as in the guide: `vllm0`, `vllm1`, ... (the first model group's);
+     * another group's carry its name: `embed-vllm0`.
+     */
     name: string;
+    /** The model group the replica serves (see `PlacementInputs.groups`). */
+    group: string;
     /** The host (Docker engine) the replica runs on. */
     host: string;
     /** GPU IDs handed to this replica (empty on the CPU backend). */
@@ -133,11 +138,33 @@ export const TOP_LEVEL_KEYS: HostKeys = {
     spareCpuThreadsBind: "rollout.spareCpuThreadsBind",
 };
 
+/** A model group's replicas: its entries on each host it runs on. */
+export interface GroupPlacementInputs {
+    /** The group's name, which its slots carry (but the first group's, whose names are the guide's). */
+    name: string;
+    /** The group's entries (`gpus`, or `replicas` on the cpu backend, and spares), one per host it runs on, by host name. */
+    hosts: HostInputs[];
+}
+
+/**
+ * Slots of one model group on one host when there are several groups: group G's slots on a host take
+ * addresses and ports from G x 32 on, so that one group's scaling moves no other group's replica.
+ */
+export const GROUP_SLOTS = 32;
+
+/** The name of the one model group of a stack that serves its model with the top-level keys. */
+export const DEFAULT_GROUP = "default";
+
 /** The typed settings placement depends on; config parsing fills them. */
 export interface PlacementInputs {
     backend: Backend;
-    /** The hosts; a stack without `hosts` has one, `local`, from the top-level keys. */
+    /**
+     * The hosts; a stack without `hosts` has one, `local`, from the top-level keys. Without `groups`, each
+     * host's entries are the replicas of the one group, `default`.
+     */
     hosts: HostInputs[];
+    /** Model groups, each with its entries per host (a host of `hosts`); the hosts' own entries are then unused. */
+    groups?: GroupPlacementInputs[];
     lbPort: number;
     replicaPortBase: number;
     /** Host address replica ports are published on, on the balancer's host. */
@@ -173,51 +200,72 @@ export function planPlacement(inputs: PlacementInputs): { placement: Placement; 
     const slots: ReplicaPlan[] = [];
     let replicas = 0;
     const egress = egressAddress(inputs.networkSubnet);
+    const groups = inputs.groups ?? [{ name: DEFAULT_GROUP, hosts: inputs.hosts }];
+    const several = groups.length > 1;
     inputs.hosts.forEach((host, hostIndex) => {
-        const { configured, spare } = inputs.backend === "gpu" ? gpuGroups(host, problems) : cpuGroups(host, problems);
-        const groups = [...configured, ...spare];
-        const count = groups.length;
-        replicas += configured.length;
         const where = implicit ? "" : ` on host ${host.name}`;
-
-        const lastPort = inputs.replicaPortBase + count - 1;
-        if (count > 0 && lastPort > 65535) {
-            problems.add("replicaPortBase", inputs.replicaPortBase, `a port such that all ${count} replica ports${where} (base to base+${count - 1}) stay at or below 65535`);
-        }
-        if (host.balancer && count > 0 && inputs.lbPort >= inputs.replicaPortBase && inputs.lbPort <= lastPort) {
-            problems.add("lbPort", inputs.lbPort, `a port outside the replica ports${where} ${inputs.replicaPortBase}-${lastPort} (replicaPortBase to replicaPortBase+${count - 1}, spares included)`);
-        }
-        if (subnet !== undefined && FIRST_REPLICA_HOST + count > subnet.size / 2) {
-            problems.add("networkSubnet", inputs.networkSubnet, `a network with room for ${count} replicas${where} from host .${FIRST_REPLICA_HOST} on (a larger network)`);
-        }
-
         // nginx reaches the replicas of its own host over the stack's network, the others through the relay.
         const remote = !host.balancer && host.address !== undefined;
         const egressBase = EGRESS_PORT_BASE + EGRESS_PORTS_PER_HOST * hostIndex;
-        if (remote && (count > EGRESS_PORTS_PER_HOST || egressBase + count - 1 > 65535)) {
-            problems.add(
-                "hosts",
-                inputs.hosts.map((h) => h.name),
-                `at most ${EGRESS_PORTS_PER_HOST} replicas (spares included) on a host other than the balancer's, and at most ${Math.floor((65535 - EGRESS_PORT_BASE) / EGRESS_PORTS_PER_HOST)} hosts: ` +
-                    `the relay gives each replica of another host a port of its own (host ${host.name} has ${count}, and is entry ${hostIndex})`,
-            );
-        }
-        groups.forEach((group, index) => {
-            const ip = subnet ? subnetAddress(subnet, FIRST_REPLICA_HOST + index) : "";
-            const hostPort = inputs.replicaPortBase + index;
-            slots.push({
-                name: implicit ? `vllm${index}` : `${host.name}-vllm${index}`,
-                host: host.name,
-                gpuIds: group.gpuIds,
-                tensorParallelSize: Math.max(1, group.gpuIds.length),
-                cpuSet: group.cpuSet,
-                threadsBind: group.threadsBind,
-                spare: index >= configured.length,
-                hostPort,
-                publish: remote ? undefined : inputs.replicaPortBind,
-                ip,
-                upstream: remote ? `${egress}:${egressBase + index}` : `${ip}:${VLLM_PORT}`,
-                relay: remote ? { egressPort: egressBase + index, gate: `${host.address}:${inputs.replicaPortBase}`, gatePort: inputs.replicaPortBase, replica: `${ip}:${VLLM_PORT}` } : undefined,
+        // A GPU (or core) of this host, and the entry that has it: across every group.
+        const owners = new Map<string, { key: string; where: string }>();
+        groups.forEach((group, groupIndex) => {
+            const entries = group.hosts.find((h) => h.name === host.name);
+            if (entries === undefined) {
+                return;
+            }
+            const { configured, spare } = inputs.backend === "gpu" ? gpuGroups(entries, problems, owners) : cpuGroups(entries, problems, owners);
+            const all = [...configured, ...spare];
+            const count = all.length;
+            replicas += configured.length;
+            const offset = groupIndex * GROUP_SLOTS;
+            const of = several ? ` of group ${group.name}` : "";
+            if (several && count > GROUP_SLOTS) {
+                problems.add(entries.keys.gpus, count, `at most ${GROUP_SLOTS} replicas (spares included) of one model group on one host, with several groups: group ${group.name} has ${count}${where}`);
+            }
+            const firstPort = inputs.replicaPortBase + offset;
+            const lastPort = firstPort + count - 1;
+            if (count > 0 && lastPort > 65535) {
+                problems.add("replicaPortBase", inputs.replicaPortBase, `a port such that all ${count} replica ports${of}${where} (base${offset ? `+${offset}` : ""} to base+${offset + count - 1}) stay at or below 65535`);
+            }
+            if (host.balancer && count > 0 && inputs.lbPort >= firstPort && inputs.lbPort <= lastPort) {
+                problems.add(
+                    "lbPort",
+                    inputs.lbPort,
+                    `a port outside the replica ports${of}${where} ${firstPort}-${lastPort} (replicaPortBase${offset ? `+${offset}` : ""} to replicaPortBase+${offset + count - 1}, spares included)`,
+                );
+            }
+            if (subnet !== undefined && count > 0 && FIRST_REPLICA_HOST + offset + count > subnet.size / 2) {
+                problems.add("networkSubnet", inputs.networkSubnet, `a network with room for ${count} replicas${of}${where} from host .${FIRST_REPLICA_HOST + offset} on (a larger network)`);
+            }
+            if (remote && (offset + count > EGRESS_PORTS_PER_HOST || egressBase + offset + count - 1 > 65535)) {
+                problems.add(
+                    "hosts",
+                    inputs.hosts.map((h) => h.name),
+                    `at most ${EGRESS_PORTS_PER_HOST} replicas (spares included) on a host other than the balancer's, and at most ${Math.floor((65535 - EGRESS_PORT_BASE) / EGRESS_PORTS_PER_HOST)} hosts: ` +
+                        `the relay gives each replica of another host a port of its own (host ${host.name} has ${offset + count}, and is entry ${hostIndex})`,
+                );
+            }
+            all.forEach((entry, index) => {
+                const slot = offset + index;
+                const ip = subnet ? subnetAddress(subnet, FIRST_REPLICA_HOST + slot) : "";
+                const hostPort = inputs.replicaPortBase + slot;
+                const local = groupIndex === 0 ? `vllm${index}` : `${group.name}-vllm${index}`;
+                slots.push({
+                    name: implicit ? local : `${host.name}-${local}`,
+                    group: group.name,
+                    host: host.name,
+                    gpuIds: entry.gpuIds,
+                    tensorParallelSize: Math.max(1, entry.gpuIds.length),
+                    cpuSet: entry.cpuSet,
+                    threadsBind: entry.threadsBind,
+                    spare: index >= configured.length,
+                    hostPort,
+                    publish: remote ? undefined : inputs.replicaPortBind,
+                    ip,
+                    upstream: remote ? `${egress}:${egressBase + slot}` : `${ip}:${VLLM_PORT}`,
+                    relay: remote ? { egressPort: egressBase + slot, gate: `${host.address}:${inputs.replicaPortBase}`, gatePort: inputs.replicaPortBase, replica: `${ip}:${VLLM_PORT}` } : undefined,
+                });
             });
         });
     });
@@ -232,7 +280,7 @@ interface ReplicaGroup {
 }
 
 /** `gpus` (and `rollout.spareGpus`): one slot per entry; an entry is one GPU ID or a comma-separated group. */
-function gpuGroups(inputs: HostInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
+function gpuGroups(inputs: HostInputs, problems: Problems, owners: Map<string, { key: string; where: string }>): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
     const keys = inputs.keys;
     const entries = inputs.gpus;
     if (entries === undefined || entries.length === 0) {
@@ -242,17 +290,19 @@ function gpuGroups(inputs: HostInputs, problems: Problems): { configured: Replic
     if (inputs.spareReplicas > 0 || inputs.spareCpuThreadsBind !== undefined) {
         problems.add(keys.spareReplicas, inputs.spareReplicas, `only for backend "cpu"; on the gpu backend list spare GPUs in ${keys.spareGpus}`);
     }
-    const seen = new Map<string, string>();
     const parse = (key: string, list: string[], where: string) =>
         list.map((entry, index) => {
             const ids = entry.split(",").map((id) => id.trim());
             for (const id of ids) {
+                const other = owners.get(id);
                 if (!/^\d+$/.test(id)) {
                     problems.add(key, list, `GPU IDs are whole numbers ("0", "1", ...): entry ${index} ("${entry}") has "${id}"`);
-                } else if (seen.has(id)) {
-                    problems.add(key, list, `each GPU may appear once: GPU ${id} is in ${seen.get(id)} and ${where} ${index}`);
+                } else if (other !== undefined) {
+                    // Within one group's entries, as always; across groups, the other entry's key too.
+                    const elsewhere = other.key.startsWith("models[") && other.key.split(".")[0] !== key.split(".")[0] ? `${other.key} ` : "";
+                    problems.add(key, list, `each GPU may appear once: GPU ${id} is in ${elsewhere}${other.where} and ${where} ${index}`);
                 } else {
-                    seen.set(id, `${where} ${index}`);
+                    owners.set(id, { key, where: `${where} ${index}` });
                 }
             }
             return { gpuIds: ids };
@@ -263,7 +313,7 @@ function gpuGroups(inputs: HostInputs, problems: Problems): { configured: Replic
 }
 
 /** `replicas` and `cpuThreadsBind` (and their spares): one core range per slot, or "auto". */
-function cpuGroups(inputs: HostInputs, problems: Problems): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
+function cpuGroups(inputs: HostInputs, problems: Problems, owners: Map<string, { key: string; where: string }>): { configured: ReplicaGroup[]; spare: ReplicaGroup[] } {
     const keys = inputs.keys;
     if (inputs.gpus !== undefined && inputs.gpus.length > 0) {
         problems.add(keys.gpus, inputs.gpus, `only for backend "gpu"; on the cpu backend set ${keys.replicas} (and optionally ${keys.cpuThreadsBind})`);
@@ -286,7 +336,6 @@ function cpuGroups(inputs: HostInputs, problems: Problems): { configured: Replic
     if (spareRanges.length !== inputs.spareReplicas) {
         problems.add(keys.spareCpuThreadsBind, inputs.spareCpuThreadsBind, `one core range per spare replica: ${keys.spareReplicas} is ${inputs.spareReplicas}, ${keys.spareCpuThreadsBind} has ${spareRanges.length}`);
     }
-    const owner = new Map<number, string>();
     const check = (key: string, list: string[], where: string) =>
         list.forEach((range, index) => {
             const cores = parseCpuList(range);
@@ -294,13 +343,15 @@ function cpuGroups(inputs: HostInputs, problems: Problems): { configured: Replic
                 problems.add(key, list, `core ranges look like "0-3" or "0-3,8-11": entry ${index} is "${range}"`);
                 return;
             }
+            const here = `${where} ${index} ("${range}")`;
             for (const core of cores) {
-                const other = owner.get(core);
-                if (other !== undefined && other !== `${where} ${index} ("${range}")`) {
-                    problems.add(key, list, `ranges must not overlap: core ${core} is in ${other} and ${where} ${index} ("${range}")`);
+                const other = owners.get(`core ${core}`);
+                if (other !== undefined && !(other.key === key && other.where === here)) {
+                    const elsewhere = other.key !== key && other.key.startsWith("models[") ? `${other.key} ` : "";
+                    problems.add(key, list, `ranges must not overlap: core ${core} is in ${elsewhere}${other.where} and ${here}`);
                     return;
                 }
-                owner.set(core, `${where} ${index} ("${range}")`);
+                owners.set(`core ${core}`, { key, where: here });
             }
         });
     check(keys.cpuThreadsBind, ranges, "entry");
