@@ -8,6 +8,7 @@ export = async () => {
         endpoint: fleet.endpoint,
         openaiBaseUrl: fleet.openaiBaseUrl,
         servedModel: fleet.servedModel,
+        models: fleet.models,
         replicas: fleet.replicas,
         balancerContainer: fleet.balancerContainer,
         networkName: fleet.networkName,

@@ -1,6 +1,7 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { FleetSecrets, FleetSettings } from "./config";
+import { groupServe, servedNames, type ModelGroupSettings } from "./config/groups";
 import { FleetHost } from "./docker/host";
 import { edgeConfig, edgeScheme, edgeSecretBundle } from "./edge";
 import { FleetMonitoring } from "./monitoring/fleetMonitoring";
@@ -9,6 +10,7 @@ import { NginxBalancer } from "./nginx/balancer";
 import { NginxImage } from "./nginx/image";
 import { BALANCER_CONTAINER_PORT, BALANCER_STATUS_PORT } from "./nginx/paths";
 import { renderTemplate } from "./nginx/render";
+import type { RoutingGroup } from "./nginx/routing";
 import { LOCAL_HOST, describeRollout, egressAddress, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
 import { dynamicRange } from "./planning/subnet";
 import { FleetRelay, relayRoutes } from "./relay";
@@ -16,6 +18,7 @@ import { RolloutGate, type GateMember } from "./rollout/gate";
 import { reconcileRotation } from "./rollout/reconcile";
 import { fleetSpec } from "./rollout/spec";
 import type { Transform } from "./transform";
+import { VllmImage } from "./vllm/image";
 import { VllmReplica, replicaContainer, replicaSpec, type VllmReplicaArgs } from "./vllm/replica";
 
 export interface VllmFleetArgs {
@@ -46,6 +49,8 @@ export interface VllmFleetArgs {
 /** What a user needs to know of one replica. */
 export interface ReplicaSummary {
     name: string;
+    /** The model group it serves (`default` for a stack without `models`). */
+    group: string;
     host: string;
     container: string;
     gpus: string[];
@@ -67,8 +72,10 @@ export class VllmFleet extends pulumi.ComponentResource {
     readonly endpoint: pulumi.Output<string>;
     /** OpenAI-compatible base URL (`<endpoint>/v1`). */
     readonly openaiBaseUrl: pulumi.Output<string>;
-    /** The model name clients send (`--served-model-name`, else the model id). */
+    /** The model name clients send (`--served-model-name`, else the model id): the first model group's. */
     readonly servedModel: pulumi.Output<string>;
+    /** Every name the endpoint serves: each model group's models and adapters. */
+    readonly models: pulumi.Output<string[]>;
     readonly replicas: pulumi.Output<ReplicaSummary[]>;
     readonly balancerContainer: pulumi.Output<string>;
     readonly networkName: pulumi.Output<string>;
@@ -90,30 +97,42 @@ export class VllmFleet extends pulumi.ComponentResource {
         const s = args.settings;
         const proxyEnv = proxyVariables(s.proxy);
 
-        const spec = fleetSpec(s, args.secrets?.digest);
-        const maxUnavailable = unavailableCount(s.rollout.maxUnavailable, s.placement.replicas);
-        const plan = planRollout({
-            slots: s.placement.slots.map((slot) => slot.name),
-            configured: s.placement.slots.filter((slot) => !slot.spare).map((slot) => slot.name),
-            replicas: s.placement.replicas,
-            maxUnavailable,
-            spec,
-            previous: args.previous,
+        // Each model group rolls on its own: its spec, its plan, its batches. A stack without `models` has one.
+        const several = s.groups.length > 1;
+        const groupPlans = s.groups.map((group, index) => {
+            const spec = fleetSpec(s, args.secrets?.digest, group);
+            const slots = s.placement.slots.filter((slot) => slot.group === group.name);
+            const replicas = slots.filter((slot) => !slot.spare).length;
+            const maxUnavailable = unavailableCount(group.maxUnavailable, replicas);
+            // A deployment before model groups recorded one spec: its (first) group's.
+            const previousSpec = args.previous?.groups?.[group.name] ?? (index === 0 ? args.previous?.spec : undefined);
+            const plan = planRollout({
+                slots: slots.map((slot) => slot.name),
+                configured: slots.filter((slot) => !slot.spare).map((slot) => slot.name),
+                replicas,
+                maxUnavailable,
+                spec,
+                previous: args.previous && { spec: previousSpec ?? "", active: args.previous.active },
+            });
+            const of = several ? `model group ${group.name}: ` : "";
+            const message = describeRollout(plan, replicas, maxUnavailable, s.replica.stopGraceSeconds);
+            if (message) {
+                void pulumi.log.info(`${of}${message}`, this);
+            }
+            if (plan.outage) {
+                void pulumi.log.warn(
+                    `${of}this change replaces every replica in rotation (${plan.batches.flat().join(", ")}) with no spare capacity: the ${several ? "group" : "fleet"} serves nothing from the moment ` +
+                        "they leave rotation until their replacements pass /health (minutes on GPUs). For a change without an outage, run more replicas " +
+                        "than rollout.maxUnavailable, or keep spare capacity (rollout.spareGpus, or rollout.spareReplicas on the cpu backend).",
+                    this,
+                );
+            }
+            return { group, spec, plan, serve: groupServe(group), runtime: { ...s.replica, startupTimeoutSeconds: group.startupTimeoutSeconds } };
         });
-        const message = describeRollout(plan, s.placement.replicas, maxUnavailable, s.replica.stopGraceSeconds);
-        if (message) {
-            void pulumi.log.info(message, this);
-        }
-        if (plan.outage) {
-            void pulumi.log.warn(
-                `this change replaces every replica in rotation (${plan.batches.flat().join(", ")}) with no spare capacity: the fleet serves nothing from the moment ` +
-                    "they leave rotation until their replacements pass /health (minutes on GPUs). For a change without an outage, run more replicas " +
-                    "than rollout.maxUnavailable, or keep spare capacity (rollout.spareGpus, or rollout.spareReplicas on the cpu backend).",
-                this,
-            );
-        }
+        const groupPlan = (groupName: string) => groupPlans.find((g) => g.group.name === groupName)!;
         const slot = (slotName: string) => s.placement.slots.find((p) => p.name === slotName)!;
-        const active = plan.active.map(slot);
+        const activeNames = new Set(groupPlans.flatMap((g) => g.plan.active));
+        const active = s.placement.slots.filter((p) => activeNames.has(p.name));
 
         // One FleetHost per Docker engine; a stack without `hosts` has one, `local`, with the names it always had.
         const single = s.placement.hosts.length === 1 && s.placement.hosts[0].name === LOCAL_HOST;
@@ -181,7 +200,8 @@ export class VllmFleet extends pulumi.ComponentResource {
 
         const template = renderTemplate({
             ...s.balancer,
-            upstreams: active.map((replica) => ({ name: replica.name, address: replica.upstream })),
+            upstreams: active.map((replica) => ({ name: replica.name, address: replica.upstream, ...(several ? { group: replica.group } : {}) })),
+            groups: several ? s.groups.map(routingGroup) : undefined,
             listen: String(BALANCER_CONTAINER_PORT),
             statusListen: String(BALANCER_STATUS_PORT),
             stack: s.prefix,
@@ -205,14 +225,29 @@ export class VllmFleet extends pulumi.ComponentResource {
             onHost,
         );
 
+        // A group with an image of its own pulls it on each host it runs on.
+        const groupImages = new Map<string, pulumi.Output<string>>();
+        const imageFor = (replica: ReplicaPlan) => {
+            const own = groupPlan(replica.group).group.vllmImage;
+            if (own === undefined) {
+                return hosts.get(replica.host)!.vllmImage!;
+            }
+            const key = `${replica.host}/${replica.group}`;
+            if (!groupImages.has(key)) {
+                const onReplicaHost = { parent: this, providers: { docker: hosts.get(replica.host)!.engine.provider } };
+                groupImages.set(key, new VllmImage(`${name}-${replica.host}-${replica.group}-vllm-image`, { prefix: s.prefix, image: own, proxy: s.proxy }, onReplicaHost).imageRef);
+            }
+            return groupImages.get(key)!;
+        };
         const replicaArgs = (replica: ReplicaPlan): VllmReplicaArgs => {
             const host = hosts.get(replica.host)!;
+            const { serve, runtime } = groupPlan(replica.group);
             return {
                 prefix: s.prefix,
                 plan: replica,
-                serve: s.serve,
-                runtime: s.replica,
-                image: host.vllmImage!,
+                serve,
+                runtime,
+                image: imageFor(replica),
                 networkName: host.networkName,
                 compileCacheVolume: host.compileCacheVolume,
                 secrets: args.secrets,
@@ -228,11 +263,12 @@ export class VllmFleet extends pulumi.ComponentResource {
         };
 
         const replicas = new Map<string, VllmReplica>();
-        // Like the guide: on the first deployment one replica of each host downloads the model into the host's
-        // cache and the host's others start once it serves, and find the model there (vllm#2232).
+        // Like the guide: on the first deployment one replica of each host (and group) downloads the model into
+        // the host's cache and the host's others start once it serves, and find the model there (vllm#2232).
         const warm = new Map<string, VllmReplica>();
         const create = (replica: ReplicaPlan, after: pulumi.Resource[]) => {
-            const first = warm.get(replica.host);
+            const warmKey = `${replica.host}/${replica.group}`;
+            const first = warm.get(warmKey);
             const waitForWarm = first?.member && s.replica.warmFirstReplica && args.previous === undefined ? [first.member] : [];
             const onReplicaHost = { parent: this, providers: { docker: hosts.get(replica.host)!.engine.provider } };
             // A replica of another host is reached once the relay's ends know their routes and each other.
@@ -240,36 +276,38 @@ export class VllmFleet extends pulumi.ComponentResource {
             const created = new VllmReplica(`${name}-${replica.name}`, { ...replicaArgs(replica), startAfter: [...after, ...waitForWarm, ...reached] }, onReplicaHost);
             replicas.set(replica.name, created);
             if (!first) {
-                warm.set(replica.host, created);
+                warm.set(warmKey, created);
             }
         };
-        // Surge replicas start first, on spare slots; every replacement waits until they serve.
-        for (const replicaName of plan.surge) {
-            create(slot(replicaName), []);
-        }
-        let after: pulumi.Resource[] = plan.surge.map((replicaName) => replicas.get(replicaName)!.member!);
         const gates: RolloutGate[] = [];
-        plan.batches.forEach((batch, index) => {
-            const gate = new RolloutGate(
-                `${name}-rollout-${index}`,
-                {
-                    batch: batch.map((replicaName) => member(slot(replicaName))),
-                    earlier: [...plan.surge, ...plan.batches.slice(0, index).flat()].map((replicaName) => member(slot(replicaName))),
-                    target: balancer.rotation,
-                    timeouts: s.replica,
-                    after,
-                },
-                { parent: this },
-            );
-            gates.push(gate);
-            for (const replicaName of batch) {
-                create(slot(replicaName), [gate.command]);
+        groupPlans.forEach(({ group, plan, runtime }, groupIndex) => {
+            // Surge replicas start first, on spare slots; every replacement waits until they serve.
+            for (const replicaName of plan.surge) {
+                create(slot(replicaName), []);
             }
-            after = [gate.command];
+            let after: pulumi.Resource[] = plan.surge.map((replicaName) => replicas.get(replicaName)!.member!);
+            plan.batches.forEach((batch, index) => {
+                const gate = new RolloutGate(
+                    groupIndex === 0 ? `${name}-rollout-${index}` : `${name}-${group.name}-rollout-${index}`,
+                    {
+                        batch: batch.map((replicaName) => member(slot(replicaName))),
+                        earlier: [...plan.surge, ...plan.batches.slice(0, index).flat()].map((replicaName) => member(slot(replicaName))),
+                        target: balancer.rotation,
+                        timeouts: runtime,
+                        after,
+                    },
+                    { parent: this },
+                );
+                gates.push(gate);
+                for (const replicaName of batch) {
+                    create(slot(replicaName), [gate.command]);
+                }
+                after = [gate.command];
+            });
+            for (const replicaName of plan.added.filter((added) => !plan.batches.flat().includes(added))) {
+                create(slot(replicaName), []);
+            }
         });
-        for (const replicaName of plan.added.filter((added) => !plan.batches.flat().includes(added))) {
-            create(slot(replicaName), []);
-        }
 
         // Every `up` ends with each replica that runs its declared settings and serves /health in rotation.
         this.rotationReconciled = reconcileRotation({
@@ -300,11 +338,13 @@ export class VllmFleet extends pulumi.ComponentResource {
         const reachable = (address: string) => (address === "0.0.0.0" ? "127.0.0.1" : address);
         this.endpoint = pulumi.output(`${edgeScheme(s.edge)}://${host}:${s.balancer.port}`);
         this.openaiBaseUrl = this.endpoint.apply((e) => `${e}/v1`);
-        this.servedModel = pulumi.output(s.serve.servedModelName ?? s.serve.model);
+        this.servedModel = pulumi.output(servedNames(s.groups[0])[0]);
+        this.models = pulumi.output(s.groups.flatMap((group) => routingGroup(group).served.map((n) => n.id)));
         const running = active.map((replica) => replicas.get(replica.name)!);
         this.replicas = pulumi.all(running.map((r) => pulumi.all([r.containerName, r.member ? r.member.stdout : ""]).apply(([c]) => c))).apply((containers) =>
             active.map((replica, i) => ({
                 name: replica.name,
+                group: replica.group,
                 host: replica.host,
                 container: containers[i],
                 gpus: replica.gpuIds,
@@ -316,7 +356,7 @@ export class VllmFleet extends pulumi.ComponentResource {
         this.networkName = balancerHost.networkName;
         this.configId = balancer.configId;
         this.nginxConfig = pulumi.output(template.template);
-        this.rollout = pulumi.output({ spec, active: plan.active });
+        this.rollout = pulumi.output({ spec: groupPlans[0].spec, active: active.map((replica) => replica.name), groups: Object.fromEntries(groupPlans.map((g) => [g.group.name, g.spec])) });
         this.prometheusUrl = monitoring.prometheusUrl;
         this.grafanaUrl = monitoring.grafanaUrl;
 
@@ -324,6 +364,7 @@ export class VllmFleet extends pulumi.ComponentResource {
             endpoint: this.endpoint,
             openaiBaseUrl: this.openaiBaseUrl,
             servedModel: this.servedModel,
+            models: this.models,
             replicas: this.replicas,
             balancerContainer: this.balancerContainer,
             networkName: this.networkName,
@@ -335,6 +376,16 @@ export class VllmFleet extends pulumi.ComponentResource {
             rotationReconciled: this.rotationReconciled,
         });
     }
+}
+
+/** A model group as the balancer routes to it: its served names, its adapters (each with its model's first name as parent), its balancing. */
+export function routingGroup(group: ModelGroupSettings): RoutingGroup {
+    const names = servedNames(group);
+    return {
+        name: group.name,
+        served: [...names.map((id) => ({ id, root: group.model })), ...group.adapters.map((a) => ({ id: a.name, root: a.source, parent: names[0] }))],
+        ...group.balancer,
+    };
 }
 
 /**

@@ -9,33 +9,23 @@ import type { Backend, GroupPlacementInputs, HostInputs } from "../planning";
 import { checkHeaderName, readMaxUnavailable, readThreadsBind } from "./fields";
 import { DEFAULTS } from "./keys";
 import { ConfigReader } from "./reader";
-import { BALANCERS, type Balancer } from "./settings";
+import { BALANCERS, type AdapterSettings, type Balancer, type ModelGroupSettings, type ServeSettings } from "./settings";
 
-/** A LoRA adapter of a group: the name clients send, and a Hugging Face repo id or a path on the host. */
-export interface AdapterSettings {
-    name: string;
-    source: string;
-}
+export type { AdapterSettings, ModelGroupSettings } from "./settings";
 
-/** One model group, fully defaulted (its replicas are in the placement's slots of the same `group`). */
-export interface ModelGroupSettings {
-    /** Lowercase letters, digits and dashes: in its replicas' names (`embed-vllm0`) and metric labels. */
-    name: string;
-    /** Hugging Face model id, the first argument of `vllm serve`. */
-    model: string;
-    /** `--served-model-name`, one or more; empty: the model id is the one name. */
-    servedModelNames: string[];
-    /** Extra `vllm serve` flags. */
-    vllmArgs: string[];
-    /** Extra environment of its replicas. */
-    env: Record<string, string>;
-    /** Its own image, else the fleet's. */
-    vllmImage?: string;
-    balancer: { method: Balancer; sessionHeader: string; loadBound: number };
-    /** `rollout.maxUnavailable` of the group: a count or a percentage. */
-    maxUnavailable: number | string;
-    startupTimeoutSeconds: number;
-    adapters: AdapterSettings[];
+/**
+ * What a group's replicas serve. For the one group of a stack without `models`, exactly the top-level
+ * keys' settings (fields added only when set), so that its spec, and its containers, stay as they were.
+ */
+export function groupServe(group: ModelGroupSettings): ServeSettings {
+    const names = group.servedModelNames;
+    return {
+        model: group.model,
+        servedModelName: names.length === 0 ? undefined : names.length === 1 ? names[0] : names,
+        vllmArgs: group.vllmArgs,
+        ...(Object.keys(group.env).length > 0 ? { env: group.env } : {}),
+        ...(group.adapters.length > 0 ? { adapters: group.adapters } : {}),
+    };
 }
 
 /** The names clients send for a group's model: its served names, else its model id. */

@@ -98,6 +98,7 @@ export const CONFIG_KEYS = [
     "tlsCertificate",
     "tlsKey",
     "exposeMetrics",
+    "models",
 ] as const;
 
 /**

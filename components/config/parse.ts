@@ -5,12 +5,13 @@
 import * as os from "os";
 import * as path from "path";
 import { parseMonitoringSettings } from "../monitoring/settings";
-import { BACKENDS, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../planning";
+import { BACKENDS, DEFAULT_GROUP, LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../planning";
 import { defaultSubnet, isLoopback } from "../planning/subnet";
 import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
 import { checkHeaderName, readMaxUnavailable, readThreadsBind } from "./fields";
+import { groupServe, readModelGroups } from "./groups";
 import { DURATION_FORMS, parseDurationSeconds } from "./units";
 import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } from "./settings";
 
@@ -35,9 +36,10 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         read.problem(undefined, stack, "must be usable in Docker names: letters, digits, '_', '.', '-', starting with a letter or digit");
     }
 
+    const grouped = read.has("models");
     const model = read.string("model");
-    if (model === undefined) {
-        read.problem("model", undefined, 'required: the Hugging Face model id to serve, e.g. "meta-llama/Llama-2-7b-chat-hf"');
+    if (model === undefined && !grouped) {
+        read.problem("model", undefined, 'required: the Hugging Face model id to serve, e.g. "meta-llama/Llama-2-7b-chat-hf" (or model groups in models)');
     }
 
     const backend = read.oneOf("backend", BACKENDS, DEFAULTS.backend);
@@ -67,7 +69,38 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
                   keys: TOP_LEVEL_KEYS,
               },
           ];
-    const placement = planPlacement({ backend, hosts, lbPort, replicaPortBase, replicaPortBind, networkSubnet });
+    // The fleet-wide balancing and startup settings: a stack's one group's, and every model group's defaults.
+    const balancing = {
+        method: read.oneOf("balancer", BALANCERS, DEFAULTS.balancer),
+        sessionHeader: readHeaderName(read, "sessionHeader", DEFAULTS.sessionHeader),
+        loadBound: read.number("loadBound", DEFAULTS.loadBound, 1, 100),
+    };
+    // Whole seconds: the rollout scripts count in them.
+    const startupTimeoutSeconds = read.duration("startupTimeout", DEFAULTS.startupTimeout, 10, { wholeSeconds: true });
+    if (grouped) {
+        refuseSingleModelKeys(read, rollout);
+    }
+    const modelGroups = readModelGroups(read, {
+        backend,
+        hosts: read.has("hosts") ? hosts.map((h) => h.name) : undefined,
+        localHost: LOCAL_HOST,
+        defaults: { ...balancing, maxUnavailable: rollout.maxUnavailable, startupTimeoutSeconds },
+    });
+    const placement = planPlacement({ backend, hosts, groups: modelGroups?.placement, lbPort, replicaPortBase, replicaPortBind, networkSubnet });
+    const serve = { model: model ?? "", servedModelName: read.string("servedModelName"), vllmArgs: read.stringList("vllmArgs") ?? [] };
+    const groups = modelGroups?.groups ?? [
+        {
+            name: DEFAULT_GROUP,
+            model: serve.model,
+            servedModelNames: serve.servedModelName === undefined ? [] : [serve.servedModelName],
+            vllmArgs: serve.vllmArgs,
+            env: {},
+            balancer: balancing,
+            maxUnavailable: rollout.maxUnavailable,
+            startupTimeoutSeconds,
+            adapters: [],
+        },
+    ];
     // A key whose value could not be read at all was reported already; what planning made of its
     // fallback would only repeat that.
     for (const problem of placement.problems) {
@@ -94,11 +127,8 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
     const hostEngines = read.has("hosts") ? engineList(read) : [];
     const settings: FleetSettings = {
         prefix: stack,
-        serve: {
-            model: model ?? "",
-            servedModelName: read.string("servedModelName"),
-            vllmArgs: read.stringList("vllmArgs") ?? [],
-        },
+        serve: groupServe(groups[0]),
+        groups,
         replica: {
             backend,
             cpuKvCacheSpace: read.integer("cpuKvCacheSpace", DEFAULTS.cpuKvCacheSpace, 1, 4096),
@@ -106,8 +136,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
             shmSizeBytes: read.size("shmSize", DEFAULTS.shmSize),
             ipcHost: read.boolean("ipcHost", DEFAULTS.ipcHost),
             portBind: replicaPortBind,
-            // Whole seconds: the rollout scripts count in them.
-            startupTimeoutSeconds: read.duration("startupTimeout", DEFAULTS.startupTimeout, 10, { wholeSeconds: true }),
+            startupTimeoutSeconds,
             stopGraceSeconds: read.duration("stopGracePeriod", DEFAULTS.stopGracePeriod, 0, { wholeSeconds: true }),
             restartPolicy: read.oneOf("restartPolicy", RESTART_POLICIES, DEFAULTS.restartPolicy),
             warmFirstReplica: read.boolean("warmFirstReplica", DEFAULTS.warmFirstReplica),
@@ -123,9 +152,7 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
             noProxy: read.string("noProxy"),
         },
         balancer: {
-            method: read.oneOf("balancer", BALANCERS, DEFAULTS.balancer),
-            sessionHeader: readHeaderName(read, "sessionHeader", DEFAULTS.sessionHeader),
-            loadBound: read.number("loadBound", DEFAULTS.loadBound, 1, 100),
+            ...balancing,
             healthCheckIntervalSeconds: readHealthInterval(read),
             maxFails: read.integer("maxFails", DEFAULTS.maxFails, 0, 1000),
             // Whole seconds: nginx's fail_timeout takes no milliseconds.
@@ -150,6 +177,43 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
         throw new FleetConfigError(read.problems);
     }
     return settings;
+}
+
+/**
+ * With `models`, the keys of the one model a stack serves without them are set per group: set at the top
+ * level too (other than Pulumi.yaml's defaults), they are refused, each with where it goes.
+ */
+function refuseSingleModelKeys(read: ConfigReader, rollout: { spareGpus?: string[]; spareReplicas: number; spareCpuThreadsBind?: string[] }): void {
+    const unset = (value: unknown, defaultValue = "") =>
+        value === undefined || value === null || ((typeof value === "string" || typeof value === "number") && String(value) === defaultValue) || (Array.isArray(value) && value.length === 0);
+    const perGroup: [string, string][] = [
+        ["model", "models[].model"],
+        ["servedModelName", "models[].servedModelName"],
+        ["gpus", "models[].gpus"],
+        ["vllmArgs", "models[].vllmArgs"],
+    ];
+    for (const [key, where] of perGroup) {
+        if (!unset(read.value(key))) {
+            read.problem(key, read.value(key), `set per model group with models: ${where}`);
+        }
+    }
+    if (!unset(read.value("replicas"), String(DEFAULTS.replicas))) {
+        read.problem("replicas", read.value("replicas"), "set per model group with models: models[].replicas");
+    }
+    if (!unset(read.value("cpuThreadsBind"), DEFAULTS.cpuThreadsBind)) {
+        read.problem("cpuThreadsBind", read.value("cpuThreadsBind"), "set per model group with models: models[].cpuThreadsBind");
+    }
+    if (!read.has("hosts") && (rollout.spareGpus !== undefined || rollout.spareReplicas > 0 || rollout.spareCpuThreadsBind !== undefined)) {
+        read.problem("rollout", read.value("rollout"), "spare capacity is set per model group with models: models[].rollout.spareGpus, spareReplicas, spareCpuThreadsBind");
+    }
+    const hosts = read.value("hosts");
+    if (Array.isArray(hosts)) {
+        hosts.forEach((host: Record<string, unknown>, i) => {
+            for (const field of ["gpus", "replicas", "cpuThreadsBind", "spareGpus", "spareReplicas", "spareCpuThreadsBind"].filter((f) => host?.[f] !== undefined)) {
+                read.problem(`hosts[${i}].${field}`, host[field], `set per model group with models: models[].hosts, as [{"name": "${typeof host.name === "string" ? host.name : "<host>"}", "${field}": ...}]`);
+            }
+        });
+    }
 }
 
 /**

@@ -12,14 +12,45 @@ export const BALANCERS: readonly Balancer[] = ["least_conn", "round_robin", "ran
 export type RestartPolicy = "no" | "on-failure" | "always" | "unless-stopped";
 export const RESTART_POLICIES: readonly RestartPolicy[] = ["no", "on-failure", "always", "unless-stopped"];
 
+/** A LoRA adapter of a group: the name clients send, and a Hugging Face repo id or a path on the host. */
+export interface AdapterSettings {
+    name: string;
+    source: string;
+}
+
+/** One model group, fully defaulted (its replicas are in the placement's slots of the same `group`). */
+export interface ModelGroupSettings {
+    /** Lowercase letters, digits and dashes: in its replicas' names (`embed-vllm0`) and metric labels. */
+    name: string;
+    /** Hugging Face model id, the first argument of `vllm serve`. */
+    model: string;
+    /** `--served-model-name`, one or more; empty: the model id is the one name. */
+    servedModelNames: string[];
+    /** Extra `vllm serve` flags. */
+    vllmArgs: string[];
+    /** Extra environment of its replicas. */
+    env: Record<string, string>;
+    /** Its own image, else the fleet's. */
+    vllmImage?: string;
+    balancer: { method: Balancer; sessionHeader: string; loadBound: number };
+    /** `rollout.maxUnavailable` of the group: a count or a percentage. */
+    maxUnavailable: number | string;
+    startupTimeoutSeconds: number;
+    adapters: AdapterSettings[];
+}
+
 /** What every replica serves, as `vllm serve MODEL [flags]`. */
 export interface ServeSettings {
     /** Hugging Face model id, the first argument of `vllm serve`. Required. */
     model: string;
-    /** `--served-model-name`: the name clients send as `model`. Defaults to the model id (flag not passed). */
-    servedModelName?: string;
+    /** `--served-model-name`: the name (or names) clients send as `model`. Defaults to the model id (flag not passed). */
+    servedModelName?: string | string[];
     /** Extra `vllm serve` flags, after the ones the program sets. Defaults to none. */
     vllmArgs: string[];
+    /** Extra environment of the replicas (a model group's `env`). Defaults to none. */
+    env?: Record<string, string>;
+    /** LoRA adapters served from the start (`--enable-lora --lora-modules NAME=SOURCE ...`). Defaults to none. */
+    adapters?: AdapterSettings[];
 }
 
 /** How every replica container runs. */
@@ -173,7 +204,10 @@ export interface NetworkSettings {
 export interface FleetSettings {
     /** Prefix of every container, network, volume and image name (the stack name), so stacks can share a host. */
     prefix: string;
+    /** What the first model group's replicas serve (the one group's, for a stack without `models`). */
     serve: ServeSettings;
+    /** The model groups, in order; a stack without `models` has one, `default`, from the top-level keys. */
+    groups: ModelGroupSettings[];
     replica: ReplicaSettings;
     images: ImageSettings;
     proxy: ProxySettings;

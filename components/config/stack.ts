@@ -132,8 +132,12 @@ export async function readPreviousDeployment(): Promise<PreviousDeployment | und
     if (typeof value !== "object" || value === null) {
         return undefined;
     }
-    const { spec, active } = value as Record<string, unknown>;
-    return typeof spec === "string" && Array.isArray(active) && active.every((a) => typeof a === "string") ? { spec, active } : undefined;
+    const { spec, active, groups } = value as Record<string, unknown>;
+    if (typeof spec !== "string" || !Array.isArray(active) || !active.every((a) => typeof a === "string")) {
+        return undefined;
+    }
+    const specs = typeof groups === "object" && groups !== null && !Array.isArray(groups) && Object.values(groups).every((g) => typeof g === "string") ? (groups as Record<string, string>) : undefined;
+    return specs ? { spec, active, groups: specs } : { spec, active };
 }
 
 /** The secrets that guard something a network reaches: the balancer's keys and certificate, the replicas' key, the engines' TLS. */

@@ -12,10 +12,12 @@
 
 /** What the last deployment ran, as it exported it. */
 export interface PreviousDeployment {
-    /** The fleet spec it deployed (see `fleetSpec`). */
+    /** The fleet spec it deployed (see `fleetSpec`): its first model group's. */
     spec: string;
     /** The slots it ran, by name. */
     active: string[];
+    /** Each model group's spec, by group name (deployments before model groups had only `spec`). */
+    groups?: Record<string, string>;
 }
 
 export interface RolloutInputs {

@@ -10,7 +10,7 @@ import { VLLM_PORT, type ReplicaPlan } from "../planning";
 import { rolloutScript, runRolloutScript } from "../rollout/scripts";
 import { rotationEnvironment, type RotationTarget } from "../rollout/target";
 import { applyTransform, type Transform } from "../transform";
-import { HF_CACHE_PATH, REPLICA_HEALTH_PROBE, VLLM_CACHE_PATH, replicaEnv, vllmServeArgs } from "./serve";
+import { HF_CACHE_PATH, REPLICA_HEALTH_PROBE, VLLM_CACHE_PATH, adapterMounts, replicaEnv, vllmServeArgs } from "./serve";
 
 export interface VllmReplicaArgs {
     /** Prefix of the container's name (the stack name). */
@@ -128,7 +128,7 @@ export function replicaContainer(
             // be killed. Use the --init option"), and the rollout waits for it forever. Docker's init reaps
             // them, and hands vLLM the SIGTERM.
             init: true,
-            envs: replicaEnv(runtime, plan, args.proxyEnv ?? {}, args.secrets ?? {}),
+            envs: replicaEnv(runtime, plan, args.proxyEnv ?? {}, args.secrets ?? {}, args.serve.env),
             ipcMode: runtime.ipcHost ? "host" : undefined,
             shmSize: Math.ceil(runtime.shmSizeBytes / (1024 * 1024)),
             deviceRequests: gpu ? [{ driver: "nvidia", deviceIds: plan.gpuIds, capabilities: ["gpu"] }] : undefined,
@@ -140,6 +140,7 @@ export function replicaContainer(
             volumes: [
                 { hostPath: runtime.hfCacheDir, containerPath: HF_CACHE_PATH },
                 { volumeName: args.compileCacheVolume, containerPath: VLLM_CACHE_PATH },
+                ...adapterMounts(args.serve),
             ],
             networksAdvanced: [{ name: args.networkName, aliases: [plan.name], ipv4Address: plan.ip }],
             // A replica of another host publishes nothing: its host's gate reaches it (components/relay).

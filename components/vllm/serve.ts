@@ -25,10 +25,19 @@ export function vllmServeArgs(serve: ServeSettings, plan: Pick<ReplicaPlan, "ten
         "0.0.0.0",
         "--port",
         String(VLLM_PORT),
-        ...(serve.servedModelName ? ["--served-model-name", serve.servedModelName] : []),
+        ...(serve.servedModelName ? ["--served-model-name", ...([] as string[]).concat(serve.servedModelName)] : []),
         ...(plan.tensorParallelSize > 1 ? ["--tensor-parallel-size", String(plan.tensorParallelSize)] : []),
+        ...(serve.adapters?.length ? ["--enable-lora", "--lora-modules", ...serve.adapters.map((a) => `${a.name}=${a.source}`)] : []),
         ...serve.vllmArgs,
     ];
+}
+
+/**
+ * Host folders a replica mounts read-only, at the same path, for the adapters it loads from a path on the
+ * host (an adapter from the Hugging Face hub downloads into the cache like the model).
+ */
+export function adapterMounts(serve: Pick<ServeSettings, "adapters">): { hostPath: string; containerPath: string; readOnly: true }[] {
+    return [...new Set((serve.adapters ?? []).map((a) => a.source).filter((source) => source.startsWith("/")))].map((source) => ({ hostPath: source, containerPath: source, readOnly: true }));
 }
 
 /** The container's environment; secret when it carries the HF token or the API key. */
@@ -37,6 +46,7 @@ export function replicaEnv(
     plan: Pick<ReplicaPlan, "threadsBind">,
     proxyEnv: Record<string, string>,
     secrets: FleetSecrets,
+    extra: Record<string, string> = {},
 ): pulumi.Input<string[]> {
     const plain = [
         ...(runtime.backend === "gpu"
@@ -44,6 +54,8 @@ export function replicaEnv(
               ["CUDA_DEVICE_ORDER=PCI_BUS_ID"]
             : [`VLLM_CPU_KVCACHE_SPACE=${runtime.cpuKvCacheSpace}`, `VLLM_CPU_OMP_THREADS_BIND=${plan.threadsBind ?? "auto"}`]),
         ...envList(proxyEnv),
+        // A model group's own environment (its `env`), after the program's: it may set what these leave unset.
+        ...Object.entries(extra).map(([name, value]) => `${name}=${value}`),
     ];
     const secretVars = Object.entries({ HF_TOKEN: secrets.hfToken, VLLM_API_KEY: secrets.apiKey }).filter(
         (entry): entry is [string, pulumi.Output<string>] => entry[1] !== undefined,

@@ -20,7 +20,7 @@ describe("a rollout planned from the last deployment: one spare replica", () => 
 
     it("starts the new settings on the spare slot, keeps two in place and leaves vllm0 out (Pulumi drains and removes it at the end)", () => {
         expect(containers().filter((c) => c.startsWith("dev-vllm"))).toEqual(["dev-vllm1", "dev-vllm2", "dev-vllm3"]);
-        expect(outputs.rollout).toEqual({ spec: expect.stringMatching(/^[0-9a-f]{16}$/), active: ["vllm1", "vllm2", "vllm3"] });
+        expect(outputs.rollout).toEqual({ spec: expect.stringMatching(/^[0-9a-f]{16}$/), active: ["vllm1", "vllm2", "vllm3"], groups: { default: outputs.rollout.spec } });
         expect(outputs.rollout.spec).not.toBe("spec-of-the-last-deployment");
     });
 

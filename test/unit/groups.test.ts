@@ -3,9 +3,14 @@
  * problem is listed with its key at once, before anything is created.
  */
 import { describe, expect, it } from "vitest";
-import { readModelGroups, servedNames, type GroupContext } from "../../components/config/groups";
+import { decodeConfigValue } from "../../components/config/decode";
+import { groupServe, readModelGroups, servedNames, type GroupContext } from "../../components/config/groups";
+import { parseFleetConfig } from "../../components/config/parse";
 import { ConfigReader } from "../../components/config/reader";
 import { LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../../components/planning";
+import { fleetSpec } from "../../components/rollout/spec";
+import { vllmServeArgs } from "../../components/vllm/serve";
+import { stackConfig } from "./mockStack";
 
 const DEFAULTS: GroupContext["defaults"] = { method: "least_conn", sessionHeader: "x-user-id", loadBound: 1.25, maxUnavailable: 1, startupTimeoutSeconds: 1800 };
 
@@ -126,5 +131,37 @@ describe("model groups: config", () => {
             ["b-vllm0", "3-4"],
         ]);
         expect(problems).toEqual(['models[1].cpuThreadsBind: ranges must not overlap: core 3 is in models[0].cpuThreadsBind entry 1 ("2-3") and entry 0 ("3-4")']);
+    });
+});
+
+describe("model groups: a stack's one model moved into a one-group list", () => {
+    const parse = (overrides: Record<string, unknown>) => {
+        const config = stackConfig("dev", overrides);
+        const raw = Object.fromEntries(Object.entries(config).filter(([k]) => k.startsWith("vllm-nginx:")).map(([k, v]) => [k.slice("vllm-nginx:".length), decodeConfigValue(v)]));
+        return parseFleetConfig(raw, "dev");
+    };
+    const legacy = parse({});
+    const grouped = parse({
+        model: "",
+        replicas: "1",
+        vllmArgs: [],
+        models: [{ name: "qwen", model: legacy.serve.model, replicas: 2, vllmArgs: legacy.serve.vllmArgs }],
+    });
+
+    it("keeps the spec, the slots and the command line: no replica rolls or is replaced", () => {
+        expect(fleetSpec(grouped)).toBe(fleetSpec(legacy));
+        expect(grouped.placement.slots.map((s) => ({ ...s, group: "" }))).toEqual(legacy.placement.slots.map((s) => ({ ...s, group: "" })));
+        expect(vllmServeArgs(groupServe(grouped.groups[0]), grouped.placement.slots[0])).toEqual(vllmServeArgs(legacy.serve, legacy.placement.slots[0]));
+    });
+
+    it("refuses the top-level keys of the one model beside models, each naming where it goes", () => {
+        expect(() => parse({ models: [{ name: "qwen", model: "m", replicas: 1 }] })).toThrow(
+            [
+                "invalid stack config (3 problems):",
+                '  - vllm-nginx:model = "Qwen/Qwen2.5-0.5B-Instruct": set per model group with models: models[].model',
+                '  - vllm-nginx:vllmArgs = ["--max-model-len","4096","--dtype","bfloat16"]: set per model group with models: models[].vllmArgs',
+                '  - vllm-nginx:replicas = "2": set per model group with models: models[].replicas',
+            ].join("\n"),
+        );
     });
 });
