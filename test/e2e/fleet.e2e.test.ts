@@ -696,6 +696,23 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         expect(changed, refresh).toEqual([]);
     });
 
+    it("moves the stack's one model into a one-group models list: the preview shows no change, so no container is replaced", async () => {
+        const file = fs.readFileSync(stack.configFile, "utf8");
+        try {
+            stack.editConfig((c) => {
+                c.models = [{ name: "default", model: c.model, servedModelName: c.servedModelName, replicas: Number(c.replicas), vllmArgs: c.vllmArgs }];
+                for (const key of ["model", "servedModelName", "replicas", "vllmArgs"]) {
+                    delete c[key];
+                }
+            });
+            const preview = await stack.pulumi(["preview", "--expect-no-changes", "--diff"]);
+            expect(preview).not.toMatch(/[1-9]\d* to (create|update|replace|delete)/);
+            expect(preview).toMatch(/\d+ unchanged/);
+        } finally {
+            fs.writeFileSync(stack.configFile, file);
+        }
+    });
+
     it("destroys everything: no container, network or volume of the stack is left", async () => {
         const started = Date.now();
         await stack.pulumi(["destroy", "--yes", "--skip-preview"]);

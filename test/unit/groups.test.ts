@@ -28,7 +28,7 @@ function plan(models: unknown, backend: Backend = "gpu", hosts?: HostInputs[]) {
     return { groups: result!.groups, slots: placed.placement.slots, replicas: placed.placement.replicas, problems: [...problems, ...placed.problems.map((p) => `${p.key}: ${p.allowed}`)] };
 }
 
-const CHAT = { name: "chat", model: "meta-llama/Llama-3.1-70B-Instruct", servedModelName: "llama", gpus: ["0,1"], balancer: "cache_aware" };
+const CHAT = { name: "chat", model: "Qwen/Qwen2.5-32B-Instruct", servedModelName: "llama", gpus: ["0,1"], balancer: "cache_aware" };
 const EMBED = { name: "embed", model: "BAAI/bge-m3", gpus: ["2"] };
 const SMALL = { name: "small", model: "Qwen/Qwen3-1.7B", gpus: ["3"], adapters: [{ name: "sql", source: "org/sql-lora" }, { name: "support", source: "/srv/adapters/support" }] };
 
