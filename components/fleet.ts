@@ -201,7 +201,8 @@ export class VllmFleet extends pulumi.ComponentResource {
         const template = renderTemplate({
             ...s.balancer,
             upstreams: active.map((replica) => ({ name: replica.name, address: replica.upstream, ...(several ? { group: replica.group } : {}) })),
-            groups: several ? s.groups.map(routingGroup) : undefined,
+            // The Lua balancer reads the body's model with several groups, or for a key limited to some models.
+            groups: several || s.edge.clients.some((c) => c.models !== undefined) ? s.groups.map(routingGroup) : undefined,
             listen: String(BALANCER_CONTAINER_PORT),
             statusListen: String(BALANCER_STATUS_PORT),
             stack: s.prefix,

@@ -23,8 +23,8 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const NAME_FORM = "a name of up to 64 letters, digits, '_', '.' and '-', starting with a letter or digit (names are public: logs, headers, the config output)";
 /** Words nginx's `map` reads as its own parameters, not as values. */
 const RESERVED_NAMES = ["default", "hostnames", "include", "volatile"];
-const CLIENT_FIELDS = ["name", "key", "rps", "burst", "concurrent"];
-const CLIENT_FORM = 'a list of {name, key, rps?, burst?, concurrent?}, e.g. [{"name": "alice", "key": "<secret>", "rps": 5, "concurrent": 4}]';
+const CLIENT_FIELDS = ["name", "key", "rps", "burst", "concurrent", "models"];
+const CLIENT_FORM = 'a list of {name, key, rps?, burst?, concurrent?, models?}, e.g. [{"name": "alice", "key": "<secret>", "rps": 5, "concurrent": 4, "models": ["llama"]}]';
 const TLS_FIELDS = ["mode", "http", "httpPort", "hosts"];
 const MAX_LIMIT = 1_000_000;
 /**
@@ -110,7 +110,12 @@ function readClientKeys(read: ConfigReader, value: unknown): ClientKeySettings[]
         if (hasBurst && rps === undefined && !sub.reported("rps")) {
             read.problem(`${at}.burst`, fields.burst, "only together with rps (burst is how many requests above the rate are let through at once)");
         }
-        clients.push({ name: typeof name === "string" ? name : "", rps, burst: rps === undefined ? undefined : burst, concurrent });
+        const models = fields.models;
+        const modelList = models === undefined ? undefined : Array.isArray(models) && models.length > 0 && models.every((m) => typeof m === "string" && m !== "") ? (models as string[]) : null;
+        if (modelList === null) {
+            read.problem(`${at}.models`, models, 'a list of the names this key may use as model (models or adapters the endpoint serves), e.g. ["llama", "sql"]');
+        }
+        clients.push({ name: typeof name === "string" ? name : "", rps, burst: rps === undefined ? undefined : burst, concurrent, ...(modelList ? { models: modelList } : {}) });
     });
     return clients;
 }

@@ -11,7 +11,7 @@ import { readEdge, type SecretConfig } from "./edge";
 import { CONFIG_KEYS, DEFAULTS } from "./keys";
 import { ConfigReader, FleetConfigError, type RawConfig } from "./reader";
 import { checkHeaderName, readMaxUnavailable, readThreadsBind } from "./fields";
-import { groupServe, readModelGroups } from "./groups";
+import { groupServe, readModelGroups, servedNames } from "./groups";
 import { DURATION_FORMS, parseDurationSeconds } from "./units";
 import { BALANCERS, RESTART_POLICIES, type FleetSettings, type VllmBuildSpec } from "./settings";
 
@@ -173,10 +173,21 @@ export function parseFleetConfig(raw: RawConfig, stack: string, dockerHost?: str
     };
 
     requireReplicaKey(read, settings);
+    checkClientModels(read, settings);
     if (read.problems.length > 0) {
         throw new FleetConfigError(read.problems);
     }
     return settings;
+}
+
+/** A client key's `models` names only what the endpoint serves: each group's models and adapters. */
+function checkClientModels(read: ConfigReader, settings: FleetSettings): void {
+    const served = settings.groups.flatMap((group) => [...servedNames(group), ...group.adapters.map((a) => a.name)]);
+    settings.edge.clients.forEach((client, i) => {
+        for (const model of (client.models ?? []).filter((m) => !served.includes(m))) {
+            read.problem(`clientKeys[${i}].models`, model, `a name the endpoint serves: ${served.map((n) => `"${n}"`).join(", ")}`);
+        }
+    });
 }
 
 /**

@@ -157,6 +157,8 @@ export interface ClientKeySettings {
     burst?: number;
     /** Requests of this key in flight at once (streams count until they end); unset: no limit. */
     concurrent?: number;
+    /** The models (and adapters) this key may use, by the names clients send; unset: every one. Others get 403. */
+    models?: string[];
 }
 
 export type TlsMode = "off" | "self-signed" | "provided";
@@ -238,7 +240,7 @@ export interface FleetSecrets {
      * balancer sends it to the replicas in place of the client's key.
      */
     apiKey?: pulumi.Output<string>;
-    /** `clientKeys` as JSON text: a list of `{name, key, rps?, burst?, concurrent?}`. */
+    /** `clientKeys` as JSON text: a list of `{name, key, rps?, burst?, concurrent?, models?}`. */
     clientKeys?: pulumi.Output<string>;
     /** PEM certificate chain of the balancer (`tls.mode` `provided`). */
     tlsCertificate?: pulumi.Output<string>;

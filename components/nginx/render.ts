@@ -159,7 +159,7 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         `                      '${EDGE_LOG_FIELDS}';`,
         "",
         ...edgeHttpLines(edge),
-        ...routingHttpDirectives(config),
+        ...routingHttpDirectives({ ...config, clientModels: clientModels(edge) }),
         "",
         ...upstreamBlock(config, { connections: UPSTREAM_KEEPALIVE, idleSeconds: UPSTREAM_IDLE_SECONDS }),
         "",
@@ -222,6 +222,12 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
 
     const id = configId(text);
     return { template: text.split(CONFIG_ID_PLACEHOLDER).join(id), id };
+}
+
+/** Each client key's `models`, by key name, for the Lua balancer (keys without a list are not named). */
+function clientModels(edge: EdgeConfig): Record<string, string[]> | undefined {
+    const limited = edge.clients.filter((c) => c.models !== undefined);
+    return limited.length === 0 ? undefined : Object.fromEntries(limited.map((c) => [c.name, c.models!]));
 }
 
 /** A short content hash of the rendered config, served by the health endpoint to confirm a reload. */

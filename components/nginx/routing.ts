@@ -73,6 +73,11 @@ export interface RoutingConfig {
      * replica, no routing by model (the replicas answer an unknown model themselves).
      */
     groups?: RoutingGroup[];
+    /**
+     * The models each client key may use, by key name (the edge's `$vllm_client`): another model gets 403.
+     * Needs `groups` (the names every group serves). Keys without a list may use every model.
+     */
+    clientModels?: Record<string, string[]>;
 }
 
 const q = (text: string) => JSON.stringify(text);
@@ -127,6 +132,9 @@ export function routingHttpDirectives(config: RoutingConfig): string[] {
         ...config.upstreams.map((u) => `            { name = ${q(u.name)}, address = ${q(u.address)}, out = "{{down:${u.name}}}"${u.group === undefined ? "" : `, group = ${q(u.group)}`} },`),
         "        },",
         ...(config.groups ? ["        groups = {", ...config.groups.flatMap(luaGroup), "        },"] : []),
+        ...(config.clientModels && Object.keys(config.clientModels).length > 0
+            ? ["        client_models = {", ...Object.entries(config.clientModels).map(([client, models]) => `            [${q(client)}] = { ${models.map(q).join(", ")} },`), "        },"]
+            : []),
         "    })",
         "}",
     ];

@@ -8,7 +8,7 @@ import * as http from "http";
 import { describe, expect, it } from "vitest";
 import { ROUTING_STATUS_PATH, type RoutingGroup } from "../../components/nginx/routing";
 import { renderNginxConfig } from "../../components/nginx/render";
-import { freePort, oursConfig, request, startStandIn, stream, tokenEvents, type StandIn } from "../support";
+import { freePort, oursConfig, request, startEdgeBalancer, startStandIn, stream, tokenEvents, type StandIn } from "../support";
 import { useTestFleet } from "./testFleet";
 
 const { adopt, nginx } = useTestFleet();
@@ -129,6 +129,37 @@ describe("model groups: one endpoint, routed by the body's model", () => {
         ]);
         // No replica stays counted in flight for the listings (nginx runs no log phase for their subrequests).
         expect((await routingStatus(config.statusListen)).replicas.map((r) => r.in_flight)).toEqual([0, 0, 0]);
+    });
+
+    it("limits a client key to its models: 403 with an error body for another, its /v1/models lists only its own; an unlimited key reaches every group", async () => {
+        const { replicas } = await twoGroups();
+        const alice = { name: "alice", key: "alice-key-0123456789abcdef", models: ["small"] };
+        const bob = { name: "bob", key: "bob-key-0123456789abcdef0" };
+        const b = await startEdgeBalancer({
+            upstreamPorts: [],
+            clients: [alice, bob],
+            overrides: { groups: GROUPS, upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: i < 2 ? "chat" : "small" })) },
+        });
+        try {
+            const as = (key: string) => ({ authorization: `Bearer ${key}` });
+            const before = await Promise.all(replicas.map(served));
+            for (const model of ["chat", "lora-x", "nope"]) {
+                const denied = await request(`${b.url}/v1/chat/completions`, { agent: false, headers: as(alice.key), body: { model, messages: [{ role: "user", content: "x" }], max_tokens: 1 } });
+                expect(denied.status, model).toBe(403);
+                expect(denied.json).toEqual({ error: { message: `This key may not use the model \`${model}\`.`, type: "PermissionDeniedError", param: "model", code: 403 } });
+            }
+            // A request naming no model is the first group's: not alice's either.
+            expect((await request(`${b.url}/v1/completions`, { agent: false, headers: as(alice.key), body: { prompt: "x", max_tokens: 1 } })).status).toBe(403);
+            expect(await Promise.all(replicas.map(served))).toEqual(before);
+            const own = await request(`${b.url}/v1/completions`, { agent: false, headers: as(alice.key), body: { model: "small", prompt: "x", max_tokens: 1 } });
+            expect(own.status).toBe(200);
+            expect(own.headers["x-replica-id"]).toBe("s0");
+            expect(((await request(`${b.url}/v1/models`, { agent: false, headers: as(alice.key) })).json.data as Array<{ id: string }>).map((c) => c.id)).toEqual(["small"]);
+            expect(((await request(`${b.url}/v1/models`, { agent: false, headers: as(bob.key) })).json.data as Array<{ id: string }>).map((c) => c.id)).toEqual(["chat", "lora-x", "small"]);
+            expect((await request(`${b.url}/v1/completions`, { agent: false, headers: as(bob.key), body: { model: "lora-x", prompt: "x", max_tokens: 1 } })).status).toBe(200);
+        } finally {
+            await b.nginx.stop();
+        }
     });
 
     it("balances each group by its own method: the status lists both, each replica under its group", async () => {

@@ -28,6 +28,8 @@ export interface EdgeClient {
     rps?: number;
     burst?: number;
     concurrent?: number;
+    /** The models the key may use. */
+    models?: string[];
 }
 
 export type EdgeTlsOption = { mode: "provided"; pair: TestCertificate; http?: PlainHttp } | { mode: "self-signed"; names: string; http?: PlainHttp };
@@ -101,7 +103,7 @@ export async function startEdgeBalancer(options: EdgeBalancerOptions): Promise<E
     const plainPort = await freePort();
     const port = options.tls ? await freePort() : plainPort;
     const edge = (clients: EdgeClient[], tls?: EdgeTlsOption): EdgeConfig => ({
-        clients: clients.map(({ name, rps, burst, concurrent }) => ({ name, rps, burst: rps === undefined ? undefined : (burst ?? Math.ceil(rps)), concurrent })),
+        clients: clients.map(({ name, rps, burst, concurrent, models }) => ({ name, rps, burst: rps === undefined ? undefined : (burst ?? Math.ceil(rps)), concurrent, models })),
         replicaKey: options.replicaKey !== undefined,
         exposeMetrics: options.exposeMetrics ?? false,
         tls: tls ? { mode: tls.mode, listen: `127.0.0.1:${port}`, http: tls.http ?? "off", publicPort: port } : undefined,

@@ -184,7 +184,7 @@ describe("the front door's config: client keys, limits, TLS", () => {
 
     // [case, plain config, secret values, key, value as shown, what is allowed]
     const table: [string, RawConfig, RawConfig, string, string, RegExp][] = [
-        ["clientKeys not a list", {}, { clientKeys: { name: "alice", key: ALICE } }, "clientKeys", "(secret)", /a list of \{name, key, rps\?, burst\?, concurrent\?\}/],
+        ["clientKeys not a list", {}, { clientKeys: { name: "alice", key: ALICE } }, "clientKeys", "(secret)", /a list of \{name, key, rps\?, burst\?, concurrent\?, models\?\}/],
         ["an entry that is not an object", {}, { clientKeys: [ALICE] }, "clientKeys[0]", "(secret)", /a list of \{name, key/],
         // Pulumi.multihost.yaml's example keys, as anyone decrypts them with the empty passphrase.
         [

@@ -165,3 +165,16 @@ describe("model groups: a stack's one model moved into a one-group list", () => 
         );
     });
 });
+
+describe("client keys limited to models", () => {
+    const parse = (models: unknown) =>
+        parseFleetConfig({ model: "m", servedModelName: "llama", backend: "cpu", replicas: 1 }, "dev", undefined, {
+            values: { clientKeys: [{ name: "alice", key: "alice-key-0123456789abcdef", models }] },
+        });
+
+    it("takes the names the endpoint serves, and refuses others and other shapes, naming the key", () => {
+        expect(parse(["llama"]).edge.clients[0].models).toEqual(["llama"]);
+        expect(() => parse(["gpt-4o"])).toThrow('vllm-nginx:clientKeys[0].models = "gpt-4o": a name the endpoint serves: "llama"');
+        expect(() => parse("llama")).toThrow("vllm-nginx:clientKeys[0].models = \"llama\": a list of the names this key may use as model");
+    });
+});

@@ -72,6 +72,7 @@ local group_by_model = {} -- served name (a model or an adapter) -> its group
 local groups_by_name = {}
 local by_model = false -- whether requests are routed by their body's `model` (model groups)
 local valid_aliases = "" -- every group's served names, as vLLM lists its own in the unknown-model error
+local client_models = {} -- key name -> { [name] = true }: the models a client key is limited to
 
 local function build_ring(group)
     local points = {}
@@ -439,6 +440,21 @@ local function unknown_model(model)
     return ngx.exit(ngx.HTTP_OK)
 end
 
+-- 403 for a key limited to other models (its `models`): as LiteLLM's virtual keys answer, in vLLM's error
+-- format. No replica sees the request.
+local function forbidden_model(model)
+    ngx.status = 403
+    ngx.header["Content-Type"] = "application/json"
+    ngx.print('{"error":{"message":', cjson.encode("This key may not use the model `" .. model .. "`."), ',"type":"PermissionDeniedError","param":"model","code":403}}')
+    return ngx.exit(ngx.HTTP_OK)
+end
+
+-- The models the request's client key may use (a set), or nil when it may use every one.
+local function allowed_models()
+    local client = ngx.var.vllm_client
+    return client and client_models[client]
+end
+
 -- The group of a request: by its body's `model` with model groups (a request that names none goes to
 -- the first group, as vLLM serves its first name then); the only group without them.
 local function request_group(ctx)
@@ -458,8 +474,19 @@ end
 
 function M.access()
     local ctx = ngx.ctx
+    local allowed = allowed_models()
     if by_model and ngx.var.uri == "/v1/models" and ngx.req.get_method() == "GET" then
-        return M.models()
+        return M.models(allowed)
+    end
+    if allowed and ngx.req.get_method() == "POST" then
+        -- A request that names no model is served the first group's first name.
+        local model = body_model(ctx)
+        if model == nil or model == "" then
+            model = groups[1].models[1] and groups[1].models[1].id or ""
+        end
+        if not allowed[model] then
+            return forbidden_model(model)
+        end
     end
     local group, unknown = request_group(ctx)
     if not group then
@@ -507,7 +534,7 @@ end
 -- group is asked with a subrequest of this location, its group in the subrequest's ctx (subrequests
 -- skip the access phase) for routing.balance; nginx runs no log phase for a subrequest, so its replica
 -- is released here.
-function M.models()
+function M.models(allowed)
     local requests, contexts = {}, {}
     for i, group in ipairs(groups) do
         contexts[i] = { group = group }
@@ -527,7 +554,7 @@ function M.models()
         local seen = {}
         if type(listed) == "table" and type(listed.data) == "table" then
             for _, card in ipairs(listed.data) do
-                if type(card) == "table" and group.serves[card.id] and not seen[card.id] then
+                if type(card) == "table" and group.serves[card.id] and not seen[card.id] and (not allowed or allowed[card.id]) then
                     seen[card.id] = true
                     if type(card.permission) == "table" and #card.permission == 0 then
                         card.permission = cjson.empty_array or {}
@@ -538,7 +565,9 @@ function M.models()
         else
             ngx.log(ngx.WARN, "vllm-nginx: no replica of group ", group.name, " listed its models (", answer and answer.status or "no answer", "): listed from the config")
             for _, entry in ipairs(group.models) do
-                data[#data + 1] = config_card(entry)
+                if not allowed or allowed[entry.id] then
+                    data[#data + 1] = config_card(entry)
+                end
             end
         end
     end
@@ -751,6 +780,13 @@ function M.start(config)
         end
     end
     valid_aliases = table.concat(aliases, ", ")
+    client_models = {}
+    for client, models in pairs(config.client_models or {}) do
+        client_models[client] = {}
+        for _, model in ipairs(models) do
+            client_models[client][model] = true
+        end
+    end
     for _, spec in ipairs(config.peers) do
         in_rotation_by_name[spec.name] = spec.out == ""
         local host, port = spec.address:match("^%[?(.-)%]?:(%d+)$")
