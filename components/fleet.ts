@@ -324,7 +324,7 @@ export class VllmFleet extends pulumi.ComponentResource {
                 prefix: s.prefix,
                 settings: s.monitoring,
                 networkName: balancerHost.networkName,
-                replicas: active.map((replica) => ({ name: replica.name, address: replica.upstream, host: replica.host })),
+                replicas: active.map((replica) => ({ name: replica.name, address: replica.upstream, host: replica.host, ...(several ? { group: replica.group } : {}) })),
                 // Scraped once they serve, so a deploy does not raise "replica down" while models load.
                 replicaDependencies: active.map((replica) => replicas.get(replica.name)!.member!),
                 balancerDependencies: [balancer.installConfig],

@@ -9,7 +9,7 @@ import { VLLM } from "../components/monitoring/metrics";
 export interface StackOutputs {
     endpoint: string;
     /** `url` is absent for a replica of another host: it publishes nothing, and the relay reaches it. */
-    replicas: Array<{ name: string; container: string; url?: string }>;
+    replicas: Array<{ name: string; container: string; url?: string; group?: string }>;
     configId?: string;
     prometheusUrl?: string;
 }
@@ -41,6 +41,7 @@ export function parseStackOutputs(value: unknown): StackOutputs {
             name: r.name as string,
             container: typeof r.container === "string" ? r.container : "",
             url: typeof r.url === "string" ? r.url.replace(/\/$/, "") : undefined,
+            ...(typeof r.group === "string" ? { group: r.group } : {}),
         })),
         configId: optional("configId"),
         prometheusUrl: optional("prometheusUrl")?.replace(/\/$/, ""),
@@ -204,6 +205,8 @@ export type Rotation = "in" | "out" | "unknown";
 
 export interface ReplicaStatus extends ReplicaLoad {
     name: string;
+    /** The model group it serves (`default` without model groups; absent from outputs before them). */
+    group?: string;
     container: string;
     url?: string;
     rotation: Rotation;
@@ -267,6 +270,7 @@ export function buildReport(input: ReportInput): StatusReport {
             const load = input.loads.get(r.name) ?? {};
             return {
                 name: r.name,
+                ...(r.group === undefined ? {} : { group: r.group }),
                 container: r.container,
                 url: r.url,
                 rotation: rotation(r.name),
@@ -309,9 +313,13 @@ export function formatReport(report: StatusReport): string {
         report.source.kind === "prometheus"
             ? `metrics   Prometheus ${report.source.url}; TTFT p50 over the last minute`
             : `metrics   each replica's /metrics (${report.source.reason}); TTFT p50 since the replica started`;
-    const header = ["REPLICA", "ROTATION", "HEALTH", "RUNNING", "WAITING", "KV CACHE", "TTFT P50", "SERVED"];
+    // A GROUP column with model groups: a stack of one model has one group, and no such column.
+    const grouped = new Set(report.replicas.map((r) => r.group ?? "default")).size > 1;
+    const header = ["REPLICA", ...(grouped ? ["GROUP"] : []), "ROTATION", "HEALTH", "RUNNING", "WAITING", "KV CACHE", "TTFT P50", "SERVED"];
+    const words = grouped ? 4 : 3;
     const rows = report.replicas.map((r) => [
         r.name,
+        ...(grouped ? [r.group ?? "default"] : []),
         r.rotation,
         r.health,
         count(r.running),
@@ -322,7 +330,7 @@ export function formatReport(report: StatusReport): string {
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
     // Names and words to the left, numbers to the right.
-    const line = (cells: string[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
+    const line = (cells: string[]) => cells.map((c, i) => (i < words ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ").trimEnd();
     const relayed = report.replicas.some((r) => r.health === "unknown")
         ? ["", "unknown: a replica of another host, which only the relay reaches; with monitoring on, Prometheus scrapes it through the relay"]
         : [];

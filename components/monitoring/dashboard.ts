@@ -74,6 +74,10 @@ export const DASHBOARD_PANELS: PanelSpec[] = [
         { expr: "replica:vllm_requests_running:sum", legend: "{{replica}} running" },
         { expr: "replica:vllm_requests_waiting:sum", legend: "{{replica}} waiting" },
     ]),
+    timeseries("Requests per second per model group", "Requests finished per second by each model group's replicas (one series without model groups).", "reqps", [
+        { expr: "sum by (group) (replica:vllm_requests:rate1m)", legend: "{{group}}" },
+    ]),
+    timeseries("Time to first token per model group", "The slowest replica's TTFT p99 in each model group.", "s", [{ expr: "max by (group) (replica:vllm_ttft_seconds:p99_1m)", legend: "{{group}} p99" }]),
     timeseries("KV-cache usage", "Share of each replica's KV cache in use (1 = full).", "percentunit", [{ expr: "replica:vllm_kv_cache_usage:max", legend: "{{replica}}" }]),
     timeseries("Prefix-cache hit rate", "Share of queried prompt tokens found in the prefix cache, per replica.", "percentunit", [
         { expr: "replica:vllm_prefix_cache_hit:ratio_rate1m", legend: "{{replica}}" },

@@ -18,6 +18,8 @@ export interface ReplicaTarget {
     address: string;
     /** Name of the host the replica runs on; the `host` label of its series. */
     host: string;
+    /** The model group it serves, with several groups: the `group` label of its series. */
+    group?: string;
 }
 
 export interface PrometheusConfigArgs {
@@ -77,7 +79,7 @@ export function renderPrometheusConfig(args: PrometheusConfigArgs): string {
             {
                 job_name: JOBS.vllm,
                 metrics_path: "/metrics",
-                static_configs: args.replicas.map((r) => ({ targets: [r.address], labels: { replica: r.name, host: r.host } })),
+                static_configs: args.replicas.map((r) => ({ targets: [r.address], labels: { replica: r.name, host: r.host, ...(r.group === undefined ? {} : { group: r.group }) } })),
             },
             ...(args.balancerExporter
                 ? [

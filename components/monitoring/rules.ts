@@ -68,8 +68,8 @@ export const RULE_WINDOW = "1m";
 
 const VLLM_JOB = `job="${JOBS.vllm}"`;
 
-/** Labels a per-replica series keeps. */
-const PER_REPLICA = "replica, host";
+/** Labels a per-replica series keeps: with model groups, the replica's `group` too (absent otherwise). */
+const PER_REPLICA = "replica, host, group";
 
 interface Level {
     prefix: "replica" | "fleet";
@@ -179,7 +179,7 @@ function recordingRules(level: Level): RecordingRule[] {
     ];
 }
 
-/** Recording rules per replica (`replica:*`, labels `replica` and `host`). */
+/** Recording rules per replica (`replica:*`, labels `replica`, `host` and, with model groups, `group`). */
 export const REPLICA_RECORDING_RULES: RecordingRule[] = recordingRules(LEVELS[0]);
 /** Recording rules for the whole fleet (`fleet:*`, no labels). */
 export const FLEET_RECORDING_RULES: RecordingRule[] = recordingRules(LEVELS[1]);

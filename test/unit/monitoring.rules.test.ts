@@ -45,12 +45,12 @@ describe("rendered rules", () => {
         expect(FLEET_RECORDING_RULES.map((r) => r.record)).toEqual(expect.arrayContaining(["fleet:vllm_kv_cache_usage:avg", "fleet:vllm_kv_cache_usage:max"]));
     });
 
-    it("keeps the replica and host labels per replica and drops them for the fleet", () => {
+    it("keeps the replica, host and model group labels per replica and drops them for the fleet", () => {
         for (const rule of REPLICA_RECORDING_RULES) {
-            expect(rule.expr, rule.record).toMatch(/by \(replica, host(, le)?\)/);
+            expect(rule.expr, rule.record).toMatch(/by \(replica, host, group(, le)?\)/);
         }
         for (const rule of FLEET_RECORDING_RULES) {
-            expect(rule.expr, rule.record).not.toMatch(/replica|host/);
+            expect(rule.expr, rule.record).not.toMatch(/replica|host|group/);
         }
     });
 

@@ -184,6 +184,19 @@ describe("the report", () => {
         );
     });
 
+    it("shows each replica's model group, with several groups", () => {
+        const grouped: StackOutputs = { ...outputs, replicas: [{ ...outputs.replicas[0], group: "chat" }, { ...outputs.replicas[1], name: "embed-vllm0", group: "embed" }] };
+        expect(parseStackOutputs(grouped).replicas.map((r) => r.group)).toEqual(["chat", "embed"]);
+        const report = buildReport({ stack: "dev", outputs: parseStackOutputs(grouped), balancerHealth: "ok 0123456789ab in=vllm0,embed-vllm0 out=\n", healthCodes: { vllm0: 200, "embed-vllm0": 200 }, loads, source });
+        const table = formatReport(report).split("\n");
+        expect(table[5]).toBe("REPLICA      GROUP  ROTATION  HEALTH   RUNNING  WAITING  KV CACHE  TTFT P50  SERVED");
+        expect(table[6]).toBe("vllm0        chat   in        healthy        2        0     45.7%     84 ms   1,204");
+        expect(table[7]).toMatch(/^embed-vllm0  embed  in        healthy /);
+        // One group (a stack of one model): no such column.
+        const one: StackOutputs = { ...outputs, replicas: outputs.replicas.map((r) => ({ ...r, group: "default" })) };
+        expect(formatReport(buildReport({ stack: "dev", outputs: one, balancerHealth: "ok 0123456789ab in=vllm0 out=vllm1\n", healthCodes: { vllm0: 200, vllm1: 503 }, loads, source }))).not.toContain("GROUP");
+    });
+
     it("takes the health of a replica of another host, which has no URL, from Prometheus's scrape through the relay, and says when nobody can tell", () => {
         const relayed: StackOutputs = { ...outputs, replicas: [outputs.replicas[0], { name: "b-vllm0", container: "dev-b-vllm0" }] };
         const scraped = buildReport({ stack: "dev", outputs: relayed, balancerHealth: "ok 0123456789ab in=vllm0,b-vllm0 out=", healthCodes: { vllm0: 200 }, scraped: { vllm0: true, "b-vllm0": false }, loads, source });
