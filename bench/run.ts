@@ -38,7 +38,9 @@ import {
     stream,
     tokenEvents,
 } from "../test/support";
+import { DEFAULTS } from "../components/config/keys";
 import { BALANCER_HEALTH_PATH } from "../components/nginx/render";
+import type { RoutingGroup } from "../components/nginx/routing";
 import { FLOOD_FULL, FLOOD_SHORT, floodMeta, runFlood } from "./flood";
 import { Arrival, Interval, MixSpec, ReplicaModel, imbalance, mixedSchedule, simulate } from "./model";
 import { ROUTING_VARIANTS, ROUTING_WORKLOADS, runRouting, targets, type RoutingFigures, type RoutingWorkload } from "./routing";
@@ -115,6 +117,24 @@ async function streamingWorkload(target: Target): Promise<StreamingResult> {
     };
     await Promise.all(Array.from({ length: STREAMING.clients }, client));
     agent.destroy();
+    return out;
+}
+
+/**
+ * Model groups' cost: the streamed workload through ours with one group (no body read for the model) and
+ * through ours with two groups (every body read for its model, the same replicas in the first group, a
+ * second group's replica that gets nothing), in interleaved rounds. What routing by the body adds to TTFT.
+ */
+async function groupsWorkload(one: Target, two: Target, rounds: number): Promise<{ one: StreamingResult; two: StreamingResult }> {
+    const out = { one: { ttft: [], gaps: [], failures: 0 } as StreamingResult, two: { ttft: [], gaps: [], failures: 0 } as StreamingResult };
+    for (let r = 0; r < rounds; r += 1) {
+        for (const [key, target] of [["one", one], ["two", two]] as const) {
+            const result = await streamingWorkload(target);
+            out[key].ttft.push(...result.ttft);
+            out[key].gaps.push(...result.gaps);
+            out[key].failures += result.failures;
+        }
+    }
     return out;
 }
 
@@ -364,6 +384,32 @@ async function proxyBenchmark(): Promise<Part> {
             streaming[v] = await streamingWorkload(targets[v]);
             console.log(`  (a) streaming   ${v.padEnd(6)} ${streaming[v].ttft.length} streams, TTFT p50 ${percentile(streaming[v].ttft, 50).toFixed(1)} ms, failures ${streaming[v].failures}`);
         }
+        // Model groups: a second config of ours, routing by the body's model between "m" (the same replicas) and "other".
+        const other = await startStandIn({ replicaId: "g0", args: ["--served-model-name", "other", "--disable-uvicorn-access-log"] });
+        standIns.push(other);
+        const groupsPort = await freePort();
+        const group = (name: string): RoutingGroup => ({ name, served: [{ id: name, root: `standin/${name}` }], method: DEFAULTS.balancer, sessionHeader: DEFAULTS.sessionHeader, loadBound: DEFAULTS.loadBound });
+        const grouped = renderOurs(ports, groupsPort, {
+            accessLog: path.join(tmp, "groups-access.log"),
+            groups: [group("m"), group("other")],
+            upstreams: [...ports.map((port, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${port}`, group: "m" })), { name: "other0", address: `127.0.0.1:${other.port}`, group: "other" }],
+        });
+        const groupsBalancer = await startNginx(grouped, groupsPort, { workers: WORKERS, readyPath: BALANCER_HEALTH_PATH });
+        balancers.push(groupsBalancer);
+        const groups = await groupsWorkload(targets.ours, { variant: "ours", url: () => groupsBalancer.url }, SHORT ? 3 : 5);
+        const groupsFigures = {
+            ttft_ms_p50_one_group: round(percentile(groups.one.ttft, 50), 2),
+            ttft_ms_p50_two_groups: round(percentile(groups.two.ttft, 50), 2),
+            added_ms_p50: round(percentile(groups.two.ttft, 50) - percentile(groups.one.ttft, 50), 2),
+            ttft_ms_p99_one_group: round(percentile(groups.one.ttft, 99), 2),
+            ttft_ms_p99_two_groups: round(percentile(groups.two.ttft, 99), 2),
+            streams: groups.two.ttft.length,
+            failures: groups.one.failures + groups.two.failures,
+        };
+        console.log(
+            `  (e) groups      ${groupsFigures.streams} streams each: TTFT p50 ${groupsFigures.ttft_ms_p50_one_group} ms with one group, ${groupsFigures.ttft_ms_p50_two_groups} ms routing by model between two ` +
+                `(${groupsFigures.added_ms_p50} ms added); p99 ${groupsFigures.ttft_ms_p99_one_group} / ${groupsFigures.ttft_ms_p99_two_groups} ms; failures ${groupsFigures.failures}`,
+        );
         const throughput = await throughputWorkload(targets);
         for (const v of VARIANTS) {
             console.log(`  (b) throughput  ${v.padEnd(6)} ${throughput[v].rps.toFixed(0)} req/s, p99 ${percentile(throughput[v].latencies, 99).toFixed(1)} ms, failures ${throughput[v].failures}`);
@@ -457,7 +503,7 @@ async function proxyBenchmark(): Promise<Part> {
         };
         const subtitle = `${meta.mode} run ${meta.date.slice(0, 16)}Z: ${REPLICAS} stand-ins (itl ${ITL_MS} ms), ${version}, worker_processes ${WORKERS}, ${meta.cores} cores shared by client, nginx and stand-ins. direct = client round robin.`;
         return {
-            results: { ...results, edge } as unknown as Record<string, unknown>,
+            results: { ...results, edge, groups: groupsFigures } as unknown as Record<string, unknown>,
             meta,
             svg: svg(
                 [
