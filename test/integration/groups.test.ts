@@ -162,6 +162,38 @@ describe("model groups: one endpoint, routed by the body's model", () => {
         }
     });
 
+    it("sends an adapter's requests to its home replica within the load bound, whatever the group's method", async () => {
+        const lora = ["--enable-lora", "--max-loras", "1", "--lora-modules", "lora-a=/adapters/a", "lora-b=/adapters/b"];
+        const replicas = await Promise.all(["a0", "a1", "a2"].map((id) => startStandIn({ replicaId: id, model: "org/base", args: ["--served-model-name", "base", "--disable-uvicorn-access-log", "--itl-ms", "1", ...lora] }).then(adopt)));
+        const port = await freePort();
+        const group: RoutingGroup = {
+            name: "base",
+            method: "least_conn",
+            sessionHeader: "x-session-id",
+            loadBound: 1.25,
+            served: [
+                { id: "base", root: "org/base" },
+                { id: "lora-a", root: "/adapters/a", parent: "base" },
+                { id: "lora-b", root: "/adapters/b", parent: "base" },
+            ],
+        };
+        const config = oursConfig([], port, { groups: [group, { ...GROUPS[1]!, served: [{ id: "none", root: "none" }] }], upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: "base" })) });
+        const lb = await nginx(renderNginxConfig(config).text, port);
+        const landed = async (model: string) => {
+            const seen = new Set<string>();
+            for (let i = 0; i < 6; i += 1) {
+                const r = await request(`${lb.url}/v1/completions`, { agent: false, body: { model, prompt: `p${i}`, max_tokens: 1 } });
+                expect(r.status).toBe(200);
+                seen.add(String(r.headers["x-replica-id"]));
+            }
+            return seen;
+        };
+        // One at a time, nothing else in flight: least_conn alone would take turns over the three.
+        expect((await landed("base")).size).toBe(3);
+        expect((await landed("lora-a")).size).toBe(1);
+        expect((await landed("lora-b")).size).toBe(1);
+    });
+
     it("balances each group by its own method: the status lists both, each replica under its group", async () => {
         const { lb, config } = await twoGroups();
         const routing = await routingStatus(config.statusListen);

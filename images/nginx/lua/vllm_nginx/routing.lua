@@ -277,6 +277,9 @@ local function choose(ctx, group)
         loads[i] = load_of(p)
     end
     local method = group.method
+    if ctx.by_adapter and ctx.route_key then
+        return bounded_hash(group, list, loads, ctx.route_key)
+    end
     if method == "round_robin" then
         return list[(dict:incr(group.rr, 1, 0) or 0) % #list + 1]
     elseif method == "random_two_least_conn" then
@@ -469,7 +472,7 @@ local function request_group(ctx)
     if not group then
         return nil, model
     end
-    return group
+    return group, model
 end
 
 function M.access()
@@ -488,11 +491,22 @@ function M.access()
             return forbidden_model(model)
         end
     end
-    local group, unknown = request_group(ctx)
+    local group, model = request_group(ctx)
     if not group then
-        return unknown_model(unknown)
+        return unknown_model(model)
     end
     ctx.group = group
+    if model and group.adapters[model] then
+        -- An adapter's requests go to its home on the group's ring, within the load bound, whatever the
+        -- group's method: the replicas that served it lately hold it in their GPU's adapter slots
+        -- (--max-loras), where another replica would first have to swap one out.
+        local hash = hash32("adapter:" .. model)
+        ctx.route_key = hash
+        ctx.by_adapter = true
+        ngx.var.vllm_route_key = tostring(hash)
+        ngx.var.vllm_route_source = "adapter"
+        return
+    end
     if group.method ~= "cache_aware" and group.method ~= "consistent_hash" then
         return
     end
@@ -743,6 +757,7 @@ local function new_group(spec, index)
         load_bound = spec.load_bound or conf.load_bound,
         models = spec.models or {},
         serves = {},
+        adapters = {},
         peers = {},
         -- The legacy keys of a fleet of one group, so that adding groups keeps its counts across a reload.
         rr = index == 1 and name == "" and "rr" or "rr:" .. name,
@@ -750,6 +765,9 @@ local function new_group(spec, index)
     }
     for _, entry in ipairs(group.models) do
         group.serves[entry.id] = true
+        if entry.parent then
+            group.adapters[entry.id] = true
+        end
     end
     return group
 end
