@@ -37,9 +37,11 @@ describe("Pulumi.yaml config declarations", () => {
         }
     });
 
-    it("declares a default for every key but model, the one required key", () => {
+    it("declares a default for every key, model's empty: the CLI lets a stack of model groups (models) leave it unset, and the program refuses it empty otherwise", () => {
         const required = Object.entries(project.config).filter(([, decl]) => decl.default === undefined).map(([key]) => key);
-        expect(required).toEqual(["vllm-nginx:model"]);
+        expect(required).toEqual([]);
+        expect(project.config["vllm-nginx:model"]!.default).toBe("");
+        expect(() => parseFleetConfig({ model: "", backend: "cpu" }, "dev")).toThrow('vllm-nginx:model = (not set): required: the Hugging Face model id to serve, e.g. "meta-llama/Llama-2-7b-chat-hf" (or model groups in models)');
     });
 
     const stackFile = (stack: string) => {
