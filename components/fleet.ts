@@ -311,8 +311,10 @@ export class VllmFleet extends pulumi.ComponentResource {
         });
 
         // Every `up` ends with each replica that runs its declared settings and serves /health in rotation.
+        const loraGroups = new Map(s.groups.filter((group) => group.adapters.length > 0).map((group) => [group.name, group.adapters.map((a) => a.name)]));
         this.rotationReconciled = reconcileRotation({
             members: active.map(member),
+            adapters: Object.fromEntries(active.filter((replica) => loraGroups.has(replica.group)).map((replica) => [replica.name, loraGroups.get(replica.group)!])),
             target: balancer.rotation,
             after: [balancer.installConfig, ...gates.map((g) => g.command), ...active.map((replica) => replicas.get(replica.name)!.member!)],
             parent: this,
@@ -386,6 +388,7 @@ export function routingGroup(group: ModelGroupSettings): RoutingGroup {
         name: group.name,
         served: [...names.map((id) => ({ id, root: group.model })), ...group.adapters.map((a) => ({ id: a.name, root: a.source, parent: names[0] }))],
         ...group.balancer,
+        ...(group.adapters.length > 0 ? { lora: true } : {}),
     };
 }
 

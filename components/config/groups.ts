@@ -5,6 +5,7 @@
  * adapters. Pure code: reads raw values, reports every problem by its key (`models[1].gpus`), and hands
  * planning typed inputs.
  */
+import * as path from "path";
 import type { Backend, GroupPlacementInputs, HostInputs } from "../planning";
 import { checkHeaderName, readMaxUnavailable, readThreadsBind } from "./fields";
 import { DEFAULTS } from "./keys";
@@ -24,8 +25,18 @@ export function groupServe(group: ModelGroupSettings): ServeSettings {
         servedModelName: names.length === 0 ? undefined : names.length === 1 ? names[0] : names,
         vllmArgs: group.vllmArgs,
         ...(Object.keys(group.env).length > 0 ? { env: group.env } : {}),
-        ...(group.adapters.length > 0 ? { adapters: group.adapters } : {}),
+        ...(group.adapters.length > 0 ? { lora: { folders: adapterFolders(group.adapters) } } : {}),
     };
+}
+
+/**
+ * The host folders a group's replicas mount for its adapters that come from a path: each one's parent
+ * folder, so that another adapter in a folder already mounted is added without replacing a container.
+ * Sorted, and without a folder inside another one.
+ */
+export function adapterFolders(adapters: AdapterSettings[]): string[] {
+    const folders = [...new Set(adapters.filter((a) => a.source.startsWith("/")).map((a) => path.posix.dirname(a.source.replace(/\/+$/, ""))))].sort();
+    return folders.filter((folder) => !folders.some((other) => other !== folder && (other === "/" || folder.startsWith(`${other}/`))));
 }
 
 /** The names clients send for a group's model: its served names, else its model id. */
@@ -152,6 +163,10 @@ export function readModelGroups(read: ConfigReader, context: GroupContext): { gr
             startupTimeoutSeconds: sub.has("startupTimeout") ? sub.duration("startupTimeout", DEFAULTS.startupTimeout, 10, { wholeSeconds: true }) : context.defaults.startupTimeoutSeconds,
             adapters,
         };
+        const loraFlag = group.vllmArgs.find((arg) => arg === "--lora-modules" || arg.startsWith("--lora-modules="));
+        if (adapters.length > 0 && loraFlag !== undefined) {
+            read.problem(`${at}.vllmArgs`, loraFlag, `no --lora-modules: the balancer keeps each replica's adapters equal to ${at}.adapters, and would unload the others`);
+        }
         for (const problem of sub.problems) {
             if (!["name", "model", "cpuThreadsBind", "sessionHeader"].includes(problem.key ?? "")) {
                 read.problem(`${at}.${problem.key}`, problem.value, problem.allowed);

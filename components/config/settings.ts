@@ -49,8 +49,13 @@ export interface ServeSettings {
     vllmArgs: string[];
     /** Extra environment of the replicas (a model group's `env`). Defaults to none. */
     env?: Record<string, string>;
-    /** LoRA adapters served from the start (`--enable-lora --lora-modules NAME=SOURCE ...`). Defaults to none. */
-    adapters?: AdapterSettings[];
+    /**
+     * LoRA on (a group with adapters): `--enable-lora`, vLLM's runtime adapter endpoints allowed, and the host
+     * folders of adapters that come from a path, mounted read-only. Which adapters are loaded is not part of
+     * it: the balancer keeps them loaded on running replicas, so adding or removing one replaces no container.
+     * Defaults to off.
+     */
+    lora?: { folders: string[] };
 }
 
 /** How every replica container runs. */

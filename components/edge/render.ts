@@ -196,6 +196,11 @@ const dirOf = (edge: EdgeConfig) => edge.dir ?? EDGE_DIR;
 /** Whether nginx checks a key: the clients' own, or without those the replicas' `apiKey`. */
 const checksKeys = (edge: EdgeConfig) => edge.clients.length > 0 || edge.replicaKey === true;
 
+/** The file with the Authorization replicas take (their own key), when nginx checks keys. */
+export function replicaAuthorizationFile(edge: EdgeConfig): string | undefined {
+    return checksKeys(edge) ? `${dirOf(edge)}/${EDGE_FILES.replicaAuthorization}` : undefined;
+}
+
 /** A `map` entry for a path as `FORWARDED_PATHS` writes it. */
 const pathEntry = (p: string) => (p.startsWith("~") ? `    "${p}" 1;` : `    ${p} 1;`);
 

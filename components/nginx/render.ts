@@ -6,7 +6,7 @@
 import { createHash } from "crypto";
 import type { BalancerSettings } from "../config";
 import { nginxSeconds } from "../config/units";
-import { EDGE_LOG_FIELDS, OPEN_EDGE, edgeHttpLines, edgeListenLines, edgePlainServerLines, edgeProxyLines, edgeServerLines, type EdgeConfig } from "../edge/render";
+import { EDGE_LOG_FIELDS, OPEN_EDGE, edgeHttpLines, edgeListenLines, edgePlainServerLines, edgeProxyLines, edgeServerLines, replicaAuthorizationFile, type EdgeConfig } from "../edge/render";
 import { BALANCER_ROTATION_PATH, ROTATION_METRIC } from "./paths";
 import { routingHttpDirectives, routingLocationDirectives, routingStatusLocation, upstreamBlock, type RoutingGroup, type RoutingMethod } from "./routing";
 
@@ -159,7 +159,7 @@ export function renderTemplate(config: BalancerConfig): ConfigTemplate {
         `                      '${EDGE_LOG_FIELDS}';`,
         "",
         ...edgeHttpLines(edge),
-        ...routingHttpDirectives({ ...config, clientModels: clientModels(edge) }),
+        ...routingHttpDirectives({ ...config, clientModels: clientModels(edge), replicaAuthorizationFile: replicaAuthorizationFile(edge) }),
         "",
         ...upstreamBlock(config, { connections: UPSTREAM_KEEPALIVE, idleSeconds: UPSTREAM_IDLE_SECONDS }),
         "",

@@ -52,6 +52,11 @@ export interface RoutingGroup {
     method: Balancer;
     sessionHeader: string;
     loadBound: number;
+    /**
+     * LoRA on: the balancer keeps each replica's loaded adapters equal to the group's (`served` entries with
+     * a `parent`), through vLLM's runtime endpoints, and sends an adapter's requests to replicas that have it.
+     */
+    lora?: boolean;
 }
 
 export interface RoutingConfig {
@@ -78,6 +83,11 @@ export interface RoutingConfig {
      * Needs `groups` (the names every group serves). Keys without a list may use every model.
      */
     clientModels?: Record<string, string[]>;
+    /**
+     * The edge's file with the Authorization replicas take (their `apiKey`), read by nginx's master for the
+     * adapters' runtime endpoints. Unset: replicas check no key.
+     */
+    replicaAuthorizationFile?: string;
 }
 
 const q = (text: string) => JSON.stringify(text);
@@ -100,7 +110,7 @@ export function routesByModel(config: Pick<RoutingConfig, "groups">): boolean {
 function luaGroup(group: RoutingGroup): string[] {
     const served = group.served.map((n) => `{ id = ${q(n.id)}, root = ${q(n.root)}${n.parent === undefined ? "" : `, parent = ${q(n.parent)}`} }`);
     return [
-        `            { name = ${q(group.name)}, method = ${q(group.method)}, session_header = ${q(group.sessionHeader)}, load_bound = ${group.loadBound},`,
+        `            { name = ${q(group.name)}, method = ${q(group.method)}, session_header = ${q(group.sessionHeader)}, load_bound = ${group.loadBound},${group.lora ? " lora = true," : ""}`,
         `              models = { ${served.join(", ")} } },`,
     ];
 }
@@ -118,6 +128,10 @@ export function routingHttpDirectives(config: RoutingConfig): string[] {
         // cache_aware keys' homes (about 100 bytes each): a dict of their own, so that when it is full
         // its least recently used keys make room, never the counts.
         `lua_shared_dict ${SHARED_DICT}_keys 20m;`,
+        // The replicas' key, for the adapters' upkeep: nginx's master reads it (as root) at every (re)load.
+        ...((config.groups ?? []).some((g) => g.lora)
+            ? [`init_by_lua_block { require("vllm_nginx.routing").init({ replica_authorization_file = ${config.replicaAuthorizationFile === undefined ? "nil" : q(config.replicaAuthorizationFile)} }) }`]
+            : []),
         "init_worker_by_lua_block {",
         '    require("vllm_nginx.routing").start({',
         `        method = ${q(config.method)},`,

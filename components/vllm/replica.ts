@@ -10,7 +10,7 @@ import { VLLM_PORT, type ReplicaPlan } from "../planning";
 import { rolloutScript, runRolloutScript } from "../rollout/scripts";
 import { rotationEnvironment, type RotationTarget } from "../rollout/target";
 import { applyTransform, type Transform } from "../transform";
-import { HF_CACHE_PATH, REPLICA_HEALTH_PROBE, VLLM_CACHE_PATH, adapterMounts, replicaEnv, vllmServeArgs } from "./serve";
+import { HF_CACHE_PATH, REPLICA_HEALTH_PROBE, VLLM_CACHE_PATH, adapterMounts, loraEnv, replicaEnv, vllmServeArgs } from "./serve";
 
 export interface VllmReplicaArgs {
     /** Prefix of the container's name (the stack name). */
@@ -128,7 +128,7 @@ export function replicaContainer(
             // be killed. Use the --init option"), and the rollout waits for it forever. Docker's init reaps
             // them, and hands vLLM the SIGTERM.
             init: true,
-            envs: replicaEnv(runtime, plan, args.proxyEnv ?? {}, args.secrets ?? {}, args.serve.env),
+            envs: replicaEnv(runtime, plan, args.proxyEnv ?? {}, args.secrets ?? {}, { ...loraEnv(args.serve), ...args.serve.env }),
             ipcMode: runtime.ipcHost ? "host" : undefined,
             shmSize: Math.ceil(runtime.shmSizeBytes / (1024 * 1024)),
             deviceRequests: gpu ? [{ driver: "nvidia", deviceIds: plan.gpuIds, capabilities: ["gpu"] }] : undefined,

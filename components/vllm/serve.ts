@@ -27,7 +27,8 @@ export function vllmServeArgs(serve: ServeSettings, plan: Pick<ReplicaPlan, "ten
         String(VLLM_PORT),
         ...(serve.servedModelName ? ["--served-model-name", ...([] as string[]).concat(serve.servedModelName)] : []),
         ...(plan.tensorParallelSize > 1 ? ["--tensor-parallel-size", String(plan.tensorParallelSize)] : []),
-        ...(serve.adapters?.length ? ["--enable-lora", "--lora-modules", ...serve.adapters.map((a) => `${a.name}=${a.source}`)] : []),
+        // The adapters themselves are loaded at run time by the balancer (see `ServeSettings.lora`).
+        ...(serve.lora ? ["--enable-lora"] : []),
         ...serve.vllmArgs,
     ];
 }
@@ -36,8 +37,16 @@ export function vllmServeArgs(serve: ServeSettings, plan: Pick<ReplicaPlan, "ten
  * Host folders a replica mounts read-only, at the same path, for the adapters it loads from a path on the
  * host (an adapter from the Hugging Face hub downloads into the cache like the model).
  */
-export function adapterMounts(serve: Pick<ServeSettings, "adapters">): { hostPath: string; containerPath: string; readOnly: true }[] {
-    return [...new Set((serve.adapters ?? []).map((a) => a.source).filter((source) => source.startsWith("/")))].map((source) => ({ hostPath: source, containerPath: source, readOnly: true }));
+export function adapterMounts(serve: Pick<ServeSettings, "lora">): { hostPath: string; containerPath: string; readOnly: true }[] {
+    return (serve.lora?.folders ?? []).map((folder) => ({ hostPath: folder, containerPath: folder, readOnly: true }));
+}
+
+/**
+ * The environment LoRA needs: vLLM's runtime endpoints (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`),
+ * through which the balancer loads a group's adapters. The front door never forwards them.
+ */
+export function loraEnv(serve: Pick<ServeSettings, "lora">): Record<string, string> {
+    return serve.lora ? { VLLM_ALLOW_RUNTIME_LORA_UPDATING: "True" } : {};
 }
 
 /** The container's environment; secret when it carries the HF token or the API key. */

@@ -4,10 +4,11 @@
  * model's group of one (least_conn). Through the front door (TLS, client keys): every name listed, each
  * model's requests only on its group's replicas (read from the replicas' own counters), an unknown model
  * answered by nginx alone, one group rolled under load on both (on its spare slot) with the other's
- * containers untouched, and a key limited to one model.
+ * containers untouched, an adapter added and removed by `pulumi up` with no container replaced, and a key
+ * limited to one model.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { request, requireDocker } from "../support";
+import { request, requireDocker, waitFor } from "../support";
 import { BASE_IMAGE, E2eStack, balancerCertificate, docker, leftovers, removeLeftovers } from "./harness";
 import { ALICE_KEY, API_KEY, BOB_KEY, SteadyLoad, type Front, type LoadCounts } from "./load";
 
@@ -132,6 +133,42 @@ describe("e2e: two model groups behind one endpoint", () => {
         expect(Object.keys(now)).toEqual(["vllm0", "vllm1", "small-vllm1"]);
         expect(now["vllm0"]).toBe(chatIds["vllm0"]);
         expect(now["vllm1"]).toBe(chatIds["vllm1"]);
+    });
+
+    it("adds an adapter with pulumi up: it serves within a minute with no container replaced; removed, it is an unknown model", async () => {
+        const before = await ids();
+        const adapters = (list: string[]) => stack.editConfig((c) => ((c.models as Array<Record<string, unknown>>)[0]!.adapters = list.map((name) => ({ name, source: `standin/${name}-lora` }))));
+        adapters(["tiny-sql", "tiny-law"]);
+        const started = performance.now();
+        const added = await stack.up();
+        const upSeconds = (performance.now() - started) / 1000;
+        const answer = await waitFor("tiny-law to answer through the front door", 60_000, async () => {
+            const r = await chat("tiny-law");
+            return r.status === 200 ? r : undefined;
+        }, 250);
+        const servedAfter = (performance.now() - started) / 1000;
+        note(`adapter added: pulumi up ${upSeconds.toFixed(1)}s, first answer ${servedAfter.toFixed(1)}s after the up began`);
+        expect(servedAfter).toBeLessThan(60);
+        expect(answer.json.model).toBe("tiny-law");
+        expect(added.output).not.toContain("rollout of");
+        expect(added.output).toContain("adapters loaded on the 2 replica(s) of groups with LoRA");
+        const list = await request(`${front.url}/v1/models`, { agent: false, ca: front.ca, headers: front.headers });
+        expect((list.json.data as Array<{ id: string }>).map((c) => c.id)).toContain("tiny-law");
+        // Every chat replica has it loaded, as each lists it itself.
+        for (const r of (outputs.replicas as Array<{ name: string; url: string; group: string }>).filter((r) => r.group === "chat")) {
+            await waitFor(`${r.name} to list tiny-law`, 30_000, async () => {
+                const own = await request(`${r.url}/v1/models`, { agent: false, headers: { authorization: `Bearer ${API_KEY}` } });
+                return (own.json?.data as Array<{ id: string }> | undefined)?.some((c) => c.id === "tiny-law");
+            }, 250);
+        }
+        adapters(["tiny-sql"]);
+        const removed = await stack.up();
+        note(`adapter removed: pulumi up ${removed.seconds.toFixed(1)}s`);
+        const gone = await chat("tiny-law");
+        expect(gone.status).toBe(404);
+        expect(gone.json).toEqual({ error: { message: "The model `tiny-law` does not exist. Valid aliases: tiny-chat, tiny-small.", type: "NotFoundError", param: "model", code: 404 } });
+        expect((await chat("tiny-sql")).status).toBe(200);
+        expect(await ids()).toEqual(before);
     });
 
     it("limits a client key to one model with a reload: 403 for the other, no container replaced", async () => {

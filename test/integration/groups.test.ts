@@ -8,7 +8,7 @@ import * as http from "http";
 import { describe, expect, it } from "vitest";
 import { ROUTING_STATUS_PATH, type RoutingGroup } from "../../components/nginx/routing";
 import { renderNginxConfig } from "../../components/nginx/render";
-import { freePort, oursConfig, request, startEdgeBalancer, startStandIn, stream, tokenEvents, type StandIn } from "../support";
+import { freePort, oursConfig, request, startEdgeBalancer, startStandIn, stream, tokenEvents, waitFor, type StandIn } from "../support";
 import { useTestFleet } from "./testFleet";
 
 const { adopt, nginx } = useTestFleet();
@@ -192,6 +192,66 @@ describe("model groups: one endpoint, routed by the body's model", () => {
         expect((await landed("base")).size).toBe(3);
         expect((await landed("lora-a")).size).toBe(1);
         expect((await landed("lora-b")).size).toBe(1);
+    });
+
+    it("keeps each replica's adapters equal to its group's at run time, with the replicas' key: added and removed by a reload, loaded again after a restart, none restarted", async () => {
+        const KEY = "replica-key-0123456789abcdef";
+        const lora = (replicaId: string, port?: number) =>
+            startStandIn({
+                replicaId,
+                port,
+                model: "org/base",
+                args: ["--served-model-name", "base", "--disable-uvicorn-access-log", "--enable-lora", "--max-loras", "2"],
+                env: { VLLM_ALLOW_RUNTIME_LORA_UPDATING: "True", VLLM_API_KEY: KEY },
+            }).then(adopt);
+        const replicas = await Promise.all([lora("r0"), lora("r1")]);
+        const group = (adapters: Array<[string, string]>): RoutingGroup => ({
+            name: "base",
+            method: "least_conn",
+            sessionHeader: "x-session-id",
+            loadBound: 1.25,
+            lora: true,
+            served: [{ id: "base", root: "org/base" }, ...adapters.map(([id, root]) => ({ id, root, parent: "base" }))],
+        });
+        const overrides = (adapters: Array<[string, string]>) => ({ groups: [group(adapters)], upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: "base" })) });
+        const b = await startEdgeBalancer({ upstreamPorts: [], replicaKey: KEY, overrides: overrides([["lora-a", "/adapters/a"]]) });
+        const auth = { authorization: `Bearer ${KEY}` };
+        /** The adapters a replica lists itself, as "name=path". */
+        const adapters = async (r: StandIn) =>
+            ((await request(`http://127.0.0.1:${r.port}/v1/models`, { agent: false, headers: auth })).json.data as Array<{ id: string; root: string; parent: string | null }>)
+                .filter((c) => c.parent !== null)
+                .map((c) => `${c.id}=${c.root}`)
+                .join(",");
+        const all = async (want: string) => waitFor(`every replica to list ${want || "no adapter"}`, 15_000, async () => (await Promise.all(replicas.map(adapters))).every((a) => a === want), 100);
+        try {
+            await all("lora-a=/adapters/a");
+            const a = await request(`${b.url}/v1/completions`, { agent: false, headers: auth, body: { model: "lora-a", prompt: "hi", max_tokens: 2 } });
+            expect(a.status).toBe(200);
+            expect(a.json.model).toBe("lora-a");
+            // Added and removed by a new config: loaded and unloaded, and the removed one is an unknown model.
+            b.nginx.reload(renderNginxConfig({ ...b.config, ...overrides([["lora-b", "/adapters/b"]]) }).text);
+            await all("lora-b=/adapters/b");
+            const gone = await request(`${b.url}/v1/completions`, { agent: false, headers: auth, body: { model: "lora-a", prompt: "hi", max_tokens: 2 } });
+            expect(gone.status).toBe(404);
+            expect(gone.json.error.type).toBe("NotFoundError");
+            const added = await request(`${b.url}/v1/completions`, { agent: false, headers: auth, body: { model: "lora-b", prompt: "hi", max_tokens: 2 } });
+            expect(added.status).toBe(200);
+            // A replica that restarts comes back with none loaded at run time: the balancer loads its adapters again.
+            const [r0] = replicas as [StandIn, StandIn];
+            await r0.kill();
+            const again = await lora("r0", r0.port);
+            replicas[0] = again;
+            expect(await adapters(again)).toBe("");
+            await all("lora-b=/adapters/b");
+            // The front door never forwards vLLM's runtime endpoints, key or not.
+            for (const path of ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"]) {
+                const refused = await request(`${b.url}${path}`, { agent: false, headers: auth, body: { lora_name: "evil", lora_path: "/etc" } });
+                expect(refused.status, path).toBe(404);
+            }
+            expect(await adapters(replicas[1]!)).toBe("lora-b=/adapters/b");
+        } finally {
+            await b.stop();
+        }
     });
 
     it("balances each group by its own method: the status lists both, each replica under its group", async () => {

@@ -54,9 +54,12 @@ describe("the dev stack with two model groups", () => {
     it("runs each group's replicas with its model, names, flags, environment and adapters (a host path mounted read-only)", () => {
         expect(ofType(resources, "docker:index/container:Container").map((c) => c.inputs.name).filter((n) => n.includes("vllm")).sort()).toEqual(["dev-small-vllm0", "dev-vllm0", "dev-vllm1"]);
         expect(container("dev-vllm0").inputs.command).toEqual([
-            "Qwen/Qwen2.5-0.5B-Instruct", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "qwen", "--enable-lora", "--lora-modules", "sql=/srv/adapters/sql", "--max-model-len", "4096",
+            "Qwen/Qwen2.5-0.5B-Instruct", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "qwen", "--enable-lora", "--max-model-len", "4096",
         ]);
-        expect(container("dev-vllm0").inputs.volumes).toContainEqual({ hostPath: "/srv/adapters/sql", containerPath: "/srv/adapters/sql", readOnly: true });
+        // The adapter's folder, read-only: the balancer loads the adapter at run time, with vLLM's runtime endpoints.
+        expect(container("dev-vllm0").inputs.volumes).toContainEqual({ hostPath: "/srv/adapters", containerPath: "/srv/adapters", readOnly: true });
+        expect(container("dev-vllm0").inputs.envs).toContain("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True");
+        expect(container("dev-small-vllm0").inputs.envs).not.toContain("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True");
         expect(container("dev-small-vllm0").inputs.command).toEqual(["HuggingFaceTB/SmolLM2-135M-Instruct", "--host", "0.0.0.0", "--port", "8000"]);
         expect(container("dev-small-vllm0").inputs.envs).toContain("VLLM_LOGGING_LEVEL=DEBUG");
         expect(container("dev-vllm0").inputs.envs).not.toContain("VLLM_LOGGING_LEVEL=DEBUG");
@@ -69,6 +72,10 @@ describe("the dev stack with two model groups", () => {
         expect(conf).toContain('{ name = "vllm0", address = "172.29.10.10:8000", out = "{{down:vllm0}}", group = "chat" },');
         expect(conf).toContain('{ name = "small-vllm0", address = "172.29.10.42:8000", out = "{{down:small-vllm0}}", group = "small" },');
         expect(conf).toContain('{ name = "chat", method = "cache_aware",');
+        expect(conf).toMatch(/\{ name = "chat", [^\n]* lora = true,\n/);
+        expect(conf).not.toMatch(/\{ name = "small", [^\n]* lora = true,/);
+        // No client keys and no apiKey: the master reads no replicas' key.
+        expect(conf).toContain('init_by_lua_block { require("vllm_nginx.routing").init({ replica_authorization_file = nil }) }');
         expect(conf).toContain('models = { { id = "qwen", root = "Qwen/Qwen2.5-0.5B-Instruct" }, { id = "sql", root = "/srv/adapters/sql", parent = "qwen" } } },');
         expect(outputs.models).toEqual(["qwen", "sql", "HuggingFaceTB/SmolLM2-135M-Instruct"]);
         expect(outputs.replicas.map((r: { name: string; group: string }) => `${r.name}:${r.group}`)).toEqual(["vllm0:chat", "vllm1:chat", "small-vllm0:small"]);

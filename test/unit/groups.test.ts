@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { decodeConfigValue } from "../../components/config/decode";
-import { groupServe, readModelGroups, servedNames, type GroupContext } from "../../components/config/groups";
+import { adapterFolders, groupServe, readModelGroups, servedNames, type GroupContext } from "../../components/config/groups";
 import { parseFleetConfig } from "../../components/config/parse";
 import { ConfigReader } from "../../components/config/reader";
 import { LOCAL_HOST, TOP_LEVEL_KEYS, planPlacement, type Backend, type HostInputs } from "../../components/planning";
@@ -176,5 +176,35 @@ describe("client keys limited to models", () => {
         expect(parse(["llama"]).edge.clients[0].models).toEqual(["llama"]);
         expect(() => parse(["gpt-4o"])).toThrow('vllm-nginx:clientKeys[0].models = "gpt-4o": a name the endpoint serves: "llama"');
         expect(() => parse("llama")).toThrow("vllm-nginx:clientKeys[0].models = \"llama\": a list of the names this key may use as model");
+    });
+});
+
+describe("LoRA adapters: loaded at run time, not part of what a replica is created from", () => {
+    const spec = (adapters: unknown[]) => {
+        const settings = parseFleetConfig({ model: "", backend: "cpu", models: [{ name: "small", model: "m", replicas: 2, adapters }] }, "dev");
+        return { spec: fleetSpec(settings, "", settings.groups[0]), serve: groupServe(settings.groups[0]) };
+    };
+    const SQL = { name: "sql", source: "/srv/adapters/sql" };
+
+    it("adds or removes an adapter without changing the group's spec, but for its first, its last, and a folder not mounted yet", () => {
+        const one = spec([SQL]);
+        expect(spec([SQL, { name: "chat", source: "/srv/adapters/chat" }]).spec).toBe(one.spec);
+        expect(spec([SQL, { name: "hub", source: "org/hub-lora" }]).spec).toBe(one.spec);
+        expect(spec([{ name: "renamed", source: "/srv/adapters/other" }]).spec).toBe(one.spec);
+        // The first turns LoRA on (--enable-lora), the last off; a path in another folder is a new mount.
+        expect(spec([]).spec).not.toBe(one.spec);
+        expect(spec([SQL, { name: "x", source: "/data/x" }]).spec).not.toBe(one.spec);
+        expect(vllmServeArgs(one.serve, { tensorParallelSize: 1 })).toEqual(["m", "--host", "0.0.0.0", "--port", "8000", "--enable-lora"]);
+    });
+
+    it("mounts each path adapter's folder once, and none for a hub adapter", () => {
+        expect(adapterFolders([SQL, { name: "b", source: "/srv/adapters/b/" }, { name: "c", source: "/srv/c" }, { name: "hub", source: "org/x" }])).toEqual(["/srv"]);
+        expect(adapterFolders([SQL, { name: "d", source: "/data/d" }])).toEqual(["/data", "/srv/adapters"]);
+        expect(adapterFolders([{ name: "hub", source: "org/x" }])).toEqual([]);
+    });
+
+    it("refuses --lora-modules beside adapters, which the balancer would unload", () => {
+        const { problems } = read([{ name: "small", model: "m", gpus: ["0"], vllmArgs: ["--lora-modules", "x=/a/x"], adapters: [SQL] }]);
+        expect(problems).toEqual(["models[0].vllmArgs: no --lora-modules: the balancer keeps each replica's adapters equal to models[0].adapters, and would unload the others"]);
     });
 });

@@ -343,6 +343,45 @@ esac
         expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8").split("\n").filter((l) => l.includes("rotation.sh retire"))).toHaveLength(1);
     });
 
+    /** The balancer of `fleet`, whose routing status (the Lua balancer's JSON) lists what `status` holds, one line per reading. */
+    const withStatus = (rotation: string, statuses: string[]) => (dir: string) => {
+        fs.writeFileSync(path.join(dir, "status"), statuses.join("\n") + "\n");
+        return fleet(rotation)(dir).replace(
+            'case "$*" in\n',
+            `case "$*" in\n  *"/nginx-routing"*) head -n 1 "${dir}/status"; [ "$(wc -l < "${dir}/status")" -gt 1 ] && sed -i 1d "${dir}/status" ;;\n`,
+        );
+    };
+    const status = (adapters: Record<string, string | undefined>) =>
+        JSON.stringify({
+            method: "cache_aware",
+            replicas: Object.entries(adapters).map(([name, list]) => ({ in_flight: 0, name, group: "chat", healthy: true, ...(list === undefined ? {} : { adapters: list }), in_rotation: true })),
+            groups: [{ name: "chat", method: "cache_aware" }],
+        });
+    const ADAPTERS = "vllm0 lora-a,lora-b\nvllm1 lora-a,lora-b";
+
+    it("waits until the balancer has loaded each replica's adapters, on every replica in rotation", async () => {
+        const members = MEMBERS.split("\n").slice(0, 2).join("\n");
+        const readings = [status({ vllm0: "lora-a", vllm1: undefined }), status({ vllm0: "lora-a,lora-b", vllm1: "" }), status({ vllm0: "lora-a,lora-b", vllm1: "lora-a,lora-b" })];
+        const r = await run(RECONCILE, { docker: withStatus("ok abc in=vllm0,vllm1 out=", readings) }, { MEMBERS: members, ROTATION_SH: "true", ADAPTERS, ROUTING_STATUS: "127.0.0.1:8081/nginx-routing" });
+        expect(r.code, r.out).toBe(0);
+        expect(r.out.trim()).toBe("adapters loaded on the 2 replica(s) of groups with LoRA");
+        expect(fs.readFileSync(path.join(r.dir, "calls"), "utf8").split("\n").filter((l) => l.includes("127.0.0.1:8081/nginx-routing"))).toHaveLength(3);
+    });
+
+    it("warns, naming each replica and what it lacks, when the adapters are not loaded in time; a replica out of rotation is not waited for", async () => {
+        const members = MEMBERS.split("\n").slice(0, 2).join("\n");
+        const r = await run(RECONCILE, { docker: withStatus("ok abc in=vllm1 out=vllm0", [status({ vllm0: undefined, vllm1: "lora-a" })]) }, {
+            MEMBERS: members,
+            ROTATION_SH: "true",
+            ADAPTERS,
+            ADAPTERS_TIMEOUT: "1",
+            ROUTING_STATUS: "127.0.0.1:8081/nginx-routing",
+        });
+        expect(r.code, r.out).toBe(0);
+        expect(r.out).toContain("warning: the balancer has not loaded every adapter within 1s: vllm1 (has lora-a, wants lora-a,lora-b). Its log says why (docker logs lb)");
+        expect(r.out).not.toContain("vllm0 (has");
+    });
+
     it("fails, naming the balancer, when it does not answer", async () => {
         const r = await run(RECONCILE, { docker: () => "#!/bin/sh\nexit 1\n" }, { MEMBERS, ROTATION_SH: "true" });
         expect(r.code).toBe(1);

@@ -32,6 +32,16 @@ fetch() { lb exec "$LB_CONTAINER" curl -fsS --noproxy '*' -m 3 "http://$1$2" 2>/
 # rotation_line: the balancer's own account of its rotation, "in=a,b out=c".
 rotation_line() { fetch 127.0.0.1 /nginx-health | sed -n 's/^ok [^ ]* \(in=[^ ]* out=[^ ]*\)$/\1/p'; }
 
+# adapters_loaded: "NAME a,b" per replica of a group with LoRA, the adapters the balancer has loaded on it
+# ("-" for none), from its routing status (ROUTING_STATUS, ADDRESS/PATH): one flat JSON object per replica.
+adapters_loaded() {
+    fetch "${ROUTING_STATUS%%/*}" "/${ROUTING_STATUS#*/}" | tr '}' '\n' | awk '
+        match($0, /"adapters":"[^"]*"/) {
+            list = substr($0, RSTART + 12, RLENGTH - 13)
+            if (match($0, /"name":"[^"]*"/)) print substr($0, RSTART + 8, RLENGTH - 9), (list == "" ? "-" : list)
+        }'
+}
+
 # in_rotation NAME [LINE]: whether nginx serves NAME now (or in LINE, a rotation_line read before).
 in_rotation() { printf '%s\n' "${2-$(rotation_line)}" | grep -Eq "in=([^ ]*,)?$1(,[^ ]*)? "; }
 

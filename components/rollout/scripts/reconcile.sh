@@ -38,3 +38,26 @@ echo "$MEMBERS" | while read -r name container engine want address; do
         echo "warning: $name is out of nginx's rotation: its /health does not answer. The next \`pulumi up\` brings it back once it does (alert VllmReplicaOutOfRotation)"
     fi
 done
+# Adapters (ADAPTERS: one "NAME a,b" per replica of a group with LoRA): the balancer loads them on each
+# replica it checks (routing.lua's lora_upkeep). The `up` returns once every one of those in rotation has
+# its group's adapters, so that an adapter it added serves; after ADAPTERS_TIMEOUT seconds, a warning.
+[ -n "${ADAPTERS:-}" ] || exit 0
+deadline=$(( $(now) + ${ADAPTERS_TIMEOUT:-120} ))
+while :; do
+    line=$(rotation_line)
+    loaded=$(adapters_loaded)
+    missing=$(echo "$ADAPTERS" | while read -r name want; do
+        [ -n "$name" ] && in_rotation "$name" "$line" || continue
+        have=$(printf '%s\n' "$loaded" | awk -v n="$name" '$1 == n { print $2 }')
+        [ "${have:--}" = "$want" ] || echo "$name (has ${have:-none}, wants $want)"
+    done)
+    if [ -z "$missing" ]; then
+        echo "$ADAPTERS" | awk 'NF { n++ } END { printf "adapters loaded on the %d replica(s) of groups with LoRA\n", n }'
+        exit 0
+    fi
+    if [ "$(now)" -gt "$deadline" ]; then
+        echo "warning: the balancer has not loaded every adapter within ${ADAPTERS_TIMEOUT:-120}s: $(echo "$missing" | paste -sd ';' -). Its log says why (docker logs $LB_CONTAINER); it tries again every few seconds"
+        exit 0
+    fi
+    sleep 1
+done

@@ -55,6 +55,11 @@ local PROMPT_KEY_CHARS = 4096
 -- How much of a body too large for memory its key reads (see body_route_key).
 local LARGE_BODY_KEY_BYTES = 65536
 
+-- How often each replica's adapters are checked against its group's (see lora_upkeep), and how long
+-- loading one may take (vLLM reads it from disk, or downloads it from the Hugging Face hub).
+local LORA_CHECK_SECONDS = 5
+local LORA_TIMEOUT_MS = 120000
+
 -- 32 bits of MD5: keys such as "user-1", "user-2" spread over the ring, where CRC32's (nginx's own
 -- hash) cluster.
 local function hash32(text)
@@ -62,6 +67,9 @@ local function hash32(text)
 end
 
 local conf -- this worker's config: settings, groups and peers
+-- The Authorization header replicas take (their `apiKey`), for the adapters' runtime endpoints: read by
+-- nginx's master, as root, from the edge's root-only file at every (re)load (routing.init).
+local replica_authorization
 local own_rotation -- "name@address ..." of the replicas this worker's config has in rotation
 local newer_rotation, newer_members -- the newest config's, when a reload replaced this worker's
 local peers = {} -- every group's: { name, address, host, port, in_rotation, group }
@@ -267,10 +275,34 @@ local function bounded_hash(group, list, loads, key)
     return least_conn(group, list, loads)
 end
 
+-- The set of names in "a,b,c".
+local function lora_names(text)
+    local set = {}
+    for name in (text or ""):gmatch("[^,]+") do
+        set[name] = true
+    end
+    return set
+end
+
+-- Of the candidates, those that have the adapter loaded (see lora_upkeep), when any has: a replica that
+-- just joined, or whose load failed, answers its requests once it has it.
+local function with_adapter(list, adapter)
+    local having = {}
+    for _, p in ipairs(list) do
+        if lora_names(dict:get("lora:loaded:" .. p.address))[adapter] then
+            having[#having + 1] = p
+        end
+    end
+    return #having > 0 and having or list
+end
+
 local function choose(ctx, group)
     local list = candidates(group, ctx.tried or {})
     if #list == 0 then
         return nil
+    end
+    if ctx.by_adapter and group.lora then
+        list = with_adapter(list, ctx.adapter)
     end
     local loads = {}
     for i, p in ipairs(list) do
@@ -503,6 +535,7 @@ function M.access()
         local hash = hash32("adapter:" .. model)
         ctx.route_key = hash
         ctx.by_adapter = true
+        ctx.adapter = model
         ngx.var.vllm_route_key = tostring(hash)
         ngx.var.vllm_route_source = "adapter"
         return
@@ -576,6 +609,12 @@ function M.models(allowed)
                     data[#data + 1] = card
                 end
             end
+            -- A name the replica does not list yet (an adapter added moments ago) is listed from the config.
+            for _, entry in ipairs(group.models) do
+                if not seen[entry.id] and (not allowed or allowed[entry.id]) then
+                    data[#data + 1] = config_card(entry)
+                end
+            end
         else
             ngx.log(ngx.WARN, "vllm-nginx: no replica of group ", group.name, " listed its models (", answer and answer.status or "no answer", "): listed from the config")
             for _, entry in ipairs(group.models) do
@@ -641,35 +680,47 @@ function M.log()
     end
 end
 
--- One GET of the health path; true when it answers 200. The connection is kept for the next probe
--- (idle for less than vLLM's 5 s keep-alive), so probes do not open a connection every interval.
-local function probe(p)
+-- One HTTP request to a replica from a timer (the health probes, the adapters' upkeep): its status and
+-- body, or nil and why. The connection is kept for the next call (idle for less than vLLM's 5 s
+-- keep-alive), so probes do not open a connection every interval.
+local function call(p, method, path, options)
+    options = options or {}
     local sock = ngx.socket.tcp()
-    sock:settimeouts(HEALTH_CONNECT_TIMEOUT_MS, conf.health_timeout_ms, conf.health_timeout_ms)
+    local timeout = options.timeout_ms or conf.health_timeout_ms
+    sock:settimeouts(HEALTH_CONNECT_TIMEOUT_MS, timeout, timeout)
     local ok, err = sock:connect(p.host, p.port)
     if not ok then
-        return false, "connect: " .. tostring(err)
+        return nil, "connect: " .. tostring(err)
+    end
+    local head = { method, " ", path, " HTTP/1.1\r\nHost: ", p.address, "\r\nUser-Agent: vllm-nginx-health\r\n" }
+    if options.authorization then
+        head[#head + 1] = "Authorization: " .. options.authorization .. "\r\n"
+    end
+    if options.body then
+        head[#head + 1] = "Content-Type: application/json\r\nContent-Length: " .. #options.body .. "\r\n\r\n" .. options.body
+    else
+        head[#head + 1] = "\r\n"
     end
     local sent
-    sent, err = sock:send("GET " .. conf.health_path .. " HTTP/1.1\r\nHost: " .. p.address .. "\r\nUser-Agent: vllm-nginx-health\r\n\r\n")
+    sent, err = sock:send(table.concat(head))
     if not sent then
         sock:close()
-        return false, err
+        return nil, err
     end
     local line
     line, err = sock:receive("*l")
     if not line then
         sock:close()
-        return false, err
+        return nil, err
     end
-    local status = line:match("^HTTP/%d%.%d (%d%d%d)")
-    local length, close
+    local status = tonumber(line:match("^HTTP/%d%.%d (%d%d%d)"))
+    local length, close, chunked
     while true do
         local header
         header, err = sock:receive("*l")
         if not header then
             sock:close()
-            return false, err
+            return nil, err
         end
         if header == "" then
             break
@@ -680,26 +731,123 @@ local function probe(p)
             length = tonumber(value)
         elseif name == "connection" and value:lower() == "close" then
             close = true
+        elseif name == "transfer-encoding" and value:lower():find("chunked", 1, true) then
+            chunked = true
         end
     end
+    local body = ""
     if length and length > 0 then
-        local _, body_err = sock:receive(length)
-        if body_err then
-            close = true
+        body, err = sock:receive(length)
+        if not body then
+            sock:close()
+            return nil, err
+        end
+    elseif chunked then
+        local parts = {}
+        while true do
+            local size_line = sock:receive("*l")
+            local size = size_line and tonumber(size_line:match("^%x+"), 16)
+            if not size then
+                sock:close()
+                return nil, "bad chunk"
+            end
+            if size == 0 then
+                sock:receive("*l")
+                break
+            end
+            parts[#parts + 1] = sock:receive(size)
+            sock:receive("*l")
+        end
+        body = table.concat(parts)
+    elseif not length then
+        body = sock:receive("*a") or ""
+        close = true
+    end
+    if close then
+        sock:close()
+    else
+        sock:setkeepalive(KEEPALIVE_IDLE_MS, 1)
+    end
+    return status, body
+end
+
+-- One GET of the health path; true when it answers 200.
+local function probe(p)
+    local status, err = call(p, "GET", conf.health_path)
+    if not status then
+        return false, err
+    end
+    return status == 200, "status " .. tostring(status)
+end
+
+-- LoRA adapters, in a group with `lora`: the balancer keeps the adapters each replica has loaded equal to
+-- its group's, through vLLM's runtime endpoints (`VLLM_ALLOW_RUNTIME_LORA_UPDATING`), which the front door
+-- never forwards. A replica is checked once it passes /health, so a replica that restarted, or joined,
+-- gets its group's adapters before it is back in service; then again every LORA_CHECK_SECONDS, and at once
+-- after a reload that changed its group's adapters: an adapter added or removed by `pulumi up` is loaded
+-- or unloaded within seconds, and no replica restarts.
+local function lora_upkeep(p, group)
+    local checked_key = "lora:checked:" .. p.address
+    if dict:get(checked_key) == group.lora_signature or not dict:add("lora:busy:" .. p.address, true, LORA_TIMEOUT_MS / 1000 + 5) then
+        return
+    end
+    local auth = { authorization = replica_authorization }
+    local status, body = call(p, "GET", "/v1/models", auth)
+    local listed = status == 200 and cjson.decode(body)
+    if type(listed) ~= "table" or type(listed.data) ~= "table" then
+        ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") did not list its adapters (", tostring(status), "): tried again at the next check")
+        dict:delete("lora:busy:" .. p.address)
+        return
+    end
+    local have = {}
+    for _, card in ipairs(listed.data) do
+        if type(card) == "table" and type(card.parent) == "string" then
+            have[card.id] = card.root
         end
     end
-    if length and not close then
-        sock:setkeepalive(KEEPALIVE_IDLE_MS, 1)
-    else
-        sock:close()
+    local loaded, complete = {}, true
+    for name, source in pairs(group.lora) do
+        if have[name] == source then
+            loaded[#loaded + 1] = name
+        else
+            local request = cjson.encode({ lora_name = name, lora_path = source, load_inplace = have[name] ~= nil })
+            local answer, why = call(p, "POST", "/v1/load_lora_adapter", { authorization = replica_authorization, body = request, timeout_ms = LORA_TIMEOUT_MS })
+            if answer == 200 then
+                loaded[#loaded + 1] = name
+                ngx.log(ngx.NOTICE, "vllm-nginx: ", p.name, " (", p.address, ") loaded the adapter ", name, " from ", source)
+            else
+                complete = false
+                ngx.log(ngx.ERR, "vllm-nginx: ", p.name, " (", p.address, ") could not load the adapter ", name, " from ", source, ": ", tostring(answer or why), " ", answer and why or "")
+            end
+        end
     end
-    return status == "200", "status " .. tostring(status)
+    for name in pairs(have) do
+        if group.lora[name] == nil then
+            local answer, why = call(p, "POST", "/v1/unload_lora_adapter", { authorization = replica_authorization, body = cjson.encode({ lora_name = name }) })
+            if answer == 200 or answer == 404 then
+                ngx.log(ngx.NOTICE, "vllm-nginx: ", p.name, " (", p.address, ") unloaded the adapter ", name, ", which its group no longer serves")
+            else
+                complete = false
+                ngx.log(ngx.ERR, "vllm-nginx: ", p.name, " (", p.address, ") could not unload the adapter ", name, ": ", tostring(answer or why), " ", answer and why or "")
+            end
+        end
+    end
+    table.sort(loaded)
+    dict:set("lora:loaded:" .. p.address, table.concat(loaded, ","))
+    if complete then
+        dict:set(checked_key, group.lora_signature, LORA_CHECK_SECONDS)
+    end
+    dict:delete("lora:busy:" .. p.address)
 end
 
 local function check(p)
     local ok, why = probe(p)
     local down_key = "hc:down:" .. p.address
     if ok then
+        local group = groups_by_name[p.group]
+        if group and group.lora then
+            lora_upkeep(p, group)
+        end
         dict:set("hc:fails:" .. p.address, 0)
         dict:set("hc:slow:" .. p.address, 0)
         local passes = dict:incr("hc:passes:" .. p.address, 1, 0)
@@ -708,6 +856,8 @@ local function check(p)
             ngx.log(ngx.WARN, "vllm-nginx: ", p.name, " (", p.address, ") passes ", conf.health_path, " again: back in service")
         end
     else
+        -- Checked again once it answers: a replica that restarted has lost the adapters loaded at run time.
+        dict:delete("lora:checked:" .. p.address)
         dict:set("hc:passes:" .. p.address, 0)
         local fails, limit
         if why == "timeout" then
@@ -737,6 +887,11 @@ local function check_all(premature)
     -- one slow probe, not several.
     local threads = {}
     for _, p in ipairs(peers) do
+        if not p.in_rotation then
+            -- Whatever comes back at this address (a new container) is checked afresh.
+            dict:delete("lora:checked:" .. p.address)
+            dict:delete("lora:loaded:" .. p.address)
+        end
         if p.in_rotation and dict:add("hc:probing:" .. p.address, true, conf.health_timeout_ms / 1000 + HEALTH_CONNECT_TIMEOUT_MS / 1000 + 1) then
             threads[#threads + 1] = ngx.thread.spawn(check, p)
         end
@@ -769,13 +924,38 @@ local function new_group(spec, index)
             group.adapters[entry.id] = true
         end
     end
+    if spec.lora then
+        -- The adapters its replicas keep loaded (name -> source), and a signature that changes with them.
+        group.lora = {}
+        local signature = {}
+        for _, entry in ipairs(group.models) do
+            if entry.parent then
+                group.lora[entry.id] = entry.root
+                signature[#signature + 1] = entry.id .. "=" .. entry.root
+            end
+        end
+        table.sort(signature)
+        group.lora_signature = table.concat(signature, ",")
+    end
     return group
+end
+
+-- In nginx's master, at every (re)load: reads the replicas' Authorization (`default "Bearer KEY";`, the edge's
+-- map file) for the adapters' upkeep. options: { replica_authorization_file }.
+function M.init(options)
+    replica_authorization = nil
+    local file = options.replica_authorization_file and io.open(options.replica_authorization_file, "r")
+    if file then
+        local text = file:read("*a") or ""
+        file:close()
+        replica_authorization = text:match('default%s+"(Bearer [^"]+)"')
+    end
 end
 
 -- config: { method, session_header, load_bound, max_fails, fail_timeout, health_interval,
 -- health_timeout_ms, health_path, peers = { { name, address, out, group } }, groups }, where `out` is
 -- "" for a replica in rotation (the rotation fills it in, as it fills in nginx's `down`). `groups`, with
--- model groups only: { { name, method, session_header, load_bound, models = { { id, root, parent } } } },
+-- model groups only: { { name, method, session_header, load_bound, lora, models = { { id, root, parent } } } },
 -- each peer naming its group; requests are then routed by their body's `model`.
 function M.start(config)
     conf = config
@@ -851,6 +1031,7 @@ function M.status()
             failing = banned(p),
             in_flight = load_of(p),
             group = by_model and p.group or nil,
+            adapters = groups_by_name[p.group] and groups_by_name[p.group].lora and dict:get("lora:loaded:" .. p.address) or nil,
         }
     end
     local by_group
