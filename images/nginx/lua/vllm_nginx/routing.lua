@@ -58,6 +58,7 @@ local LARGE_BODY_KEY_BYTES = 65536
 -- How often each replica's adapters are checked against its group's (see lora_upkeep), and how long
 -- loading one may take (vLLM reads it from disk, or downloads it from the Hugging Face hub).
 local LORA_CHECK_SECONDS = 5
+local LORA_RETRY_SECONDS = 15
 local LORA_TIMEOUT_MS = 120000
 
 -- 32 bits of MD5: keys such as "user-1", "user-2" spread over the ring, where CRC32's (nginx's own
@@ -755,7 +756,13 @@ local function call(p, method, path, options)
                 sock:receive("*l")
                 break
             end
-            parts[#parts + 1] = sock:receive(size)
+            local part
+            part, err = sock:receive(size)
+            if not part then
+                sock:close()
+                return nil, err
+            end
+            parts[#parts + 1] = part
             sock:receive("*l")
         end
         body = table.concat(parts)
@@ -834,9 +841,8 @@ local function lora_upkeep(p, group)
     end
     table.sort(loaded)
     dict:set("lora:loaded:" .. p.address, table.concat(loaded, ","))
-    if complete then
-        dict:set(checked_key, group.lora_signature, LORA_CHECK_SECONDS)
-    end
+    -- After a failure (a source that does not load), tried again later, not at every probe.
+    dict:set(checked_key, group.lora_signature, complete and LORA_CHECK_SECONDS or LORA_RETRY_SECONDS)
     dict:delete("lora:busy:" .. p.address)
 end
 
