@@ -15,7 +15,7 @@ import { PrometheusApi, idleCloseMs, request, requireDocker, sleep, stream, wait
 import { dashboardQueries } from "../../components/monitoring/dashboard";
 import { PLAIN_KEY_REFUSAL } from "../../components/edge/render";
 import { execFile } from "child_process";
-import { BASE_IMAGE, E2eStack, REPO, RotationSampler, balancerCertificate, docker, followLogs, leftovers, removeLeftovers, rotation } from "./harness";
+import { BASE_IMAGE, E2eStack, asOneModel, REPO, RotationSampler, balancerCertificate, docker, followLogs, leftovers, removeLeftovers, rotation } from "./harness";
 import { ALICE_KEY, API_KEY, BOB_KEY, LoadCounts, SteadyLoad, chunks, streamCompletion, type Front } from "./load";
 
 /** HTTPS, the public port. */
@@ -145,6 +145,7 @@ describe("e2e: one fleet of 3 replicas, changed under load, then destroyed", () 
         context = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-e2e-standin-"));
         fs.cpSync(path.join(REPO, "test", "standin"), context, { recursive: true });
         stack.editConfig((c) => {
+            asOneModel(c);
             c.replicas = "3";
             (c.vllmBuild as Record<string, unknown>).context = context;
         });

@@ -1,7 +1,7 @@
 /**
  * Two model groups behind one endpoint, deployed by the real Pulumi engine on the real Docker engine, the
- * stand-in in place of vLLM: a chat group of two replicas with a LoRA adapter (cache_aware), and a small
- * model's group of one (least_conn). Through the front door (TLS, client keys): every name listed, each
+ * stand-in in place of vLLM: the groups of `Pulumi.e2e.yaml`, a chat group of two replicas with a LoRA
+ * adapter (cache_aware), and a small model's group of one with room for one more (least_conn). Through the front door (TLS, client keys): every name listed, each
  * model's requests only on its group's replicas (read from the replicas' own counters), an unknown model
  * answered by nginx alone, one group rolled under load on both (on its spare slot) with the other's
  * containers untouched, an adapter added and removed by `pulumi up` with no container replaced, and a key
@@ -13,7 +13,6 @@ import { BASE_IMAGE, E2eStack, balancerCertificate, docker, leftovers, removeLef
 import { ALICE_KEY, API_KEY, BOB_KEY, SteadyLoad, type Front, type LoadCounts } from "./load";
 
 const STACK = "grp";
-const ARGS = ["--load-seconds", "2", "--itl-ms", "20"];
 
 const report: string[] = [];
 function note(line: string): void {
@@ -50,15 +49,10 @@ describe("e2e: two model groups behind one endpoint", () => {
         stack = new E2eStack(STACK, "e2e");
         await stack.init();
         await stack.setConfig("apiKey", API_KEY, true);
+        // The two groups of Pulumi.e2e.yaml as they are; ports, network and folders of this stack's own.
         stack.editConfig((c) => {
-            for (const key of ["model", "servedModelName", "replicas", "vllmArgs", "monitoring"]) {
-                delete c[key];
-            }
-            c.models = [
-                { name: "chat", model: "standin/tiny-chat", servedModelName: "tiny-chat", replicas: 2, vllmArgs: ARGS, balancer: "cache_aware", adapters: [{ name: "tiny-sql", source: "standin/sql-lora" }] },
-                // One replica and room for one more: a change starts the new one first, so the group never stops serving.
-                { name: "small", model: "standin/tiny-small", servedModelName: "tiny-small", replicas: 1, vllmArgs: ARGS, balancer: "least_conn", rollout: { spareReplicas: 1 } },
-            ];
+            delete c.monitoring;
+            expect((c.models as Array<{ name: string }>).map((g) => g.name)).toEqual(["chat", "small"]);
             c.lbPort = "38000";
             c.replicaPortBase = "38081";
             c.tls = { mode: "self-signed", http: "redirect", httpPort: "38080" };
@@ -117,7 +111,10 @@ describe("e2e: two model groups behind one endpoint", () => {
         const loads = { chat: new SteadyLoad(front, "tiny-chat", 2, 30, 180), small: new SteadyLoad(front, "tiny-small", 2, 30, 180) };
         loads.chat.start();
         loads.small.start();
-        stack.editConfig((c) => ((c.models as Array<Record<string, unknown>>)[1]!.vllmArgs = [...ARGS, "--max-num-seqs", "32"]));
+        stack.editConfig((c) => {
+            const small = (c.models as Array<Record<string, unknown>>)[1]!;
+            small.vllmArgs = [...(small.vllmArgs as string[]), "--max-num-seqs", "32"];
+        });
         const { seconds, output } = await stack.up();
         const counts = { chat: await loads.chat.stop(), small: await loads.small.stop() };
         outputs = await stack.outputs();

@@ -46,6 +46,20 @@ export interface OwnPassphrase {
     secrets: Record<string, string>;
 }
 
+/**
+ * The stack file's first model group as the top-level keys of a stack of one model (`model`,
+ * `servedModelName`, `replicas`, `vllmArgs`), as a stack file written before model groups has them; the
+ * other groups, and the first one's balancing and adapters, are left out. For the e2e checks of one model.
+ */
+export function asOneModel(config: Record<string, unknown>): void {
+    const [first] = config.models as Array<Record<string, unknown>>;
+    config.model = first!.model;
+    config.servedModelName = first!.servedModelName;
+    config.replicas = String(first!.replicas);
+    config.vllmArgs = first!.vllmArgs;
+    delete config.models;
+}
+
 export class E2eStack {
     readonly stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "vllm-nginx-e2e-state-"));
     readonly configFile: string;

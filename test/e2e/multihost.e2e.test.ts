@@ -14,7 +14,7 @@ import * as path from "path";
 import * as tls from "tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request, sleep, waitFor } from "../support";
-import { E2eStack, REPO, RotationSampler, balancerCertificate, docker, leftovers, removeLeftovers, rotation } from "./harness";
+import { E2eStack, asOneModel, REPO, RotationSampler, balancerCertificate, docker, leftovers, removeLeftovers, rotation } from "./harness";
 import { ALICE_KEY, BOB_KEY, LoadCounts, SteadyLoad, addCounts, type Front } from "./load";
 
 const STACK = "mh";
@@ -102,6 +102,7 @@ describe("e2e: one fleet across two Docker hosts reached over ssh", () => {
         stack = new E2eStack(STACK, "e2e", { passphrase: randomBytes(16).toString("hex"), secrets: { "clientKeys[0].key": ALICE_KEY, "clientKeys[1].key": BOB_KEY } });
         await stack.init();
         stack.editConfig((c) => {
+            asOneModel(c);
             for (const key of ["replicas", "monitoring"]) {
                 delete c[key];
             }
