@@ -10,7 +10,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request, requireDocker, waitFor } from "../support";
 import { BASE_IMAGE, E2eStack, balancerCertificate, docker, leftovers, removeLeftovers } from "./harness";
-import { ALICE_KEY, API_KEY, BOB_KEY, SteadyLoad, type Front, type LoadCounts } from "./load";
+import OpenAI from "openai";
+import { ALICE_KEY, API_KEY, BOB_KEY, SteadyLoad, openaiClient, type Front, type LoadCounts } from "./load";
 
 const STACK = "grp";
 
@@ -77,32 +78,50 @@ describe("e2e: two model groups behind one endpoint", () => {
         front = { url: outputs.endpoint, headers: { authorization: `Bearer ${ALICE_KEY}` }, ca: await balancerCertificate(outputs.balancerContainer) };
         expect(outputs.models).toEqual(["tiny-chat", "tiny-sql", "tiny-small"]);
         expect(outputs.replicas.map((r: { name: string; group: string }) => `${r.name}:${r.group}`)).toEqual(["vllm0:chat", "vllm1:chat", "small-vllm0:small"]);
-        const list = await request(`${front.url}/v1/models`, { agent: false, ca: front.ca, headers: front.headers });
-        expect(list.status).toBe(200);
-        expect((list.json.data as Array<{ id: string; parent: string | null }>).map((c) => [c.id, c.parent])).toEqual([
+        // The official openai client's list: OpenAI's format, each adapter with its model as parent.
+        const cards = [];
+        for await (const card of openaiClient(front, ALICE_KEY).models.list()) {
+            cards.push(card as OpenAI.Models.Model & { parent: string | null });
+        }
+        expect(cards.map((c) => [c.id, c.parent])).toEqual([
             ["tiny-chat", null],
             ["tiny-sql", "tiny-chat"],
             ["tiny-small", null],
         ]);
     });
 
-    it("sends each model's requests only to its group's replicas, read from the replicas' own counters; an unknown model reaches none", async () => {
+    it("sends each model's streamed chats only to its group's replicas, read from the replicas' own counters; an unknown model reaches none", async () => {
+        const client = openaiClient(front, ALICE_KEY);
+        /** One streamed chat with the openai client: the text of its chunks, and the model it answered as. */
+        const streamed = async (model: string) => {
+            const chunks = await client.chat.completions.create({ model, messages: [{ role: "user", content: "hello" }], max_tokens: 3, stream: true });
+            let text = "";
+            let answered = "";
+            for await (const chunk of chunks) {
+                text += chunk.choices[0]?.delta?.content ?? "";
+                answered = chunk.model;
+            }
+            return { text, answered };
+        };
         const before = await served();
         for (let i = 0; i < 4; i += 1) {
-            expect((await chat("tiny-chat")).status).toBe(200);
-            expect((await chat("tiny-sql")).status).toBe(200);
+            for (const model of ["tiny-chat", "tiny-sql"]) {
+                const r = await streamed(model);
+                expect(r.answered).toBe(model);
+                expect(r.text.length).toBeGreaterThan(0);
+            }
         }
         for (let i = 0; i < 3; i += 1) {
-            expect((await chat("tiny-small")).status).toBe(200);
+            expect((await streamed("tiny-small")).answered).toBe("tiny-small");
         }
         const after = await served();
         const moved = Object.fromEntries(Object.keys(after).map((name) => [name, after[name]! - before[name]!]));
-        note(`requests per replica: ${JSON.stringify(moved)}`);
+        note(`streamed chats per replica (openai client): ${JSON.stringify(moved)}`);
         expect(moved["vllm0"]! + moved["vllm1"]!).toBe(8);
         expect(moved["small-vllm0"]).toBe(3);
-        const unknown = await chat("gpt-4o");
-        expect(unknown.status).toBe(404);
-        expect(unknown.json).toEqual({ error: { message: "The model `gpt-4o` does not exist. Valid aliases: tiny-chat, tiny-small.", type: "NotFoundError", param: "model", code: 404 } });
+        const unknown = await client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hello" }], stream: true }).catch((error: unknown) => error);
+        expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
+        expect((unknown as InstanceType<typeof OpenAI.NotFoundError>).error).toEqual({ message: "The model `gpt-4o` does not exist. Valid aliases: tiny-chat, tiny-small.", type: "NotFoundError", param: "model", code: 404 });
         expect(await served()).toEqual(after);
     });
 
@@ -173,9 +192,9 @@ describe("e2e: two model groups behind one endpoint", () => {
         stack.editConfig((c) => ((c.clientKeys as Array<Record<string, unknown>>)[1]!.models = ["tiny-small"]));
         await stack.up();
         // bob is limited to 2 requests a second, one at a time.
-        const denied = await chat("tiny-chat", BOB_KEY);
-        expect(denied.status).toBe(403);
-        expect(denied.json.error.type).toBe("PermissionDeniedError");
+        const denied = await openaiClient(front, BOB_KEY).chat.completions.create({ model: "tiny-chat", messages: [{ role: "user", content: "hello" }], max_tokens: 3 }).catch((error: unknown) => error);
+        expect(denied).toBeInstanceOf(OpenAI.PermissionDeniedError);
+        expect((denied as InstanceType<typeof OpenAI.PermissionDeniedError>).status).toBe(403);
         await new Promise((resolve) => setTimeout(resolve, 1000));
         expect((await chat("tiny-small", BOB_KEY)).status).toBe(200);
         expect((await chat("tiny-chat")).status).toBe(200);

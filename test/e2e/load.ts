@@ -4,6 +4,8 @@
  * Bounded: a fixed concurrency, and it stops when told or after `maxSeconds`.
  */
 import { StreamResult, sleep, stream } from "../support";
+import OpenAI from "openai";
+import { Agent, fetch as undiciFetch } from "undici";
 
 export interface LoadCounts {
     sent: number;
@@ -142,4 +144,18 @@ export function addCounts(...windows: LoadCounts[]): LoadCounts {
 
 function emptyCounts(): LoadCounts {
     return { sent: 0, completed: 0, failed: 0, cut: 0, errored: 0, byReplica: {}, errors: [] };
+}
+
+/**
+ * The official `openai` client for the front door, with a client key, trusting the balancer's certificate
+ * (undici's fetch with an agent that has the CA). It never retries: a failure is the test's to see.
+ */
+export function openaiClient(front: Front, key: string): OpenAI {
+    const dispatcher = new Agent({ connect: { ca: front.ca } });
+    return new OpenAI({
+        apiKey: key,
+        baseURL: `${front.url}/v1`,
+        maxRetries: 0,
+        fetch: ((url: string, init?: Record<string, unknown>) => undiciFetch(url, { ...init, dispatcher })) as unknown as typeof fetch,
+    });
 }
