@@ -1,7 +1,8 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { FleetSecrets, FleetSettings } from "./config";
-import { groupServe, servedNames, type ModelGroupSettings } from "./config/groups";
+import { servedNames, type ModelGroupSettings } from "./config/groups";
+import { planFleet } from "./fleetPlan";
 import { FleetHost } from "./docker/host";
 import { edgeConfig, edgeScheme, edgeSecretBundle } from "./edge";
 import { FleetMonitoring } from "./monitoring/fleetMonitoring";
@@ -11,12 +12,11 @@ import { NginxImage } from "./nginx/image";
 import { BALANCER_CONTAINER_PORT, BALANCER_STATUS_PORT } from "./nginx/paths";
 import { renderTemplate } from "./nginx/render";
 import type { RoutingGroup } from "./nginx/routing";
-import { LOCAL_HOST, describeRollout, egressAddress, planRollout, unavailableCount, type PreviousDeployment, type ReplicaPlan } from "./planning";
+import { LOCAL_HOST, egressAddress, type PreviousDeployment, type ReplicaPlan } from "./planning";
 import { dynamicRange } from "./planning/subnet";
 import { FleetRelay, relayRoutes } from "./relay";
 import { RolloutGate, type GateMember } from "./rollout/gate";
 import { reconcileRotation } from "./rollout/reconcile";
-import { fleetSpec } from "./rollout/spec";
 import type { Transform } from "./transform";
 import { VllmImage } from "./vllm/image";
 import { VllmReplica, replicaContainer, replicaSpec, type VllmReplicaArgs } from "./vllm/replica";
@@ -99,40 +99,17 @@ export class VllmFleet extends pulumi.ComponentResource {
 
         // Each model group rolls on its own: its spec, its plan, its batches. A stack without `models` has one.
         const several = s.groups.length > 1;
-        const groupPlans = s.groups.map((group, index) => {
-            const spec = fleetSpec(s, args.secrets?.digest, group);
-            const slots = s.placement.slots.filter((slot) => slot.group === group.name);
-            const replicas = slots.filter((slot) => !slot.spare).length;
-            const maxUnavailable = unavailableCount(group.maxUnavailable, replicas);
-            // A deployment before model groups recorded one spec: its (first) group's.
-            const previousSpec = args.previous?.groups?.[group.name] ?? (index === 0 ? args.previous?.spec : undefined);
-            const plan = planRollout({
-                slots: slots.map((slot) => slot.name),
-                configured: slots.filter((slot) => !slot.spare).map((slot) => slot.name),
-                replicas,
-                maxUnavailable,
-                spec,
-                previous: args.previous && { spec: previousSpec ?? "", active: args.previous.active },
-            });
-            const of = several ? `model group ${group.name}: ` : "";
-            const message = describeRollout(plan, replicas, maxUnavailable, s.replica.stopGraceSeconds);
+        const { groups: groupPlans, active } = planFleet(s, args.secrets?.digest, args.previous);
+        for (const { message, outage } of groupPlans) {
             if (message) {
-                void pulumi.log.info(`${of}${message}`, this);
+                void pulumi.log.info(message, this);
             }
-            if (plan.outage) {
-                void pulumi.log.warn(
-                    `${of}this change replaces every replica in rotation (${plan.batches.flat().join(", ")}) with no spare capacity: the ${several ? "group" : "fleet"} serves nothing from the moment ` +
-                        "they leave rotation until their replacements pass /health (minutes on GPUs). For a change without an outage, run more replicas " +
-                        "than rollout.maxUnavailable, or keep spare capacity (rollout.spareGpus, or rollout.spareReplicas on the cpu backend).",
-                    this,
-                );
+            if (outage) {
+                void pulumi.log.warn(outage, this);
             }
-            return { group, spec, plan, serve: groupServe(group), runtime: { ...s.replica, startupTimeoutSeconds: group.startupTimeoutSeconds } };
-        });
+        }
         const groupPlan = (groupName: string) => groupPlans.find((g) => g.group.name === groupName)!;
         const slot = (slotName: string) => s.placement.slots.find((p) => p.name === slotName)!;
-        const activeNames = new Set(groupPlans.flatMap((g) => g.plan.active));
-        const active = s.placement.slots.filter((p) => activeNames.has(p.name));
 
         // One FleetHost per Docker engine; a stack without `hosts` has one, `local`, with the names it always had.
         const single = s.placement.hosts.length === 1 && s.placement.hosts[0].name === LOCAL_HOST;
