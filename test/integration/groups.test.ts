@@ -254,6 +254,43 @@ describe("model groups: one endpoint, routed by the body's model", () => {
         }
     });
 
+    it("sends an adapter's requests only to the replicas that have it loaded, where its home on the ring may be another", async () => {
+        const KEY = "replica-key-0123456789abcdef";
+        const start = (replicaId: string, runtime: boolean) =>
+            startStandIn({
+                replicaId,
+                model: "org/base",
+                args: ["--served-model-name", "base", "--disable-uvicorn-access-log", "--enable-lora", "--max-loras", "4"],
+                // Without runtime updating, vLLM has no load endpoint: the balancer cannot load the adapters there.
+                env: { VLLM_API_KEY: KEY, ...(runtime ? { VLLM_ALLOW_RUNTIME_LORA_UPDATING: "1" } : {}) },
+            }).then(adopt);
+        const replicas = await Promise.all([start("r0", true), start("r1", false)]);
+        const names = ["lora-a", "lora-b", "lora-c", "lora-d"];
+        const group: RoutingGroup = { name: "base", method: "least_conn", sessionHeader: "x-session-id", loadBound: 1.25, lora: true, served: [{ id: "base", root: "org/base" }, ...names.map((id) => ({ id, root: `/adapters/${id}`, parent: "base" }))] };
+        const b = await startEdgeBalancer({ upstreamPorts: [], replicaKey: KEY, overrides: { groups: [group], upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: "base" })) } });
+        const auth = { authorization: `Bearer ${KEY}` };
+        try {
+            await waitFor("r0 to list the four adapters", 15_000, async () => ((await request(`${replicas[0]!.url}/v1/models`, { agent: false, headers: auth })).json.data as unknown[]).length === 5, 100);
+            const landed = new Set<string>();
+            for (const model of names) {
+                for (let i = 0; i < 3; i += 1) {
+                    const r = await request(`${b.url}/v1/completions`, { agent: false, headers: auth, body: { model, prompt: `p${i}`, max_tokens: 1 } });
+                    expect(r.status, `${model}: ${r.text}`).toBe(200);
+                    landed.add(String(r.headers["x-replica-id"]));
+                }
+            }
+            expect([...landed]).toEqual(["r0"]);
+            // The base model's requests still go to both.
+            const base = new Set<string>();
+            for (let i = 0; i < 4; i += 1) {
+                base.add(String((await request(`${b.url}/v1/completions`, { agent: false, headers: auth, body: { model: "base", prompt: `p${i}`, max_tokens: 1 } })).headers["x-replica-id"]));
+            }
+            expect(base.size).toBe(2);
+        } finally {
+            await b.stop();
+        }
+    });
+
     it("balances each group by its own method: the status lists both, each replica under its group", async () => {
         const { lb, config } = await twoGroups();
         const routing = await routingStatus(config.statusListen);
