@@ -211,7 +211,8 @@ function framing(text: string): string {
  * three ways, by a race in its shutdown: the engine's abort (`finish_reason: "abort"`, then [DONE]; a
  * plain request gets 200), its EngineDeadError (an error event then [DONE]; a plain request gets 500),
  * or not at all: the output handler is cancelled first and the request hangs until its client gives up
- * (uvicorn waits for it; under Docker, until SIGKILL). The three are one outcome here.
+ * (uvicorn waits for it; under Docker, until SIGKILL). A stream that reaches it as the shutdown begins gets
+ * 500 before any event (seen on a loaded machine). These are one outcome here.
  */
 export const ABORTED = "aborted by the server: abort chunk or EngineDeadError event then [DONE], or left hanging (vLLM 0.32.0's shutdown race)";
 /** A request to a dead engine: vLLM's route answers 500 InternalServerError (EngineDeadError), unless its watchdog has already stopped the server. */
@@ -226,7 +227,8 @@ export function ending(r: StreamResult | "hung", aborted = false): string {
         return aborted ? ABORTED : "hung: no end within the wait";
     }
     if (r.status !== 200) {
-        return `HTTP ${r.status}`;
+        // A stream that reached the server as its shutdown began: 500 InternalServerError, not an event stream.
+        return aborted && r.status === 500 ? ABORTED : `HTTP ${r.status}`;
     }
     const parsed = chunks(r);
     const kinds = parsed.map(chunkKind).filter((k) => k !== "usage");
@@ -674,7 +676,15 @@ export const CHECKS: Check[] = [
                 base = await post(t, "/v1/completions", { ...GEN, prompt: "hello", max_tokens: 2 });
                 await sleep(500);
                 const before = long.seen;
-                during = (await get(t, "/metrics")).text;
+                // vLLM's gauges follow its scheduler's steps and its output loop, which lag on a busy machine: read
+                // them again (for up to 5 s) until they show the waiting adapter, or give the last reading.
+                for (let reading = 0; reading < 20; reading += 1) {
+                    during = (await get(t, "/metrics")).text;
+                    if (Number(metricSample(during, "vllm:num_requests_waiting_by_reason", 'reason="deferred"')) >= 1) {
+                        break;
+                    }
+                    await sleep(250);
+                }
                 await long.after(before + 1);
                 running = !long.ended;
             }
