@@ -27,6 +27,18 @@ const GROUPS: RoutingGroup[] = [
     { name: "small", method: "least_conn", sessionHeader: "x-session-id", loadBound: 1.25, served: [{ id: "small", root: "org/small-model" }] },
 ];
 
+/** A least_conn group "base" of the model org/base with these adapters (name, path), LoRA kept by the balancer or not. */
+function baseGroup(adapters: Array<[string, string]>, lora?: true): RoutingGroup {
+    return {
+        name: "base",
+        method: "least_conn",
+        sessionHeader: "x-session-id",
+        loadBound: 1.25,
+        ...(lora ? { lora } : {}),
+        served: [{ id: "base", root: "org/base" }, ...adapters.map(([id, root]) => ({ id, root, parent: "base" }))],
+    };
+}
+
 /** Requests a replica counted (vLLM's http_requests_total), but for the balancer's /v1/models listings. */
 async function served(r: StandIn): Promise<number> {
     const text = (await request(`${r.url}/metrics`, { agent: false })).text;
@@ -166,17 +178,10 @@ describe("model groups: one endpoint, routed by the body's model", () => {
         const lora = ["--enable-lora", "--max-loras", "1", "--lora-modules", "lora-a=/adapters/a", "lora-b=/adapters/b"];
         const replicas = await Promise.all(["a0", "a1", "a2"].map((id) => startStandIn({ replicaId: id, model: "org/base", args: ["--served-model-name", "base", "--disable-uvicorn-access-log", "--itl-ms", "1", ...lora] }).then(adopt)));
         const port = await freePort();
-        const group: RoutingGroup = {
-            name: "base",
-            method: "least_conn",
-            sessionHeader: "x-session-id",
-            loadBound: 1.25,
-            served: [
-                { id: "base", root: "org/base" },
-                { id: "lora-a", root: "/adapters/a", parent: "base" },
-                { id: "lora-b", root: "/adapters/b", parent: "base" },
-            ],
-        };
+        const group = baseGroup([
+            ["lora-a", "/adapters/a"],
+            ["lora-b", "/adapters/b"],
+        ]);
         const config = oursConfig([], port, { groups: [group, { ...GROUPS[1]!, served: [{ id: "none", root: "none" }] }], upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: "base" })) });
         const lb = await nginx(renderNginxConfig(config).text, port);
         const landed = async (model: string) => {
@@ -205,15 +210,7 @@ describe("model groups: one endpoint, routed by the body's model", () => {
                 env: { VLLM_ALLOW_RUNTIME_LORA_UPDATING: "True", VLLM_API_KEY: KEY },
             }).then(adopt);
         const replicas = await Promise.all([lora("r0"), lora("r1")]);
-        const group = (adapters: Array<[string, string]>): RoutingGroup => ({
-            name: "base",
-            method: "least_conn",
-            sessionHeader: "x-session-id",
-            loadBound: 1.25,
-            lora: true,
-            served: [{ id: "base", root: "org/base" }, ...adapters.map(([id, root]) => ({ id, root, parent: "base" }))],
-        });
-        const overrides = (adapters: Array<[string, string]>) => ({ groups: [group(adapters)], upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: "base" })) });
+        const overrides = (adapters: Array<[string, string]>) => ({ groups: [baseGroup(adapters, true)], upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: "base" })) });
         const b = await startEdgeBalancer({ upstreamPorts: [], replicaKey: KEY, overrides: overrides([["lora-a", "/adapters/a"]]) });
         const auth = { authorization: `Bearer ${KEY}` };
         /** The adapters a replica lists itself, as "name=path". */
@@ -266,7 +263,7 @@ describe("model groups: one endpoint, routed by the body's model", () => {
             }).then(adopt);
         const replicas = await Promise.all([start("r0", true), start("r1", false)]);
         const names = ["lora-a", "lora-b", "lora-c", "lora-d"];
-        const group: RoutingGroup = { name: "base", method: "least_conn", sessionHeader: "x-session-id", loadBound: 1.25, lora: true, served: [{ id: "base", root: "org/base" }, ...names.map((id) => ({ id, root: `/adapters/${id}`, parent: "base" }))] };
+        const group = baseGroup(names.map((id) => [id, `/adapters/${id}`]), true);
         const b = await startEdgeBalancer({ upstreamPorts: [], replicaKey: KEY, overrides: { groups: [group], upstreams: replicas.map((r, i) => ({ name: `vllm${i}`, address: `127.0.0.1:${r.port}`, group: "base" })) } });
         const auth = { authorization: `Bearer ${KEY}` };
         try {
